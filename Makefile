@@ -1,0 +1,34 @@
+# Set-up and main jobs. `make demo` and `make test` create .venv when absent and install
+# the project into it; nothing else needs to be installed by hand.
+#
+# TORCH_SPEC pins the CPU wheel so that no CUDA packages are pulled on CPU machines.
+# On a GPU machine:  make demo TORCH_SPEC="torch"   (or install your CUDA torch into .venv first)
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.jstip-installed
+
+.PHONY: setup demo test clean-data
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	@if [ ! -d .dvc ]; then $(BIN)/dvc init --quiet --no-scm 2>/dev/null || $(BIN)/dvc init --quiet; fi
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc metrics show
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean-data:
+	rm -rf data metrics plots checkpoints dvc.lock

@@ -1,0 +1,150 @@
+"""espeak-ng through ctypes (the `espeakng-loader` wheel): synthesis with word timings, and G2P.
+
+No system espeak is needed: the wheel ships the library and its data. The library keeps
+global state, so one `Espeak` per process is created lazily by `espeak()`; calls are
+serialised with a lock.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from manifests.errors import JstipError
+
+_AUDIO_OUTPUT_RETRIEVAL = 1
+_INIT_PHONEME_EVENTS = 0x0001
+_EV_LIST_TERMINATED, _EV_WORD, _EV_PHONEME = 0, 1, 7
+_RATE, _PITCH = 1, 3
+_CHARS_UTF8 = 1
+_PAUSE_PHONEMES = {b"_", b"_:", b"_!", b"_|", b"_^_"}
+
+
+class _EventId(ctypes.Union):
+    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+
+
+class _Event(ctypes.Structure):
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", _EventId),
+    ]
+
+
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+
+
+@dataclass(frozen=True)
+class SpokenWord:
+    """A word as espeak spoke it: its characters in the input text and its time in the audio."""
+
+    text: str
+    char_start: int
+    start: float
+    end: float
+
+
+class Espeak:
+    """One initialised espeak-ng library: `synthesize` for speech + word times, `phonemes` for G2P."""
+
+    def __init__(self) -> None:
+        try:
+            import espeakng_loader
+        except ImportError as exc:  # pragma: no cover - a dependency of the package
+            raise JstipError("espeakng-loader is not installed: pip install espeakng-loader") from exc
+        self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        self._lib.espeak_Initialize.restype = ctypes.c_int
+        rate = self._lib.espeak_Initialize(
+            _AUDIO_OUTPUT_RETRIEVAL, 0, espeakng_loader.get_data_path().encode(), _INIT_PHONEME_EVENTS
+        )
+        if rate <= 0:
+            raise JstipError("espeak-ng failed to initialise; reinstall espeakng-loader")
+        self.sample_rate = rate
+        self._lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        self._lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
+        self._lock = threading.Lock()
+        self._chunks: list[np.ndarray] = []
+        self._events: list[tuple[int, int, int, int, bytes]] = []
+        self._callback = _CALLBACK(self._on_audio)  # kept referenced: espeak holds the pointer
+        self._lib.espeak_SetSynthCallback(self._callback)
+        self._voice = ""
+
+    def _on_audio(self, wav, n, events) -> int:
+        if n > 0:
+            self._chunks.append(np.ctypeslib.as_array(wav, (n,)).copy())
+        i = 0
+        while events[i].type != _EV_LIST_TERMINATED:
+            e = events[i]
+            name = bytes(e.id.string).rstrip(b"\0") if e.type == _EV_PHONEME else b""
+            self._events.append((e.type, e.text_position, e.length, e.sample, name))
+            i += 1
+        return 0
+
+    def set_voice(self, voice: str) -> None:
+        if voice != self._voice:
+            if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
+                raise JstipError(f"espeak-ng has no voice {voice!r}; try en-us, en, en-gb-x-rp, en-us+f3")
+            self._voice = voice
+
+    def synthesize(self, text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50) -> tuple[np.ndarray, list[SpokenWord]]:
+        """Speak `text`; returns float32 samples at `self.sample_rate` and each word's start and end.
+
+        A word starts at its espeak word event and ends where the next word or pause begins,
+        so the times are the synthesizer's own ground truth, not an estimate.
+        """
+        encoded = text.encode("utf-8")
+        with self._lock:
+            self.set_voice(voice)
+            self._lib.espeak_SetParameter(_RATE, int(rate), 0)
+            self._lib.espeak_SetParameter(_PITCH, int(pitch), 0)
+            self._chunks, self._events = [], []
+            status = self._lib.espeak_Synth(ctypes.c_char_p(encoded), len(encoded) + 1, 0, 0, 0, _CHARS_UTF8, None, None)
+            self._lib.espeak_Synchronize()
+            if status != 0:
+                raise JstipError(f"espeak-ng could not synthesize {text!r} (status {status})")
+            chunks, events = self._chunks, self._events
+        audio = (np.concatenate(chunks) if chunks else np.zeros(0, np.int16)).astype(np.float32) / 32768.0
+        return audio, _word_times(encoded, events, len(audio), self.sample_rate)
+
+    def phonemes(self, word: str, voice: str = "en-us") -> list[str]:
+        """espeak's phoneme mnemonics for `word` (e.g. metformin -> m 'E t f o@ m ,I n)."""
+        with self._lock:
+            self.set_voice(voice)
+            pointer = ctypes.c_char_p(word.encode("utf-8"))
+            out = self._lib.espeak_TextToPhonemes(ctypes.byref(pointer), _CHARS_UTF8, ord("|") << 8)
+        text = (out or b"").decode("utf-8", "replace")
+        return [p for p in text.replace(" ", "|").split("|") if p]
+
+
+def _word_times(text: bytes, events, n_samples: int, rate: int) -> list[SpokenWord]:
+    starts = [(pos, length, sample) for kind, pos, length, sample, _ in events if kind == _EV_WORD]
+    boundaries = sorted(
+        {sample for kind, _, _, sample, name in events if kind == _EV_PHONEME and name in _PAUSE_PHONEMES}
+        | {sample for _, _, sample in starts}
+        | {n_samples}
+    )
+    words = []
+    for pos, length, sample in starts:
+        end = next(b for b in boundaries if b > sample)
+        chars = text[pos - 1 : pos - 1 + length].decode("utf-8", "replace")
+        words.append(SpokenWord(chars, pos - 1, sample / rate, end / rate))
+    return words
+
+
+_INSTANCE: Espeak | None = None
+
+
+def espeak() -> Espeak:
+    """The process-wide espeak-ng instance (created on first use)."""
+    global _INSTANCE
+    if _INSTANCE is None:
+        _INSTANCE = Espeak()
+    return _INSTANCE

@@ -1,0 +1,133 @@
+"""The only Parquet readers and writers: streaming, sharded, atomic.
+
+Writers go through a temporary file and a rename, so a crashed stage never leaves a
+half-written manifest that a rerun would mistake for a finished one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Type, TypeVar
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import ManifestError
+from .schema import from_table, schema_of, to_table
+
+T = TypeVar("T")
+SHARD_PATTERN = "part-{:05d}.parquet"
+
+
+def _atomic_target(path: Path) -> tuple[Path, Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return path, Path(tmp)
+
+
+def write_table(table: pa.Table, path: str | Path) -> Path:
+    """Write one Arrow table as zstd Parquet, atomically."""
+    final, tmp = _atomic_target(Path(path))
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final
+
+
+def write_records(records: Iterable[Any], record_type: type, path: str | Path) -> int:
+    """Write records of one type to a single Parquet file; returns how many were written."""
+    table = to_table(list(records), record_type)
+    write_table(table, path)
+    return table.num_rows
+
+
+def shard_path(directory: str | Path, index: int) -> Path:
+    """Where shard `index` of a sharded manifest lives."""
+    return Path(directory) / SHARD_PATTERN.format(index)
+
+
+def write_shards(records: Iterable[Any], record_type: type, directory: str | Path, shard_size: int) -> list[Path]:
+    """Write records as `part-00000.parquet`, … of at most `shard_size` rows each.
+
+    Shards left from an earlier run with a higher index are removed so that the directory
+    holds exactly this run's output.
+    """
+    if shard_size < 1:
+        raise ManifestError(f"shard_size must be at least 1, got {shard_size}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    batch: list[Any] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) == shard_size:
+            paths.append(Path(write_table(to_table(batch, record_type), shard_path(directory, len(paths)))))
+            batch = []
+    if batch or not paths:
+        paths.append(Path(write_table(to_table(batch, record_type), shard_path(directory, len(paths)))))
+    for stale in sorted(directory.glob("part-*.parquet")):
+        if stale not in paths:
+            stale.unlink()
+    return paths
+
+
+def manifest_files(path: str | Path) -> list[Path]:
+    """The Parquet files of a manifest: the file itself, or a directory's `part-*.parquet`."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("part-*.parquet"))
+        if not files:
+            raise ManifestError(f"{path} holds no part-*.parquet shards; run the stage that writes it first")
+        return files
+    if not path.exists():
+        raise ManifestError(f"manifest {path} does not exist; run the stage that writes it first")
+    return [path]
+
+
+def iter_records(path: str | Path, record_type: Type[T], batch_size: int = 1024) -> Iterator[T]:
+    """Stream records of one type from a Parquet file or shard directory, checking the schema."""
+    expected = schema_of(record_type)
+    for file in manifest_files(path):
+        try:
+            parquet = pq.ParquetFile(file)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise ManifestError(f"cannot read {file}: {exc}") from exc
+        missing = set(expected.names) - set(parquet.schema_arrow.names)
+        if missing:
+            raise ManifestError(
+                f"{file} is not a {record_type.__name__} manifest: missing columns {sorted(missing)}"
+            )
+        for batch in parquet.iter_batches(batch_size=batch_size, columns=expected.names):
+            yield from from_table(pa.Table.from_batches([batch]), record_type)
+
+
+def read_records(path: str | Path, record_type: Type[T]) -> list[T]:
+    """All records of a manifest, in order."""
+    return list(iter_records(path, record_type))
+
+
+def write_metrics(metrics: dict[str, Any], path: str | Path) -> Path:
+    """Write a stage's counts as indented JSON (what `dvc metrics show` reads), atomically."""
+    final, tmp = _atomic_target(Path(path))
+    try:
+        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final
+
+
+def write_text_atomic(text: str, path: str | Path) -> Path:
+    """Write a small text file (a CSV plot, a word list) atomically."""
+    final, tmp = _atomic_target(Path(path))
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final

@@ -1,0 +1,226 @@
+"""The data contract: every record that crosses a stage boundary, with its Arrow schema.
+
+Each record is a frozen dataclass next to the `pyarrow` schema it is stored with, so that
+a stage can work on plain Python objects while the Parquet files stay typed and checked.
+All times are seconds (float64) relative to the utterance's own start; frame indices are
+never stored because they depend on the encoder.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Type, TypeVar
+
+import pyarrow as pa
+
+T = TypeVar("T")
+
+SPEECH = "speech"
+TEXT = "text"
+ALIGN_OK = "ok"
+ALIGN_FAILED = "failed"
+SAMPLE_KINDS = ("asr", "text", "interleave_word", "interleave_segment")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One transcribed stretch of audio: a whole file, or `offset`..`offset+duration` of it."""
+
+    utt_id: str
+    audio_path: str
+    offset: float
+    duration: float
+    sample_rate: int
+    speaker: str
+    text: str
+    norm_text: str
+    corpus: str
+    split: str
+
+
+UTTERANCE_SCHEMA = pa.schema(
+    [
+        ("utt_id", pa.string()),
+        ("audio_path", pa.string()),
+        ("offset", pa.float64()),
+        ("duration", pa.float64()),
+        ("sample_rate", pa.int32()),
+        ("speaker", pa.string()),
+        ("text", pa.string()),
+        ("norm_text", pa.string()),
+        ("corpus", pa.string()),
+        ("split", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class WordSpan:
+    """A word of `norm_text` placed in time; `score` is the backend's confidence (higher is better)."""
+
+    word: str
+    start: float
+    end: float
+    score: float = 0.0
+
+
+WORD_TYPE = pa.struct(
+    [("word", pa.string()), ("start", pa.float64()), ("end", pa.float64()), ("score", pa.float64())]
+)
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """The aligner's verdict on one utterance: word spans when `status == "ok"`, else a reason."""
+
+    utt_id: str
+    aligner: str
+    status: str
+    reason: str
+    words: tuple[WordSpan, ...] = ()
+
+
+ALIGNMENT_SCHEMA = pa.schema(
+    [
+        ("utt_id", pa.string()),
+        ("aligner", pa.string()),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("words", pa.list_(WORD_TYPE)),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Text:
+    """Transcript-only domain text: no audio, used for `text` samples."""
+
+    text_id: str
+    text: str
+    norm_text: str
+    source: str
+
+
+TEXT_SCHEMA = pa.schema(
+    [("text_id", pa.string()), ("text", pa.string()), ("norm_text", pa.string()), ("source", pa.string())]
+)
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of a sample in one modality; speech spans carry their times, text spans 0..0."""
+
+    modality: str
+    text: str
+    start: float = 0.0
+    end: float = 0.0
+
+
+SPAN_TYPE = pa.struct(
+    [("modality", pa.string()), ("text", pa.string()), ("start", pa.float64()), ("end", pa.float64())]
+)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training sequence: an ordered list of speech and text spans over one source record."""
+
+    sample_id: str
+    kind: str
+    source_id: str
+    audio_path: str
+    offset: float
+    duration: float
+    spans: tuple[Span, ...]
+    n_speech_words: int
+    n_text_words: int
+
+
+SAMPLE_SCHEMA = pa.schema(
+    [
+        ("sample_id", pa.string()),
+        ("kind", pa.string()),
+        ("source_id", pa.string()),
+        ("audio_path", pa.string()),
+        ("offset", pa.float64()),
+        ("duration", pa.float64()),
+        ("spans", pa.list_(SPAN_TYPE)),
+        ("n_speech_words", pa.int32()),
+        ("n_text_words", pa.int32()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An input that did not become a record, and why: nothing is dropped silently."""
+
+    stage: str
+    record_id: str
+    reason: str
+
+
+REJECTED_SCHEMA = pa.schema([("stage", pa.string()), ("record_id", pa.string()), ("reason", pa.string())])
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A decoded transcript of a held-out utterance next to its reference."""
+
+    utt_id: str
+    reference: str
+    hypothesis: str
+
+
+HYPOTHESIS_SCHEMA = pa.schema([("utt_id", pa.string()), ("reference", pa.string()), ("hypothesis", pa.string())])
+
+
+SCHEMAS: dict[type, pa.Schema] = {
+    Utterance: UTTERANCE_SCHEMA,
+    Alignment: ALIGNMENT_SCHEMA,
+    Text: TEXT_SCHEMA,
+    Sample: SAMPLE_SCHEMA,
+    Rejected: REJECTED_SCHEMA,
+    Hypothesis: HYPOTHESIS_SCHEMA,
+}
+_NESTED: dict[tuple[type, str], type] = {(Alignment, "words"): WordSpan, (Sample, "spans"): Span}
+
+
+def schema_of(record_type: type) -> pa.Schema:
+    """The Arrow schema a record type is stored with."""
+    return SCHEMAS[record_type]
+
+
+def to_row(record: Any) -> dict[str, Any]:
+    """A record as a plain dict (nested dataclasses become dicts), ready for Arrow."""
+    return dataclasses.asdict(record)
+
+
+def to_table(records: Iterable[Any], record_type: type) -> pa.Table:
+    """Records of one type as an Arrow table with that type's schema (checked by Arrow)."""
+    rows = [to_row(r) for r in records]
+    return pa.Table.from_pylist(rows, schema=schema_of(record_type))
+
+
+def from_row(row: dict[str, Any], record_type: Type[T]) -> T:
+    """Build a record from a dict read back from Arrow, rebuilding nested spans as tuples."""
+    kwargs = {}
+    for f in dataclasses.fields(record_type):
+        value = row[f.name]
+        nested = _NESTED.get((record_type, f.name))
+        if nested is not None:
+            value = tuple(nested(**v) for v in (value or ()))
+        kwargs[f.name] = value
+    return record_type(**kwargs)
+
+
+def from_table(table: pa.Table, record_type: Type[T]) -> Iterator[T]:
+    """Records from an Arrow table (or record batch) of that type's schema."""
+    for row in table.to_pylist():
+        yield from_row(row, record_type)
+
+
+__all__ = [
+    "Alignment", "Hypothesis", "Rejected", "Sample", "Span", "Text", "Utterance", "WordSpan",
+    "schema_of", "to_table", "from_table", "from_row", "to_row",
+]

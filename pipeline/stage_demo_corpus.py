@@ -1,0 +1,103 @@
+"""`jstip demo-corpus`: synthesize an English demo corpus with espeak-ng, with true word times.
+
+Writes an MFA-style corpus directory (`corpus/<speaker>/<utt_id>.wav` + `.lab`), the
+synthesizer's own word times as an alignment manifest (`reference.parquet`, aligner
+`espeak`), a transcript-only domain text file and the entity list used by `evaluate`.
+"""
+from __future__ import annotations
+
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import librosa
+from tqdm import tqdm
+
+from aligners.espeak import espeak
+from manifests.audio import write_audio
+from manifests.errors import JstipError
+from manifests.io import write_metrics, write_records, write_text_atomic
+from manifests.schema import ALIGN_OK, Alignment, WordSpan
+
+from . import demo_text
+from .textnorm import normalize
+
+DEFAULT_VOICES = "en-us,en-us+f3,en-us+m3,en-us+f2,en,en-gb-x-rp+m2,en-gb-scotland,en-029"
+
+
+@dataclass
+class DemoCorpusConfig:
+    out: str = field(default="data/demo", metadata={"help": "output directory of the demo corpus"})
+    n_utterances: int = field(default=200, metadata={"help": "number of spoken utterances"})
+    n_domain_texts: int = field(default=400, metadata={"help": "number of transcript-only domain sentences"})
+    medical_fraction: float = field(default=0.5, metadata={"help": "share of spoken sentences from the medical domain"})
+    rare_entity_share: float = field(
+        default=0.1, metadata={"help": "probability that a spoken medical sentence uses a rare entity"}
+    )
+    voices: str = field(default=DEFAULT_VOICES, metadata={"help": "comma-separated espeak-ng voices (one speaker each)"})
+    min_rate: int = field(default=140, metadata={"help": "slowest speaking rate, words per minute"})
+    max_rate: int = field(default=190, metadata={"help": "fastest speaking rate, words per minute"})
+    sample_rate: int = field(default=16000, metadata={"help": "sample rate of the written audio"})
+    seed: int = field(default=0, metadata={"help": "random seed: the same seed gives the same corpus"})
+    metrics: str = field(default="metrics/demo_corpus.json", metadata={"help": "where to write the counts"})
+
+
+def _speaker_id(voice: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", voice).strip("_")
+
+
+def run(cfg: DemoCorpusConfig) -> dict:
+    voices = [v.strip() for v in cfg.voices.split(",") if v.strip()]
+    if not voices:
+        raise JstipError("demo-corpus needs at least one voice in --voices, e.g. en-us")
+    if cfg.min_rate > cfg.max_rate:
+        raise JstipError(f"--min-rate {cfg.min_rate} is above --max-rate {cfg.max_rate}")
+    out = Path(cfg.out)
+    rng = random.Random(cfg.seed)
+    engine = espeak()
+    references, seconds, started = [], 0.0, time.perf_counter()
+    for i in tqdm(range(cfg.n_utterances), desc="demo-corpus: synthesizing", unit="utt"):
+        voice = voices[i % len(voices)]
+        rate = rng.randint(cfg.min_rate, cfg.max_rate)
+        domain, sentence = demo_text.speech_sentence(rng, cfg.medical_fraction, cfg.rare_entity_share)
+        audio, spoken = engine.synthesize(sentence, voice=voice, rate=rate)
+        audio = librosa.resample(audio, orig_sr=engine.sample_rate, target_sr=cfg.sample_rate)
+        speaker = _speaker_id(voice)
+        utt_id = f"demo-{domain[:3]}-{i:05d}"
+        write_audio(audio, out / "corpus" / speaker / f"{utt_id}.wav", cfg.sample_rate)
+        write_text_atomic(sentence + "\n", out / "corpus" / speaker / f"{utt_id}.lab")
+        references.append(Alignment(utt_id, "espeak", ALIGN_OK, "", tuple(_reference_words(spoken))))
+        seconds += len(audio) / cfg.sample_rate
+    write_records(references, Alignment, out / "reference.parquet")
+    domain_lines = [demo_text.domain_sentence(rng) for _ in range(cfg.n_domain_texts)]
+    write_text_atomic("\n".join(domain_lines) + "\n", out / "domain_text.txt")
+    write_text_atomic("\n".join(demo_text.entities()) + "\n", out / "entities.txt")
+    wall = time.perf_counter() - started
+    metrics = {
+        "utterances": cfg.n_utterances,
+        "audio_hours": round(seconds / 3600, 4),
+        "speakers": len(set(voices[: cfg.n_utterances])),
+        "domain_texts": len(domain_lines),
+        "synthesis_rtf": round(wall / max(seconds, 1e-9), 4),
+    }
+    write_metrics(metrics, cfg.metrics)
+    return metrics
+
+
+def _reference_words(spoken) -> list[WordSpan]:
+    """espeak's words normalised like transcripts.
+
+    A token that normalises to several words ("500" -> five hundred) is spoken as one
+    espeak word; its time is shared out evenly and scored 0.5 to mark the estimate.
+    """
+    words = []
+    for w in spoken:
+        pieces = normalize(w.text).split()
+        step = (w.end - w.start) / max(len(pieces), 1)
+        score = 1.0 if len(pieces) == 1 else 0.5
+        for k, piece in enumerate(pieces):
+            start, end = w.start + k * step, w.start + (k + 1) * step
+            words.append(WordSpan(piece, round(start, 4), round(end, 4), score))
+    return words
