@@ -75,6 +75,9 @@ class PocketsphinxAligner(Aligner):
         pcm = self._pcm(audio)
         reasons = []
         for beam, decoder in zip(self.beams, self._decoders):
+            # Feature state (cepstral mean and more) adapts across utterances; resetting it makes
+            # an alignment independent of what the worker aligned before (1 and N workers agree).
+            decoder.reinit_feat()
             try:
                 decoder.set_align_text(" ".join(words))
             except RuntimeError as exc:
@@ -101,7 +104,7 @@ def _word_spans(decoder, duration: float) -> list[WordSpan]:
         score = math.log(max(seg.ascore, 1e-300)) / frames
         start = min(max(seg.start_frame / FRAME_RATE - PAD_SECONDS, 0.0), duration)
         end = min(max((seg.end_frame + 1) / FRAME_RATE - PAD_SECONDS, start), duration)
-        spans.append(WordSpan(_VARIANT.sub("", seg.word), round(start, 4), round(end, 4), score))
+        spans.append(WordSpan(_VARIANT.sub("", seg.word), round(start, 4), min(round(end, 4), duration), score))
     return spans
 
 

@@ -17,10 +17,12 @@ def rng_for(seed: int, key: str) -> np.random.Generator:
 
 
 def poisson_speech_mask(n_words: int, lam: float, eta: float, rng: np.random.Generator) -> list[bool]:
-    """True for speech words: alternating runs starting with speech, speech runs ~ Poisson(λ).
+    """True for speech words: alternating runs starting with speech, speech runs of mean λ.
 
-    Text runs are drawn with mean λ(1-η)/η, so the expected speech share is η. With two or
-    more words at least one word stays text, so every sample has something to predict.
+    Run lengths are 1 + Poisson(mean - 1) (a run is never empty, and the mean stays exact);
+    text runs have mean λ(1-η)/η, so the expected speech share is η (reachable while that
+    mean is at least 1, i.e. η <= λ/(λ+1)). With two or more words at least one word stays
+    text, so every sample has something to predict.
     """
     if not 0.0 < eta < 1.0:
         raise ValueError(f"eta must lie strictly between 0 and 1, got {eta}")
@@ -28,7 +30,7 @@ def poisson_speech_mask(n_words: int, lam: float, eta: float, rng: np.random.Gen
     mask: list[bool] = []
     speech = True
     while len(mask) < n_words:
-        length = max(1, int(rng.poisson(lam if speech else text_mean)))
+        length = 1 + int(rng.poisson(max((lam if speech else text_mean) - 1.0, 0.0)))
         mask.extend([speech] * min(length, n_words - len(mask)))
         speech = not speech
     if n_words >= 2 and all(mask):

@@ -1,0 +1,58 @@
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from manifests.errors import ManifestError
+from manifests.io import iter_records, read_records, write_metrics, write_records, write_shards
+from manifests.schema import (
+    Alignment, Hypothesis, Rejected, Sample, Span, Text, Utterance, WordSpan, schema_of,
+)
+
+RECORDS = [
+    Utterance("u1", "a.wav", 0.5, 2.0, 16000, "spk", "Hello, World!", "hello world", "demo", "train"),
+    Alignment("u1", "pocketsphinx", "ok", "", (WordSpan("hello", 0.1, 0.4, -1.0), WordSpan("world", 0.5, 0.9, -2.0))),
+    Alignment("u2", "pocketsphinx", "failed", "empty transcript", ()),
+    Text("t1", "Take 5 mg.", "take five mg", "domain.txt"),
+    Sample("u1:asr", "asr", "u1", "a.wav", 0.5, 2.0, (Span("speech", "hello world", 0.0, 2.0), Span("text", "hello world")), 2, 2),
+    Rejected("prepare", "u3", "empty transcript"),
+    Hypothesis("u1", "hello world", "hello word"),
+]
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=lambda r: type(r).__name__)
+def test_every_record_type_round_trips_through_parquet(tmp_path, record):
+    path = tmp_path / "m.parquet"
+    write_records([record, record], type(record), path)
+    assert read_records(path, type(record)) == [record, record]
+    assert pq.read_schema(path).equals(schema_of(type(record)), check_metadata=False)
+
+
+def test_shards_are_numbered_bounded_and_stale_ones_removed(tmp_path):
+    texts = [Text(f"t{i}", "x", "x", "s") for i in range(5)]
+    write_shards(texts * 2, Text, tmp_path, shard_size=3)
+    assert sorted(p.name for p in tmp_path.glob("part-*.parquet")) == [f"part-0000{i}.parquet" for i in range(4)]
+    paths = write_shards(texts, Text, tmp_path, shard_size=3)
+    assert [p.name for p in paths] == ["part-00000.parquet", "part-00001.parquet"]
+    assert sorted(tmp_path.glob("part-*.parquet")) == paths
+    assert [t.text_id for t in iter_records(tmp_path, Text)] == [t.text_id for t in texts]
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_reading_the_wrong_record_type_names_the_missing_columns(tmp_path):
+    write_records([Text("t", "x", "x", "s")], Text, tmp_path / "t.parquet")
+    with pytest.raises(ManifestError, match="not a Utterance manifest"):
+        read_records(tmp_path / "t.parquet", Utterance)
+
+
+def test_missing_manifest_says_which_stage_to_run(tmp_path):
+    with pytest.raises(ManifestError, match="run the stage"):
+        read_records(tmp_path / "nope.parquet", Text)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ManifestError, match="no part-"):
+        read_records(tmp_path / "empty", Text)
+
+
+def test_metrics_are_json(tmp_path):
+    write_metrics({"b": 1, "a": {"x": 0.5}}, tmp_path / "m" / "s.json")
+    assert json.loads((tmp_path / "m" / "s.json").read_text()) == {"a": {"x": 0.5}, "b": 1}

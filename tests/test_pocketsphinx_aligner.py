@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+from aligners import AlignmentFailed, get_aligner
+from aligners.quality import matched_word_errors
+from manifests.errors import JstipError
+from manifests.schema import WordSpan
+from pipeline.textnorm import normalize
+
+
+@pytest.fixture(scope="module")
+def aligner():
+    return get_aligner("pocketsphinx")
+
+
+def test_aligns_synthesized_speech_close_to_the_true_word_onsets(aligner, spoken):
+    sentence = "The patient was given atorvastatin for hypertension yesterday."
+    audio, truth = spoken(sentence, voice="en-us+f3")
+    words = normalize(sentence).split()
+    spans = aligner.align(audio, words)
+    assert [s.word for s in spans] == words  # includes a word missing from cmudict
+    onset_errors = [abs(s.start - t.start) for s, t in zip(spans, truth)]
+    assert np.mean(onset_errors) < 0.05
+    assert all(0 <= s.start <= s.end <= len(audio) / 16000 for s in spans)
+
+
+def test_empty_transcript_and_silence_fail_with_a_reason(aligner, sine):
+    with pytest.raises(AlignmentFailed, match="empty transcript"):
+        aligner.align(sine(1.0), [])
+    with pytest.raises(AlignmentFailed, match="too short"):
+        aligner.align(np.zeros(100, np.float32), ["hello"])
+
+
+def test_unknown_backend_lists_the_known_ones():
+    with pytest.raises(JstipError, match="pocketsphinx"):
+        get_aligner("nope")
+
+
+def test_boundary_error_matches_words_by_sequence():
+    ref = [WordSpan("a", 0.0, 0.1), WordSpan("b", 0.1, 0.3), WordSpan("c", 0.3, 0.5)]
+    hyp = [WordSpan("a", 0.02, 0.1), WordSpan("x", 0.1, 0.2), WordSpan("c", 0.3, 0.54)]
+    errors = matched_word_errors(hyp, ref)
+    assert [round(b, 4) for b, _ in errors] == [0.01, 0.02]
+    assert [round(o, 4) for _, o in errors] == [0.02, 0.0]
