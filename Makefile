@@ -23,7 +23,6 @@ $(STAMP): $(BIN)/python pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	@if [ ! -d .dvc ]; then $(BIN)/dvc init --quiet --no-scm 2>/dev/null || $(BIN)/dvc init --quiet; fi
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc metrics show
 
