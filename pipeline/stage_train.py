@@ -7,6 +7,7 @@ config, runs `trainer.loop.train`, and writes `checkpoints/`, `plots/train_loss.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -65,6 +66,12 @@ def tokenizer_texts(cfg: TrainConfig, samples: list[Sample]) -> list[str]:
     return texts
 
 
+def _subset(cfg: TrainConfig, target: type):
+    """`target` built from the stage options of the same names (the rest keep its defaults)."""
+    names = {f.name for f in dataclasses.fields(cfg)}
+    return target(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(target) if f.name in names})
+
+
 def run(cfg: TrainConfig) -> dict:
     """Train and write checkpoint, loss CSV and metrics; returns the metrics."""
     import torch
@@ -85,16 +92,10 @@ def run(cfg: TrainConfig) -> dict:
         tok = extend_tokenizer(load_pretrained_tokenizer(cfg.lm))
     else:
         tok = build_tokenizer(tokenizer_texts(cfg, samples), cfg.vocab_size)
-    model_cfg = SpeechLMConfig(stack=cfg.stack, enc_dim=cfg.enc_dim, enc_layers=cfg.enc_layers, enc_heads=cfg.enc_heads,
-                               proj_hidden=cfg.proj_hidden, lm=cfg.lm, lm_type=cfg.lm_type, lm_hidden=cfg.lm_hidden,
-                               lm_layers=cfg.lm_layers, lm_heads=cfg.lm_heads, lm_intermediate=cfg.lm_intermediate,
-                               dropout=cfg.dropout, ctc_weight=cfg.ctc_weight)
-    model = SpeechLM(model_cfg, tok)
+    model = SpeechLM(_subset(cfg, SpeechLMConfig), tok)
     dataset = SampleDataset(samples, model.spec)
     collator = Collator(tok, model.spec, max_tokens=cfg.max_tokens)
-    loop_cfg = LoopConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
-                          weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, seed=cfg.seed,
-                          log_every=cfg.log_every, device=cfg.device)
+    loop_cfg = _subset(cfg, LoopConfig)
     ckpt = Path(cfg.checkpoints)
     ckpt.mkdir(parents=True, exist_ok=True)
     result = train(model, dataset, collator, loop_cfg, log_path=ckpt / "train_log.jsonl", progress=cfg.progress)
