@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 
 from tqdm import tqdm
 
-from aligners import BACKENDS, Aligner, AlignmentFailed, get_aligner
+from aligners import BACKENDS, Aligner, AlignmentFailed, check_aligner_name, get_aligner
 from aligners.quality import boundary_report
 from manifests.audio import load_audio
 from manifests.errors import AudioError, JstipError
@@ -63,6 +63,7 @@ def _align_shard(task: tuple[list[Utterance], str]) -> int:
 def run(cfg: AlignConfig) -> dict:
     if cfg.shard_size < 1 or cfg.workers < 1:
         raise JstipError(f"--shard-size and --workers must be at least 1 (got {cfg.shard_size}, {cfg.workers})")
+    check_aligner_name(cfg.aligner)  # before anything is read or removed
     utterances = read_records(cfg.utterances, Utterance)
     out = Path(cfg.out)
     for stale in out.glob("part-*.parquet"):
@@ -71,7 +72,6 @@ def run(cfg: AlignConfig) -> dict:
         (utterances[i : i + cfg.shard_size], str(shard_path(out, n)))
         for n, i in enumerate(range(0, len(utterances), cfg.shard_size))
     ]
-    get_aligner(cfg.aligner)  # fail fast on an unknown name before any worker starts
     started = time.perf_counter()
     progress = tqdm(total=len(utterances), desc=f"align ({cfg.aligner})", unit="utt")
     if cfg.workers == 1:

@@ -1,0 +1,50 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import STAGES, build_parser, main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_data_stages_and_cli_import_without_torch():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import manifests, aligners, interleave, pipeline.cli, pipeline.stage_train, pipeline.stage_evaluate\n"
+            "import pipeline.stage_align, pipeline.stage_interleave, pipeline.stage_prepare\n"
+            "pipeline.cli.build_parser()")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+@pytest.mark.parametrize("verb", list(STAGES))
+def test_every_stage_has_a_help_that_lists_its_options(verb, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([verb, "--help"])
+    assert exit_.value.code == 0
+    assert "--params" in capsys.readouterr().out
+
+
+def test_params_file_then_flags(tmp_path, capsys):
+    (tmp_path / "p.yaml").write_text("prepare:\n  corpus: nowhere\n  test_fraction: 0.2\n")
+    assert main(["prepare", "--params", str(tmp_path / "p.yaml"), "--corpus", str(tmp_path / "missing")]) == 2
+    assert "missing does not exist" in capsys.readouterr().err
+    (tmp_path / "p.yaml").write_text("prepare:\n  corpusx: nowhere\n")
+    assert main(["prepare", "--params", str(tmp_path / "p.yaml")]) == 2
+    assert "unknown options ['corpusx']" in capsys.readouterr().err
+
+
+def test_unknown_aligner_fails_before_touching_outputs(tmp_path, capsys):
+    out = tmp_path / "alignments"
+    out.mkdir()
+    (out / "part-00000.parquet").write_bytes(b"earlier output")
+    assert main(["align", "--aligner", "nope", "--out", str(out), "--metrics", str(tmp_path / "m.json")]) == 2
+    assert "known aligners: pocketsphinx" in capsys.readouterr().err
+    assert (out / "part-00000.parquet").exists()
+
+
+def test_metrics_are_printed_as_json(tmp_path, capsys):
+    assert main(["demo-corpus", "--out", str(tmp_path / "d"), "--n-utterances", "2", "--n-domain-texts", "1",
+                 "--metrics", str(tmp_path / "m.json")]) == 0
+    assert json.loads(capsys.readouterr().out)["utterances"] == 2
