@@ -94,11 +94,14 @@ class Espeak:
                 raise JstipError(f"espeak-ng has no voice {voice!r}; try en-us, en, en-gb-x-rp, en-us+f3")
             self._voice = voice
 
-    def synthesize(self, text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50) -> tuple[np.ndarray, list[SpokenWord]]:
+    def synthesize(
+        self, text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50, seed: int = 0
+    ) -> tuple[np.ndarray, list[SpokenWord]]:
         """Speak `text`; returns float32 samples at `self.sample_rate` and each word's start and end.
 
         A word starts at its espeak word event and ends where the next word or pause begins,
-        so the times are the synthesizer's own ground truth, not an estimate.
+        so the times are the synthesizer's own ground truth, not an estimate. `seed` fixes the
+        voice's noise, so the same call gives the same samples in any process.
         """
         encoded = text.encode("utf-8")
         with self._lock:
@@ -106,6 +109,8 @@ class Espeak:
             self._lib.espeak_SetParameter(_RATE, int(rate), 0)
             self._lib.espeak_SetParameter(_PITCH, int(pitch), 0)
             self._chunks, self._events = [], []
+            # breathy voices (+f2, +f3, …) draw noise from espeak's generator: seed it per call
+            self._lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))
             status = self._lib.espeak_Synth(ctypes.c_char_p(encoded), len(encoded) + 1, 0, 0, 0, _CHARS_UTF8, None, None)
             self._lib.espeak_Synchronize()
             if status != 0:

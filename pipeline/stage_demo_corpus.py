@@ -62,7 +62,7 @@ def run(cfg: DemoCorpusConfig) -> dict:
         voice = voices[i % len(voices)]
         rate = rng.randint(cfg.min_rate, cfg.max_rate)
         domain, sentence = demo_text.speech_sentence(rng, cfg.medical_fraction, cfg.rare_entity_share)
-        audio, spoken = engine.synthesize(sentence, voice=voice, rate=rate)
+        audio, spoken = engine.synthesize(sentence, voice=voice, rate=rate, seed=cfg.seed * 100003 + i)
         audio = librosa.resample(audio, orig_sr=engine.sample_rate, target_sr=cfg.sample_rate)
         speaker = _speaker_id(voice)
         utt_id = f"demo-{domain[:3]}-{i:05d}"
