@@ -11,6 +11,7 @@ import numpy as np
 import soundfile as sf
 
 from .errors import AudioError
+from .io import atomic_path
 
 
 def audio_info(path: str | Path) -> tuple[int, float]:
@@ -47,16 +48,6 @@ def load_audio(path: str | Path, offset: float = 0.0, duration: float | None = N
 
 def write_audio(samples: np.ndarray, path: str | Path, sample_rate: int) -> Path:
     """Write mono float samples as 16-bit PCM (WAV or FLAC by suffix), atomically."""
-    import os
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         sf.write(tmp, np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return Path(path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Type, TypeVar
 
@@ -21,22 +22,28 @@ T = TypeVar("T")
 SHARD_PATTERN = "part-{:05d}.parquet"
 
 
-def _atomic_target(path: Path) -> tuple[Path, Path]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; renamed onto `path` only if the block succeeds.
+
+    The temporary name keeps the suffix, so writers that pick a format by suffix still work.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=final.suffix, dir=final.parent)
     os.close(fd)
-    return path, Path(tmp)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, final)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def write_table(table: pa.Table, path: str | Path) -> Path:
     """Write one Arrow table as zstd Parquet, atomically."""
-    final, tmp = _atomic_target(Path(path))
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return final
+    return Path(path)
 
 
 def write_records(records: Iterable[Any], record_type: type, path: str | Path) -> int:
@@ -113,21 +120,13 @@ def read_records(path: str | Path, record_type: Type[T]) -> list[T]:
 
 def write_metrics(metrics: dict[str, Any], path: str | Path) -> Path:
     """Write a stage's counts as indented JSON (what `dvc metrics show` reads), atomically."""
-    final, tmp = _atomic_target(Path(path))
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return final
+    return Path(path)
 
 
 def write_text_atomic(text: str, path: str | Path) -> Path:
     """Write a small text file (a CSV plot, a word list) atomically."""
-    final, tmp = _atomic_target(Path(path))
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(text)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return final
+    return Path(path)

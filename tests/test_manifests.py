@@ -4,7 +4,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from manifests.errors import ManifestError
-from manifests.io import iter_records, read_records, write_metrics, write_records, write_shards
+from manifests.io import atomic_path, iter_records, read_records, write_metrics, write_records, write_shards
 from manifests.schema import (
     Alignment, Hypothesis, Rejected, Sample, Span, Text, Utterance, WordSpan, schema_of,
 )
@@ -36,7 +36,18 @@ def test_shards_are_numbered_bounded_and_stale_ones_removed(tmp_path):
     assert [p.name for p in paths] == ["part-00000.parquet", "part-00001.parquet"]
     assert sorted(tmp_path.glob("part-*.parquet")) == paths
     assert [t.text_id for t in iter_records(tmp_path, Text)] == [t.text_id for t in texts]
-    assert not list(tmp_path.glob(".*tmp"))
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_a_failed_write_keeps_the_previous_file(tmp_path):
+    path = tmp_path / "t.parquet"
+    write_records([Text("t", "x", "x", "s")], Text, path)
+    with pytest.raises(RuntimeError):
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(b"half a file")
+            raise RuntimeError("writer crashed")
+    assert read_records(path, Text) == [Text("t", "x", "x", "s")]
+    assert not list(tmp_path.glob(".*"))
 
 
 def test_reading_the_wrong_record_type_names_the_missing_columns(tmp_path):
