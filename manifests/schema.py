@@ -19,7 +19,7 @@ SPEECH = "speech"
 TEXT = "text"
 ALIGN_OK = "ok"
 ALIGN_FAILED = "failed"
-SAMPLE_KINDS = ("asr", "text", "interleave_word", "interleave_segment")
+SAMPLE_KINDS = ("asr", "text", "interleave_word", "interleave_segment", "interleave_mixed", "tts_pair")
 
 
 @dataclass(frozen=True)
@@ -70,14 +70,30 @@ WORD_TYPE = pa.struct(
 
 
 @dataclass(frozen=True)
+class PhoneSpan:
+    """A phone placed in time (ARPAbet for pocketsphinx, the model's phone set for MFA)."""
+
+    phone: str
+    start: float
+    end: float
+
+
+PHONE_TYPE = pa.struct([("phone", pa.string()), ("start", pa.float64()), ("end", pa.float64())])
+
+
+@dataclass(frozen=True)
 class Alignment:
-    """The aligner's verdict on one utterance: word spans when `status == "ok"`, else a reason."""
+    """The aligner's verdict on one utterance: word spans when `status == "ok"`, else a reason.
+
+    `phones` is empty for backends that do not place phones.
+    """
 
     utt_id: str
     aligner: str
     status: str
     reason: str
     words: tuple[WordSpan, ...] = ()
+    phones: tuple[PhoneSpan, ...] = ()
 
 
 ALIGNMENT_SCHEMA = pa.schema(
@@ -87,6 +103,7 @@ ALIGNMENT_SCHEMA = pa.schema(
         ("status", pa.string()),
         ("reason", pa.string()),
         ("words", pa.list_(WORD_TYPE)),
+        ("phones", pa.list_(PHONE_TYPE)),
     ]
 )
 
@@ -123,7 +140,12 @@ SPAN_TYPE = pa.struct(
 
 @dataclass(frozen=True)
 class Sample:
-    """One training sequence: an ordered list of speech and text spans over one source record."""
+    """One training sequence: an ordered list of speech and text spans over one source record.
+
+    `audio` optionally holds the FLAC bytes of `offset`..`offset + duration` of `audio_path`
+    (then span times are relative to the start of those bytes, as always), so that training
+    needs no access to the corpus; None means read `audio_path`.
+    """
 
     sample_id: str
     kind: str
@@ -134,6 +156,7 @@ class Sample:
     spans: tuple[Span, ...]
     n_speech_words: int
     n_text_words: int
+    audio: bytes | None = None
 
 
 SAMPLE_SCHEMA = pa.schema(
@@ -147,6 +170,7 @@ SAMPLE_SCHEMA = pa.schema(
         ("spans", pa.list_(SPAN_TYPE)),
         ("n_speech_words", pa.int32()),
         ("n_text_words", pa.int32()),
+        ("audio", pa.binary()),
     ]
 )
 
@@ -183,7 +207,9 @@ SCHEMAS: dict[type, pa.Schema] = {
     Rejected: REJECTED_SCHEMA,
     Hypothesis: HYPOTHESIS_SCHEMA,
 }
-_NESTED: dict[tuple[type, str], type] = {(Alignment, "words"): WordSpan, (Sample, "spans"): Span}
+_NESTED: dict[tuple[type, str], type] = {
+    (Alignment, "words"): WordSpan, (Alignment, "phones"): PhoneSpan, (Sample, "spans"): Span,
+}
 
 
 def schema_of(record_type: type) -> pa.Schema:
@@ -221,6 +247,6 @@ def from_table(table: pa.Table, record_type: Type[T]) -> Iterator[T]:
 
 
 __all__ = [
-    "Alignment", "Hypothesis", "Rejected", "Sample", "Span", "Text", "Utterance", "WordSpan",
+    "Alignment", "Hypothesis", "PhoneSpan", "Rejected", "Sample", "Span", "Text", "Utterance", "WordSpan",
     "schema_of", "to_table", "from_table", "from_row", "to_row",
 ]
