@@ -20,6 +20,7 @@ from .schema import from_table, schema_of, to_table
 
 T = TypeVar("T")
 SHARD_PATTERN = "part-{:05d}.parquet"
+FINGERPRINT_KEY = b"jstip.fingerprint"
 
 
 @contextmanager
@@ -39,18 +40,35 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         Path(tmp).unlink(missing_ok=True)
 
 
-def write_table(table: pa.Table, path: str | Path) -> Path:
-    """Write one Arrow table as zstd Parquet, atomically."""
+def write_table(table: pa.Table, path: str | Path, fingerprint: str = "", **parquet_options: Any) -> Path:
+    """Write one Arrow table as zstd Parquet, atomically.
+
+    `fingerprint` (a hash of the inputs and settings that made the table) is stored in the
+    file's metadata so that a rerun can tell a finished shard from a stale one.
+    `parquet_options` go to `pyarrow.parquet.write_table` (e.g. `row_group_size`).
+    """
+    if fingerprint:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), FINGERPRINT_KEY: fingerprint.encode()})
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd", **parquet_options)
     return Path(path)
 
 
-def write_records(records: Iterable[Any], record_type: type, path: str | Path) -> int:
+def write_records(records: Iterable[Any], record_type: type, path: str | Path, fingerprint: str = "") -> int:
     """Write records of one type to a single Parquet file; returns how many were written."""
     table = to_table(list(records), record_type)
-    write_table(table, path)
+    write_table(table, path, fingerprint)
     return table.num_rows
+
+
+def shard_fingerprint(path: str | Path) -> str | None:
+    """The fingerprint a finished file was written with; None if absent, unreadable or unmarked."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return None
+    value = metadata.get(FINGERPRINT_KEY)
+    return value.decode() if value is not None else None
 
 
 def shard_path(directory: str | Path, index: int) -> Path:
