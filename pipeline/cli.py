@@ -31,6 +31,13 @@ STAGES: dict[str, tuple[str, str, str, str]] = {
                  "decode held-out utterances; WER and entity error rate"),
 }
 
+# tools that are not DVC stages: verb -> (module with add_arguments(parser) and main(args), one-line help)
+TOOLS: dict[str, tuple[str, str]] = {
+    "inspect": ("pipeline.inspect_sample", "draw one sample (spectrogram, word boundaries, spans) and print what the model sees"),
+    "stats": ("pipeline.manifest_stats", "print a summary table of a manifest directory (samples per kind, alignments)"),
+    "export": ("pipeline.exporters", "export sample shards as a Lhotse CutSet or a NeMo JSONL manifest"),
+}
+
 
 def _config_class(verb: str) -> type:
     module, cls, _, _ = STAGES[verb]
@@ -41,7 +48,8 @@ def _add_fields(parser: argparse.ArgumentParser, config_cls: type) -> None:
     for f in dataclasses.fields(config_cls):
         kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": bool}.get(str(f.type), str)
         flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})"
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        help_text = f"{f.metadata.get('help', '')} (default: {default!r})".replace("%", "%%")
         if kind is bool:
             parser.add_argument(flag, dest=f.name, type=_parse_bool, default=None, metavar="{true,false}", help=help_text)
         else:
@@ -68,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         stage.add_argument("--params", metavar="YAML", default=None,
                            help=f"read defaults from section `{section}:` of this params file (flags override)")
         _add_fields(stage, _config_class(verb))
+    for verb, (module, help_line) in TOOLS.items():
+        tool = sub.add_parser(verb, help=help_line, description=help_line + ".")
+        importlib.import_module(module).add_arguments(tool)
     return parser
 
 
@@ -102,6 +113,12 @@ def make_config(verb: str, args: argparse.Namespace) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verb in TOOLS:
+        try:
+            return importlib.import_module(TOOLS[args.verb][0]).main(args)
+        except JstipError as exc:
+            print(f"jstip {args.verb}: error: {exc}", file=sys.stderr)
+            return 2
     try:
         config = make_config(args.verb, args)
         run = getattr(importlib.import_module(STAGES[args.verb][0]), "run")

@@ -14,6 +14,7 @@ def test_data_stages_and_cli_import_without_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
             "import manifests, aligners, interleave, pipeline.cli, pipeline.stage_train, pipeline.stage_evaluate\n"
             "import pipeline.stage_align, pipeline.stage_interleave, pipeline.stage_prepare\n"
+            "import pipeline.inspect_sample, pipeline.manifest_stats, pipeline.exporters, pipeline.interleave_build\n"
             "pipeline.cli.build_parser()")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 
@@ -48,3 +49,26 @@ def test_metrics_are_printed_as_json(tmp_path, capsys):
     assert main(["demo-corpus", "--out", str(tmp_path / "d"), "--n-utterances", "2", "--n-domain-texts", "1",
                  "--metrics", str(tmp_path / "m.json")]) == 0
     assert json.loads(capsys.readouterr().out)["utterances"] == 2
+
+
+@pytest.mark.parametrize("verb", ["inspect", "stats", "export"])
+def test_tools_have_help_with_positional_arguments(verb, capsys):
+    from pipeline.cli import TOOLS
+
+    assert verb in TOOLS
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([verb, "--help"])
+    assert exit_.value.code == 0
+    assert {"inspect": "SAMPLE_ID", "stats": "DIR", "export": "DIR"}[verb] in capsys.readouterr().out
+
+
+def test_interleave_recipes_come_from_params_and_inline(tmp_path):
+    from pipeline.cli import make_config
+
+    (tmp_path / "p.yaml").write_text("interleave:\n  recipe: mine\n  recipes:\n    mine: asr:1,text:3\n")
+    args = build_parser().parse_args(["interleave", "--params", str(tmp_path / "p.yaml")])
+    from pipeline.stage_interleave import recipe_weights
+
+    assert recipe_weights(make_config("interleave", args)) == {"asr": 0.25, "text": 0.75}
+    args = build_parser().parse_args(["interleave", "--recipe", "asr:1,interleave_mixed:1"])
+    assert recipe_weights(make_config("interleave", args)) == {"asr": 0.5, "interleave_mixed": 0.5}

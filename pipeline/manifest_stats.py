@@ -1,0 +1,78 @@
+"""`jstip stats DIR`: a summary table of a manifest directory (or file).
+
+Sample shards: one row per kind with samples, shares, speech hours, words, the speech/text
+word ratio, estimated tokens and embedded audio; alignment shards: counts by status and
+reason. Reads through `manifests.io` so the schema is checked on the way.
+"""
+from __future__ import annotations
+
+import argparse
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from interleave.recipes import sample_tokens
+from manifests.errors import ManifestError
+from manifests.io import iter_records, manifest_files
+from manifests.schema import SPEECH, Alignment, Sample
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", metavar="DIR", help="a manifest directory (part-*.parquet) or file, e.g. data/samples")
+    parser.add_argument("--speech-tokens-per-second", type=float, default=25.0, help="token estimate per speech second")
+    parser.add_argument("--tokens-per-word", type=float, default=1.5, help="token estimate per text word")
+
+
+def table(header: list[str], rows: list[list[object]]) -> str:
+    """A plain aligned text table."""
+    cells = [header] + [[f"{c:,.4g}" if isinstance(c, float) else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+def sample_table(path: str, sps: float, tpw: float) -> str:
+    agg: dict[str, Counter] = defaultdict(Counter)
+    for s in iter_records(path, Sample):
+        a = agg[s.kind]
+        a["samples"] += 1
+        a["seconds"] += sum(sp.end - sp.start for sp in s.spans if sp.modality == SPEECH)
+        a["speech_words"] += s.n_speech_words
+        a["text_words"] += s.n_text_words
+        a["spans"] += len(s.spans)
+        a["tokens"] += sample_tokens(s, sps, tpw)
+        a["audio"] += len(s.audio or b"")
+    total = Counter()
+    for a in agg.values():
+        total.update(a)
+    rows = []
+    for kind, a in sorted(agg.items()) + [("TOTAL", total)]:
+        rows.append([kind, int(a["samples"]), a["samples"] / max(total["samples"], 1), a["seconds"] / 3600,
+                     int(a["speech_words"]), int(a["text_words"]), a["speech_words"] / max(a["text_words"], 1),
+                     a["spans"] / max(a["samples"], 1), int(a["tokens"]), a["tokens"] / max(total["tokens"], 1e-9),
+                     a["audio"] / 2**20])
+    files = manifest_files(path)
+    size = sum(f.stat().st_size for f in files) / 2**20
+    head = ["kind", "samples", "share", "speech_h", "speech_words", "text_words", "speech/text", "spans/sample",
+            "est_tokens", "token_share", "audio_MB"]
+    return f"{path}: {len(files)} shard(s), {size:.2f} MB on disk\n" + table(head, rows)
+
+
+def alignment_table(path: str) -> str:
+    counts = Counter((a.status, a.reason or "-", a.aligner) for a in iter_records(path, Alignment))
+    words = Counter()
+    for a in iter_records(path, Alignment):
+        words[a.status] += len(a.words)
+    rows = [[status, reason[:60], aligner, n] for (status, reason, aligner), n in sorted(counts.items())]
+    return f"{path}: {sum(counts.values())} alignments, {sum(words.values())} words\n" + table(
+        ["status", "reason", "aligner", "count"], rows)
+
+
+def main(args: argparse.Namespace) -> int:
+    path = str(Path(args.path))
+    try:
+        print(sample_table(path, args.speech_tokens_per_second, args.tokens_per_word))
+    except ManifestError as sample_error:
+        if "missing columns" not in str(sample_error):
+            raise
+        print(alignment_table(path))
+    return 0
