@@ -1,4 +1,10 @@
-"""The one interface every forced-alignment backend implements, and its failure type."""
+"""The one interface every forced-alignment backend implements, and its failure type.
+
+A backend places words one utterance at a time (`align`), or overrides `align_utterances`
+when it works on a whole shard at once (MFA stages a corpus; import looks results up).
+Either way every utterance comes back as one `Alignment`: `ok` with word spans (and phones
+where the backend has them) or `failed` with the reason.
+"""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -6,8 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
-from manifests.errors import JstipError
-from manifests.schema import WordSpan
+from manifests.audio import load_audio
+from manifests.errors import AudioError, JstipError
+from manifests.schema import ALIGN_FAILED, ALIGN_OK, Alignment, Utterance, WordSpan
 
 
 class AlignmentFailed(JstipError):
@@ -26,3 +33,15 @@ class Aligner(ABC):
 
         Raises AlignmentFailed with a human-readable reason when the words cannot be placed.
         """
+
+    def align_utterances(self, utterances: Sequence[Utterance]) -> list[Alignment]:
+        """One Alignment per utterance, in order; a failure is a record with its reason, never a crash."""
+        out = []
+        for utt in utterances:
+            try:
+                audio = load_audio(utt.audio_path, utt.offset, utt.duration, self.sample_rate)
+                words = self.align(audio, utt.norm_text.split())
+                out.append(Alignment(utt.utt_id, self.name, ALIGN_OK, "", tuple(words)))
+            except (AlignmentFailed, AudioError) as exc:
+                out.append(Alignment(utt.utt_id, self.name, ALIGN_FAILED, str(exc), ()))
+        return out

@@ -1,13 +1,20 @@
 """pocketsphinx forced alignment: the embedded default, runs anywhere from a wheel.
 
-Three things make it dependable on real corpora and on synthetic speech:
+What makes it dependable on real corpora and on synthetic speech:
 - words missing from cmudict get pronunciations from espeak-ng (`g2p.arpabet`);
 - a faint, seeded noise floor is added, because digital silence (exact zeros, as in
   synthesized or gated audio) derails its feature normalisation;
 - a short pad of that noise floor is put around the audio, because the search must reach
   its final state after the last word: clips cut tight at the last word otherwise lose it;
-- a ladder of wider beams is tried, and the output is checked word for word against the
-  transcript, so a truncated alignment is never mistaken for a result.
+- the word beam is kept wide (the default 1e-29 loses the path in spontaneous speech);
+- the output is checked word for word against the transcript, so a truncated alignment is
+  never mistaken for a result;
+- alignment proceeds in pieces: when a pass stops early, the words it placed (but the last)
+  are kept and the rest is aligned on the rest of the audio; when a pass finds nothing, or
+  the recording is long (`max_full_seconds`), a window of `window_seconds` is decoded with a
+  grammar that may stop after any word, the words ending well inside the window are kept,
+  and the next piece starts at the last kept word's end. Long recordings (minutes) thus cost
+  time linear in their length, and one hard spot (a cough, a cut) no longer fails a recording.
 """
 from __future__ import annotations
 
@@ -24,8 +31,13 @@ from .g2p import arpabet
 
 FRAME_RATE = 100  # pocketsphinx's default: 10 ms frames
 NOISE_FLOOR = 1e-3  # about -60 dBFS: inaudible, but never an exact zero
-DEFAULT_BEAMS = (1e-48, 1e-80, 1e-120)
+DEFAULT_BEAMS = (1e-48, 1e-80)
+WORD_BEAM_RATIO = 1e8  # wbeam = beam * this: 1e-48 -> 1e-40 (pocketsphinx's 7e-29 is too narrow)
 PAD_SECONDS = 0.25
+WINDOW_SECONDS = 8.0
+MAX_FULL_SECONDS = 12.0
+MAX_WORDS_PER_SECOND = 8  # a window's grammar holds at most this many words per second of audio
+WINDOW_MARGIN = 1.0  # words ending this close to a window's cut may be cut themselves: not kept
 _VARIANT = re.compile(r"\(\d+\)$")
 
 
@@ -35,17 +47,30 @@ class PocketsphinxAligner(Aligner):
     name = "pocketsphinx"
     sample_rate = 16000
 
-    def __init__(self, beams: Sequence[float] = DEFAULT_BEAMS, noise_floor: float = NOISE_FLOOR) -> None:
+    def __init__(
+        self,
+        beams: Sequence[float] = DEFAULT_BEAMS,
+        noise_floor: float = NOISE_FLOOR,
+        window_seconds: float = WINDOW_SECONDS,
+        max_full_seconds: float = MAX_FULL_SECONDS,
+    ) -> None:
         from pocketsphinx import Decoder
 
         if not beams:
-            raise AlignmentFailed("pocketsphinx needs at least one beam width")
-        self.beams = tuple(beams)
+            raise AlignmentFailed("pocketsphinx needs at least one beam width, e.g. beams=(1e-48, 1e-80)")
+        if window_seconds <= 2 * WINDOW_MARGIN:
+            raise AlignmentFailed(f"window_seconds must exceed {2 * WINDOW_MARGIN}s, got {window_seconds}")
+        self.beams = tuple(float(b) for b in beams)
         self.noise_floor = noise_floor
+        self.window_seconds = window_seconds
+        self.max_full_seconds = max_full_seconds
         self._decoders = [
-            Decoder(samprate=self.sample_rate, loglevel="FATAL", beam=b, wbeam=b * 1e19, pbeam=b) for b in self.beams
+            Decoder(samprate=self.sample_rate, loglevel="FATAL", beam=b, wbeam=b * WORD_BEAM_RATIO, pbeam=b)
+            for b in self.beams
         ]
+        self._ln_base = math.log(float(self._decoders[0].config["logbase"]))
         self._added: set[str] = set()
+        self._grammars = 0
 
     def _ensure_pronunciations(self, words: Sequence[str]) -> None:
         for word in dict.fromkeys(words):
@@ -65,6 +90,41 @@ class PocketsphinxAligner(Aligner):
         noisy = padded + self.noise_floor * rng.standard_normal(len(padded)).astype(np.float32)
         return (np.clip(noisy, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
 
+    def _decode(self, decoder, audio: np.ndarray, words: Sequence[str], prefix: bool) -> list[WordSpan]:
+        """One pass: forced (every word, in order) or prefix (may stop after any word)."""
+        # Feature state (cepstral mean and more) adapts across utterances; resetting it makes
+        # an alignment independent of what the worker aligned before (1 and N workers agree).
+        decoder.reinit_feat()
+        try:
+            if prefix:
+                n = len(words)
+                transitions = [(i, i + 1, 1.0, w) for i, w in enumerate(words)] + [(i, n, 1.0) for i in range(1, n)]
+                self._grammars += 1
+                name = f"prefix{self._grammars}"
+                decoder.add_fsg(name, decoder.create_fsg(name, 0, n, transitions))
+                decoder.activate_search(name)
+            else:
+                decoder.set_align_text(" ".join(words))
+        except (RuntimeError, ValueError) as exc:
+            raise AlignmentFailed(f"pocketsphinx rejected the transcript: {exc}") from exc
+        decoder.start_utt()
+        decoder.process_raw(self._pcm(audio), full_utt=True)
+        decoder.end_utt()
+        spans = self._word_spans(decoder, len(audio) / self.sample_rate) if decoder.hyp() is not None else []
+        if prefix:
+            decoder.remove_search(name)
+        return _matching_prefix(spans, words)
+
+    def _forced(self, audio: np.ndarray, words: Sequence[str], ladder: bool) -> list[WordSpan]:
+        """The longest placed prefix of `words` from the forced passes, widening the beam on failure."""
+        best: list[WordSpan] = []
+        for decoder in self._decoders if ladder else self._decoders[:1]:
+            spans = self._decode(decoder, audio, words, prefix=False)
+            if len(spans) == len(words):
+                return spans
+            best = max(best, spans, key=len)
+        return best
+
     def align(self, audio: np.ndarray, words: Sequence[str]) -> list[WordSpan]:
         words = [w for w in words if w]
         if not words:
@@ -72,43 +132,78 @@ class PocketsphinxAligner(Aligner):
         if len(audio) < self.sample_rate * 0.05:
             raise AlignmentFailed(f"audio too short to align ({len(audio) / self.sample_rate:.3f}s)")
         self._ensure_pronunciations(words)
-        pcm = self._pcm(audio)
-        reasons = []
-        for beam, decoder in zip(self.beams, self._decoders):
-            # Feature state (cepstral mean and more) adapts across utterances; resetting it makes
-            # an alignment independent of what the worker aligned before (1 and N workers agree).
-            decoder.reinit_feat()
-            try:
-                decoder.set_align_text(" ".join(words))
-            except RuntimeError as exc:
-                raise AlignmentFailed(f"pocketsphinx rejected the transcript: {exc}") from exc
-            decoder.start_utt()
-            decoder.process_raw(pcm, full_utt=True)
-            decoder.end_utt()
-            spans = _word_spans(decoder, len(audio) / self.sample_rate) if decoder.hyp() is not None else []
-            got = [s.word for s in spans]
-            if got == list(words):
-                return spans
-            reasons.append(_mismatch(beam, words, got))
-        kind = "no alignment found" if all(r.endswith("nothing") for r in reasons) else "alignment stopped early"
-        raise AlignmentFailed(f"{kind}: " + "; ".join(reasons))
+        sr = self.sample_rate
+        total = len(audio) / sr
+        placed: list[WordSpan] = []
+        t0, i = 0.0, 0
+        while i < len(words):
+            rest, remaining = audio[int(round(t0 * sr)):], words[i:]
+            seconds = len(rest) / sr
+            got: list[WordSpan] = []
+            if seconds <= self.max_full_seconds and seconds >= 0.05:
+                got = self._forced(rest, remaining, ladder=seconds <= 1.5 * self.window_seconds)
+                if len(got) == len(remaining):
+                    placed += _shift(got, t0, total)
+                    break
+                got = got[:-1]  # the last word of a pass that stopped early may be stretched
+            if not got and seconds >= 0.05:
+                got = self._window(rest, remaining)
+            if not got:
+                kind = "no alignment found" if not placed else "alignment stopped early"
+                where = f"after {placed[-1].word!r} at {placed[-1].end:.2f}s" if placed else "at the start"
+                raise AlignmentFailed(
+                    f"{kind}: placed {len(placed)} of {len(words)} words, stuck {where} "
+                    f"(beams {', '.join(f'{b:g}' for b in self.beams)}); check that the transcript matches the audio"
+                )
+            placed += _shift(got, t0, total)
+            i += len(got)
+            t0 = placed[-1].end
+        return placed
+
+    def _window(self, audio: np.ndarray, words: Sequence[str]) -> list[WordSpan]:
+        """Words placed by a prefix grammar in the first window, keeping those well inside it."""
+        sr = self.sample_rate
+        seconds = len(audio) / sr
+        last = seconds <= self.window_seconds
+        window = audio if last else audio[: int(self.window_seconds * sr)]
+        words = words if last else words[: int(MAX_WORDS_PER_SECOND * self.window_seconds)]
+        # the widest beam only: a narrow one in a prefix grammar can race through the words
+        for decoder in self._decoders[::-1]:
+            spans = self._decode(decoder, window, words, prefix=True)
+            if last:
+                kept = spans if len(spans) == len(words) else spans[:-1]
+            else:
+                kept = [s for s in spans if s.end <= self.window_seconds - WINDOW_MARGIN]
+            if kept:
+                return kept
+        return []
+
+    def _word_spans(self, decoder, duration: float) -> list[WordSpan]:
+        """Transcript words with times relative to the unpadded audio, clipped to it."""
+        spans = []
+        for seg in decoder.seg():
+            if seg.word.startswith(("<", "[")):
+                continue  # <s>, </s>, <sil>, [NOISE]: not transcript words
+            frames = seg.end_frame - seg.start_frame + 1
+            score = seg.ascore * self._ln_base / frames  # mean log-likelihood per frame (nats)
+            start = min(max(seg.start_frame / FRAME_RATE - PAD_SECONDS, 0.0), duration)
+            end = min(max((seg.end_frame + 1) / FRAME_RATE - PAD_SECONDS, start), duration)
+            spans.append(WordSpan(_VARIANT.sub("", seg.word), start, end, round(score, 4)))
+        return spans
 
 
-def _word_spans(decoder, duration: float) -> list[WordSpan]:
-    """Transcript words with times relative to the unpadded audio, clipped to it."""
-    spans = []
-    for seg in decoder.seg():
-        if seg.word.startswith(("<", "[")):
-            continue  # <s>, </s>, <sil>, [NOISE]: not transcript words
-        frames = seg.end_frame - seg.start_frame + 1
-        score = math.log(max(seg.ascore, 1e-300)) / frames
-        start = min(max(seg.start_frame / FRAME_RATE - PAD_SECONDS, 0.0), duration)
-        end = min(max((seg.end_frame + 1) / FRAME_RATE - PAD_SECONDS, start), duration)
-        spans.append(WordSpan(_VARIANT.sub("", seg.word), round(start, 4), min(round(end, 4), duration), score))
-    return spans
+def _matching_prefix(spans: list[WordSpan], words: Sequence[str]) -> list[WordSpan]:
+    """The leading spans that are exactly the leading words (anything after a mismatch is dropped)."""
+    n = 0
+    while n < min(len(spans), len(words)) and spans[n].word == words[n]:
+        n += 1
+    return spans[:n]
 
 
-def _mismatch(beam: float, expected: Sequence[str], got: Sequence[str]) -> str:
-    if not got:
-        return f"beam {beam:g} aligned nothing"
-    return f"beam {beam:g} aligned {len(got)} of {len(expected)} words (stopped after {got[-1]!r})"
+def _shift(spans: Sequence[WordSpan], offset: float, total: float) -> list[WordSpan]:
+    """Piece-relative spans made relative to the whole audio, rounded to 0.1 ms and kept inside it."""
+    shifted = []
+    for s in spans:
+        start = min(round(s.start + offset, 4), total)
+        shifted.append(WordSpan(s.word, start, max(min(round(s.end + offset, 4), total), start), s.score))
+    return shifted

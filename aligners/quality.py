@@ -42,3 +42,42 @@ def boundary_report(pairs: Iterable[tuple[Sequence[WordSpan], Sequence[WordSpan]
     for limit in (20, 50, 100):
         report[f"within_{limit}ms"] = round(float((boundary <= limit).mean()), 4)
     return report
+
+
+def failure_kind(reason: str) -> str:
+    """The kind of a failure: its reason up to the first colon (e.g. `no alignment found`)."""
+    return reason.split(":")[0].strip()[:80] or "unspecified"
+
+
+def quality_report(utterances: Sequence, alignments: Sequence, reference: dict | None = None) -> dict:
+    """Counts (aligned, failed by kind), audio hours and, given reference alignments by id, boundary errors."""
+    from collections import Counter
+
+    failed = [a for a in alignments if a.status != "ok"]
+    report: dict = {
+        "utterances": len(alignments),
+        "aligned": len(alignments) - len(failed),
+        "failed": len(failed),
+        "failed_by_reason": dict(sorted(Counter(failure_kind(a.reason) for a in failed).items())),
+        "audio_seconds": round(sum(u.duration for u in utterances), 2),
+    }
+    if reference is not None:
+        pairs = [(a.words, reference[a.utt_id].words) for a in alignments
+                 if a.status == "ok" and a.utt_id in reference]
+        report["utterances_scored"] = len(pairs)
+        report.update(boundary_report(pairs))
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The report as a small two-column table for the terminal."""
+    rows = [("aligner", report.get("aligner", "")), ("utterances", report.get("utterances")),
+            ("aligned", report.get("aligned")), ("failed", report.get("failed"))]
+    rows += [(f"  failed: {k}", v) for k, v in report.get("failed_by_reason", {}).items()]
+    for key in ("audio_seconds", "real_time_factor", "wall_real_time_factor", "workers", "shards", "shards_skipped",
+                "utterances_scored", "words_matched", "boundary_error_mean_ms", "boundary_error_median_ms",
+                "onset_error_mean_ms", "within_20ms", "within_50ms", "within_100ms"):
+        if key in report:
+            rows.append((key, report[key]))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

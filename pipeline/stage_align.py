@@ -1,27 +1,31 @@
 """`jstip align`: word alignments for every utterance, as sharded Parquet.
 
-One task per shard of utterances; with `--workers N` the shards run in N processes, each
-loading the aligner once. An utterance the aligner cannot place becomes a `failed`
-record with its reason. Where a reference alignment exists (the demo's espeak word
-times) the word boundary error is measured and written with the counts.
+One task per shard of utterances, run by `pipeline.execution.run_shards`: inline with one
+worker, else on a dask LocalCluster of `--workers` processes or the cluster at `--scheduler`;
+the aligner is built once per worker process. Each shard is written atomically with a
+fingerprint of its utterances and the aligner settings, so a rerun skips shards already
+finished with the same inputs. An utterance the aligner cannot place becomes a `failed`
+record with its reason. The quality report (counts by reason, real-time factor, and, given a
+`--reference` alignment manifest or TextGrid directory, the word boundary error) goes to
+`metrics/align.json` and is printed as a table.
 """
 from __future__ import annotations
 
+import dataclasses
+import sys
 import time
-from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any
 
-from tqdm import tqdm
+from aligners import BACKENDS, check_aligner, get_aligner
+from aligners.quality import format_report, quality_report
+from manifests.errors import JstipError
+from manifests.io import read_records, shard_fingerprint, shard_path, write_metrics, write_records
+from manifests.schema import Alignment, Utterance
+from pipeline.execution import fingerprint, run_shards, worker_cached
 
-from aligners import BACKENDS, Aligner, AlignmentFailed, check_aligner_name, get_aligner
-from aligners.quality import boundary_report
-from manifests.audio import load_audio
-from manifests.errors import AudioError, JstipError
-from manifests.io import read_records, shard_path, write_metrics, write_records
-from manifests.schema import ALIGN_FAILED, ALIGN_OK, Alignment, Utterance
+ALIGN_VERSION = 2  # bump when a backend's output changes for the same input, so old shards rerun
 
 
 @dataclass
@@ -30,87 +34,93 @@ class AlignConfig:
     out: str = field(default="data/alignments", metadata={"help": "output directory of alignment shards"})
     aligner: str = field(default="pocketsphinx", metadata={"help": f"backend: {', '.join(BACKENDS)}"})
     shard_size: int = field(default=64, metadata={"help": "utterances per shard (one task each)"})
-    workers: int = field(default=1, metadata={"help": "worker processes (1 runs inline)"})
-    reference: str = field(default="", metadata={"help": "alignment manifest to score against (e.g. data/demo/reference.parquet)"})
+    workers: int = field(default=1, metadata={"help": "worker processes (1 runs inline; more start a dask LocalCluster)"})
+    scheduler: str = field(default="", metadata={"help": "address of a running dask scheduler (tcp://HOST:8786) to use instead"})
+    retries: int = field(default=2, metadata={"help": "times dask retries a shard whose worker died"})
+    reference: str = field(default="", metadata={"help": "reference to score against: alignment Parquet, TextGrid directory or CTM file"})
     metrics: str = field(default="metrics/align.json", metadata={"help": "where to write the quality report"})
+    source: str = field(default="", metadata={"help": "import: directory of TextGrids or a CTM file with existing alignments"})
+    model: str = field(default="", metadata={"help": "ctc: model path or name; mfa: acoustic model (default english_us_arpa)"})
+    dictionary: str = field(default="", metadata={"help": "mfa: pronunciation dictionary (default english_us_arpa)"})
+    device: str = field(default="auto", metadata={"help": "ctc: cpu, cuda or auto"})
+    batch_size: int = field(default=8, metadata={"help": "ctc: utterances per batch"})
+    jobs: int = field(default=1, metadata={"help": "mfa: -j per shard"})
+    beam: float = field(default=0.0, metadata={"help": "mfa: --beam (0 keeps MFA's default)"})
+    retry_beam: float = field(default=0.0, metadata={"help": "mfa: --retry_beam (0 keeps MFA's default)"})
+    single_speaker: bool = field(default=False, metadata={"help": "mfa: --single_speaker"})
 
 
-def align_utterances(utterances: Iterable[Utterance], aligner: Aligner) -> Iterator[Alignment]:
-    """One Alignment per utterance: `ok` with word spans, or `failed` with the reason."""
-    for utt in utterances:
-        try:
-            audio = load_audio(utt.audio_path, utt.offset, utt.duration, aligner.sample_rate)
-            words = aligner.align(audio, utt.norm_text.split())
-            yield Alignment(utt.utt_id, aligner.name, ALIGN_OK, "", tuple(words))
-        except (AlignmentFailed, AudioError) as exc:
-            yield Alignment(utt.utt_id, aligner.name, ALIGN_FAILED, str(exc), ())
+def aligner_options(cfg: AlignConfig) -> dict[str, Any]:
+    """The keyword options the chosen backend is built with (part of each shard's fingerprint)."""
+    if cfg.aligner == "import":
+        return {"source": cfg.source}
+    if cfg.aligner == "mfa":
+        return {"model": cfg.model, "dictionary": cfg.dictionary, "jobs": cfg.jobs, "beam": cfg.beam,
+                "retry_beam": cfg.retry_beam, "single_speaker": cfg.single_speaker}
+    if cfg.aligner == "ctc":
+        return {"model": cfg.model, "device": cfg.device, "batch_size": cfg.batch_size}
+    return {}
 
 
-_WORKER_ALIGNER: Aligner | None = None
-
-
-def _init_worker(name: str) -> None:
-    global _WORKER_ALIGNER
-    _WORKER_ALIGNER = get_aligner(name)
-
-
-def _align_shard(task: tuple[list[Utterance], str]) -> int:
-    utterances, path = task
-    assert _WORKER_ALIGNER is not None
-    return write_records(align_utterances(utterances, _WORKER_ALIGNER), Alignment, path)
+def _align_shard(task: tuple[str, dict, list[Utterance], str, str]) -> dict:
+    """Align one shard and write it; module-level so dask can ship it to a worker."""
+    name, options, utterances, path, fp = task
+    aligner = worker_cached(("aligner", name, tuple(sorted(options.items()))), lambda: get_aligner(name, **options))
+    started = time.perf_counter()
+    alignments = aligner.align_utterances(utterances)
+    seconds = time.perf_counter() - started
+    write_records(alignments, Alignment, path, fingerprint=fp)
+    return {"path": path, "align_seconds": seconds, "audio_seconds": sum(u.duration for u in utterances)}
 
 
 def run(cfg: AlignConfig) -> dict:
     if cfg.shard_size < 1 or cfg.workers < 1:
         raise JstipError(f"--shard-size and --workers must be at least 1 (got {cfg.shard_size}, {cfg.workers})")
-    check_aligner_name(cfg.aligner)  # before anything is read or removed
+    options = aligner_options(cfg)
+    check_aligner(cfg.aligner, **options)  # before anything is read or removed (e.g. mfa not installed)
     utterances = read_records(cfg.utterances, Utterance)
     out = Path(cfg.out)
+    tasks, skipped = [], 0
+    n_shards = (len(utterances) + cfg.shard_size - 1) // cfg.shard_size
+    for n in range(n_shards):
+        shard = utterances[n * cfg.shard_size : (n + 1) * cfg.shard_size]
+        path = shard_path(out, n)
+        fp = fingerprint(ALIGN_VERSION, cfg.aligner, options, [dataclasses.asdict(u) for u in shard])
+        if shard_fingerprint(path) == fp:
+            skipped += 1
+            continue
+        tasks.append((cfg.aligner, options, shard, str(path), fp))
     for stale in out.glob("part-*.parquet"):
-        stale.unlink()
-    tasks = [
-        (utterances[i : i + cfg.shard_size], str(shard_path(out, n)))
-        for n, i in enumerate(range(0, len(utterances), cfg.shard_size))
-    ]
+        if int(stale.stem.split("-")[1]) >= n_shards:
+            stale.unlink()
     started = time.perf_counter()
-    progress = tqdm(total=len(utterances), desc=f"align ({cfg.aligner})", unit="utt")
-    if cfg.workers == 1:
-        _init_worker(cfg.aligner)
-        for task in tasks:
-            progress.update(_align_shard(task))
-    else:
-        with ProcessPoolExecutor(cfg.workers, initializer=_init_worker, initargs=(cfg.aligner,)) as pool:
-            for done in pool.map(_align_shard, tasks):
-                progress.update(done)
-    progress.close()
+    done = run_shards(_align_shard, tasks, workers=cfg.workers, scheduler=cfg.scheduler, retries=cfg.retries,
+                      desc=f"align ({cfg.aligner})", unit="utt", size=lambda t: len(t[2]))
     wall = time.perf_counter() - started
-    alignments = read_records(out, Alignment)
-    metrics = _report(utterances, alignments, wall, cfg)
-    write_metrics(metrics, cfg.metrics)
-    return metrics
-
-
-def _report(utterances: list[Utterance], alignments: list[Alignment], wall: float, cfg: AlignConfig) -> dict:
-    audio_seconds = sum(u.duration for u in utterances)
-    failed = [a for a in alignments if a.status == ALIGN_FAILED]
-    metrics: dict = {
-        "aligner": cfg.aligner,
-        "utterances": len(alignments),
-        "aligned": len(alignments) - len(failed),
-        "failed": len(failed),
-        "failed_by_reason": dict(Counter(a.reason.split(":")[0][:60] for a in failed)),
-        "audio_seconds": round(audio_seconds, 2),
+    alignments = read_records(out, Alignment) if n_shards else []
+    reference = _load_reference(cfg.reference, utterances) if cfg.reference else None
+    metrics = quality_report(utterances, alignments, reference)
+    metrics.update({
+        "aligner": cfg.aligner, "workers": cfg.workers, "shards": n_shards, "shards_skipped": skipped,
         "wall_seconds": round(wall, 2),
-        "real_time_factor": round(wall / max(audio_seconds, 1e-9), 4),
-        "workers": cfg.workers,
-    }
+        "audio_seconds_aligned_now": round(sum(d["audio_seconds"] for d in done), 2),
+        # per core: the aligner's own time over the audio it aligned (retries included)
+        "real_time_factor": round(sum(d["align_seconds"] for d in done) / max(sum(d["audio_seconds"] for d in done), 1e-9), 4),
+        "wall_real_time_factor": round(wall / max(sum(d["audio_seconds"] for d in done), 1e-9), 4),
+    })
     if cfg.reference:
-        references = {a.utt_id: a for a in read_records(cfg.reference, Alignment)}
-        pairs = [
-            (a.words, references[a.utt_id].words)
-            for a in alignments
-            if a.status == ALIGN_OK and a.utt_id in references
-        ]
         metrics["reference"] = cfg.reference
-        metrics.update(boundary_report(pairs))
+    write_metrics(metrics, cfg.metrics)
+    print(format_report(metrics), file=sys.stderr)
     return metrics
+
+
+def _load_reference(path: str, utterances: list[Utterance]) -> dict[str, Alignment]:
+    """Reference word spans by utterance id, from an alignment manifest, TextGrids or a CTM file."""
+    p = Path(path)
+    if p.suffix == ".parquet" or (p.is_dir() and any(p.glob("part-*.parquet"))):
+        return {a.utt_id: a for a in read_records(p, Alignment)}
+    from aligners.imported import ImportedAligner
+
+    imported = ImportedAligner(source=path).align_utterances(utterances)
+    return {a.utt_id: a for a in imported if a.status == "ok"}

@@ -42,3 +42,24 @@ def test_boundary_error_matches_words_by_sequence():
     errors = matched_word_errors(hyp, ref)
     assert [round(b, 4) for b, _ in errors] == [0.01, 0.02]
     assert [round(o, 4) for _, o in errors] == [0.02, 0.0]
+
+
+def test_long_recording_is_aligned_in_pieces(aligner, spoken):
+    sentences = ["The patient was given atorvastatin for hypertension yesterday.",
+                 "She reported mild dizziness after the second dose.",
+                 "Her blood pressure improved within two weeks of treatment.",
+                 "The physician recommended a follow up visit next month."]
+    pause = np.zeros(int(0.6 * 16000), np.float32)
+    parts, truth, words, offset = [], [], [], 0.0
+    for sentence in sentences:
+        audio, spoken_words = spoken(sentence, voice="en-us", rate=150)
+        parts += [audio, pause]
+        truth += [t.start + offset for t in spoken_words]
+        words += normalize(sentence).split()
+        offset += (len(audio) + len(pause)) / 16000
+    audio = np.concatenate(parts)
+    assert len(audio) / 16000 > aligner.max_full_seconds  # so the windowed path is taken
+    spans = aligner.align(audio, words)
+    assert [s.word for s in spans] == words
+    assert np.mean([abs(s.start - t) for s, t in zip(spans, truth)]) < 0.05
+    assert all(a.end <= b.start + 1e-6 for a, b in zip(spans, spans[1:]))

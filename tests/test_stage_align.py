@@ -30,3 +30,33 @@ def test_demo_corpus_to_alignments_with_one_and_two_workers(tmp_path):
     assert all(a.equals(b) for a, b in zip(outputs[1], outputs[2]))
     alignments = read_records(tmp_path / "a1", Alignment)
     assert all((a.status == "ok" and len(a.words) > 0) or a.reason for a in alignments), alignments
+
+
+def test_rerun_skips_finished_shards_and_scores_against_textgrids(tmp_path, capsys):
+    from praatio import textgrid
+    from praatio.utilities.constants import Interval
+
+    demo_corpus(DemoCorpusConfig(out=str(tmp_path / "demo"), n_utterances=3, n_domain_texts=1,
+                                 metrics=str(tmp_path / "m" / "demo.json")))
+    prepare(PrepareConfig(corpus=str(tmp_path / "demo" / "corpus"), utterances=str(tmp_path / "u.parquet"),
+                          texts=str(tmp_path / "t.parquet"), rejected=str(tmp_path / "r.parquet"),
+                          metrics=str(tmp_path / "m" / "prepare.json")))
+    # the demo's true word times as TextGrids, the way MFA would have written them
+    (tmp_path / "grids").mkdir()
+    for ref in read_records(tmp_path / "demo" / "reference.parquet", Alignment):
+        grid = textgrid.Textgrid()
+        end = ref.words[-1].end + 0.1
+        grid.addTier(textgrid.IntervalTier("words", [Interval(w.start, w.end, w.word) for w in ref.words], 0, end))
+        grid.save(str(tmp_path / "grids" / f"{ref.utt_id}.TextGrid"), format="long_textgrid", includeBlankSpaces=True)
+    cfg = AlignConfig(utterances=str(tmp_path / "u.parquet"), out=str(tmp_path / "a"), shard_size=2,
+                      reference=str(tmp_path / "grids"), metrics=str(tmp_path / "m" / "align.json"))
+    first = align(cfg)
+    assert first["shards"] == 2 and first["shards_skipped"] == 0 and first["utterances_scored"] == first["aligned"]
+    assert first["boundary_error_mean_ms"] < 40 and 0 < first["real_time_factor"] < 1
+    assert "boundary_error_mean_ms" in capsys.readouterr().err  # the table
+    stamp = [p.stat().st_mtime_ns for p in sorted((tmp_path / "a").glob("part-*.parquet"))]
+    second = align(cfg)
+    assert second["shards_skipped"] == 2 and second["aligned"] == first["aligned"]
+    assert stamp == [p.stat().st_mtime_ns for p in sorted((tmp_path / "a").glob("part-*.parquet"))]
+    third = align(AlignConfig(**{**cfg.__dict__, "shard_size": 3}))  # new sharding: everything reruns
+    assert third["shards"] == 1 and third["shards_skipped"] == 0 and len(list((tmp_path / "a").glob("part-*"))) == 1

@@ -1,0 +1,155 @@
+"""Existing alignments in, alignment records out: Praat TextGrids (MFA's output) and CTM files.
+
+Used three ways: the MFA backend reads what `mfa align` wrote; `jstip align --aligner import`
+turns a directory of TextGrids or a CTM file made elsewhere into the alignment manifest; and
+`--reference` scores against either. MFA writes tiers `words` and `phones` (one speaker) or
+`SPEAKER - words` / `SPEAKER - phones`; silence is an empty interval; out-of-vocabulary words
+are `<unk>` (or kept as written, e.g. `[adif]`, with phone `spn`). `match_transcript` maps the
+aligner's labels back onto the transcript's words, so the manifest always holds `norm_text`.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Sequence
+
+from manifests.errors import JstipError
+from manifests.schema import PhoneSpan, WordSpan
+
+from .base import AlignmentFailed
+
+UNKNOWN_LABELS = {"<unk>", "<spn>", "spn", "[unk]", "<oov>"}
+SILENCE_LABELS = {"", "<eps>", "sil", "sp", "<sil>", "silence"}
+_MARKS = re.compile(r"^[\[<({]+|[\]>)}]+$")
+
+
+class TextGridError(JstipError):
+    """A TextGrid or CTM file cannot be read, or lacks the tiers an alignment needs."""
+
+
+def read_textgrid(path: str | Path) -> tuple[list[WordSpan], list[PhoneSpan]]:
+    """Word and phone intervals (non-empty ones) of an MFA-style TextGrid."""
+    from praatio import textgrid
+
+    try:
+        grid = textgrid.openTextgrid(str(path), includeEmptyIntervals=False)
+    except Exception as exc:  # praatio raises assorted exceptions on malformed files
+        raise TextGridError(f"cannot read TextGrid {path}: {exc}; is it a Praat TextGrid (long or short format)?") from exc
+    names = list(grid.tierNames)
+    word_tier = _pick_tier(names, "words")
+    if word_tier is None:
+        raise TextGridError(f"TextGrid {path} has no `words` or `SPEAKER - words` tier (tiers: {names})")
+    words = [
+        WordSpan(e.label.strip(), float(e.start), float(e.end))
+        for e in grid.getTier(word_tier).entries
+        if e.label.strip().lower() not in SILENCE_LABELS
+    ]
+    phone_tier = _pick_tier(names, "phones")
+    phones = []
+    if phone_tier is not None:
+        phones = [
+            PhoneSpan(e.label.strip(), float(e.start), float(e.end))
+            for e in grid.getTier(phone_tier).entries
+            if e.label.strip().lower() not in SILENCE_LABELS
+        ]
+    return words, phones
+
+
+def _pick_tier(names: Sequence[str], kind: str) -> str | None:
+    for name in names:
+        if name.lower() == kind:
+            return name
+    for name in names:
+        if name.lower().endswith(f" - {kind}"):
+            return name  # multi-speaker MFA output: the first speaker's tier
+    return None
+
+
+def read_ctm(path: str | Path) -> dict[str, list[WordSpan]]:
+    """Word spans per utterance from a CTM file (`utt channel start duration word [score]`)."""
+    spans: dict[str, list[WordSpan]] = {}
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise TextGridError(f"cannot read CTM file {path}: {exc}") from exc
+    for number, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields or line.startswith(";;"):
+            continue
+        try:
+            utt, start, duration, word = fields[0], float(fields[2]), float(fields[3]), fields[4]
+            score = float(fields[5]) if len(fields) > 5 else 0.0
+        except (IndexError, ValueError) as exc:
+            raise TextGridError(
+                f"{path} line {number} is not `utt channel start duration word [score]`: {line!r}"
+            ) from exc
+        spans.setdefault(utt, []).append(WordSpan(word, start, round(start + duration, 6), score))
+    for utt in spans:
+        spans[utt].sort(key=lambda s: s.start)
+    return spans
+
+
+def _label(word: str) -> str:
+    return _MARKS.sub("", word.strip().lower())
+
+
+def match_transcript(spans: Sequence[WordSpan], words: Sequence[str]) -> list[WordSpan]:
+    """The aligner's spans relabelled with the transcript's words, one per word, in order.
+
+    Labels are compared without case and brackets (`[adif]` is `adif`); an unknown-word label
+    (`<unk>`, `spn`) takes the transcript word at its place. Raises AlignmentFailed naming the
+    first word that has no span (the aligner skipped it) or the first extra span.
+    """
+    labels = [_label(s.word) for s in spans]
+    targets = [_label(w) for w in words]
+    out: list[WordSpan | None] = [None] * len(words)
+    matcher = difflib.SequenceMatcher(a=labels, b=targets, autojunk=False)
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
+        if op == "equal" or (op == "replace" and a1 - a0 == b1 - b0
+                             and all(labels[k] in {_label(u) for u in UNKNOWN_LABELS} or spans[k].word.lower() in UNKNOWN_LABELS
+                                     for k in range(a0, a1))):
+            for k in range(a1 - a0):
+                s = spans[a0 + k]
+                out[b0 + k] = WordSpan(words[b0 + k], s.start, s.end, s.score)
+            continue
+        if b1 > b0:
+            raise AlignmentFailed(
+                f"word {words[b0]!r} (#{b0 + 1} of {len(words)}) has no span in the aligner's output "
+                f"(it has {[s.word for s in spans[a0:a1]] or 'nothing'} there)"
+            )
+        raise AlignmentFailed(f"the aligner's output has extra words {[s.word for s in spans[a0:a1]]} not in the transcript")
+    return [s for s in out if s is not None]
+
+
+def utt_id_of(path: Path) -> str:
+    """The utterance id a TextGrid is named for (`ID.TextGrid` or `ID.mfa.TextGrid`)."""
+    name = path.name
+    for suffix in (".mfa.TextGrid", ".TextGrid", ".textgrid"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def read_alignment_dir(path: str | Path) -> dict[str, tuple[list[WordSpan], list[PhoneSpan]]]:
+    """Every TextGrid under `path` (searched recursively), by utterance id."""
+    files = sorted(Path(path).rglob("*.TextGrid")) + sorted(Path(path).rglob("*.textgrid"))
+    if not files:
+        raise TextGridError(f"no *.TextGrid files under {path}; point at MFA's output directory")
+    out = {}
+    for file in files:
+        utt = utt_id_of(file)
+        if utt in out:
+            raise TextGridError(f"two TextGrids for utterance {utt!r} under {path} (one is {file}); keep one")
+        out[utt] = read_textgrid(file)
+    return out
+
+
+def read_existing(path: str | Path) -> dict[str, tuple[list[WordSpan], list[PhoneSpan]]]:
+    """Alignments made elsewhere, by utterance id: a TextGrid directory or a CTM file."""
+    p = Path(path)
+    if p.is_dir():
+        return read_alignment_dir(p)
+    if p.is_file() and p.suffix.lower() in (".ctm", ".txt"):
+        return {utt: (spans, []) for utt, spans in read_ctm(p).items()}
+    raise TextGridError(f"{path} is neither a directory of TextGrids nor a .ctm file")
