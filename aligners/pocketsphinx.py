@@ -6,10 +6,18 @@ What makes it dependable on real corpora and on synthetic speech:
   synthesized or gated audio) derails its feature normalisation;
 - a short pad of that noise floor is put around the audio, because the search must reach
   its final state after the last word: clips cut tight at the last word otherwise lose it;
-- the word beam is kept wide (the default 1e-29 loses the path in spontaneous speech);
+- word times come from the Viterbi backtrace out of the grammar's final state
+  (`bestpath=False`): pocketsphinx's default lattice best-path rescoring can end on a partial
+  path and drop the last words of a well-formed utterance;
+- the beams are wide (1e-120, retry at 1e-200; the default 1e-48 loses the path in
+  spontaneous speech): a linear grammar keeps few paths alive, so this costs ~30% more
+  than 1e-48 and a retry is rarely needed;
 - the output is checked word for word against the transcript, so a truncated alignment is
   never mistaken for a result;
-- alignment proceeds in pieces: when a pass stops early, the words it placed (but the last)
+- a recording up to `max_full_seconds` (30 s) is aligned in one forced pass: on real
+  speech one pass agrees better with MFA than pieces do (a filler placed from a piece's
+  edge drifts);
+- otherwise alignment proceeds in pieces: when a pass stops early, the words it placed (but the last)
   are kept and the rest is aligned on the rest of the audio; when a pass finds nothing, or
   the recording is long (`max_full_seconds`), a window of `window_seconds` is decoded with a
   grammar that may stop after any word, the words ending well inside the window are kept,
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from typing import Sequence
 
 import numpy as np
@@ -31,11 +40,11 @@ from .g2p import arpabet
 
 FRAME_RATE = 100  # pocketsphinx's default: 10 ms frames
 NOISE_FLOOR = 1e-3  # about -60 dBFS: inaudible, but never an exact zero
-DEFAULT_BEAMS = (1e-48, 1e-80)
-WORD_BEAM_RATIO = 1e8  # wbeam = beam * this: 1e-48 -> 1e-40 (pocketsphinx's 7e-29 is too narrow)
+DEFAULT_BEAMS = (1e-120, 1e-200)  # a linear grammar keeps few paths alive: wide beams cost little
+WORD_BEAM_RATIO = 1e8  # wbeam = beam * this: 1e-120 -> 1e-112 (pocketsphinx's 7e-29 is too narrow)
 PAD_SECONDS = 0.25
 WINDOW_SECONDS = 8.0
-MAX_FULL_SECONDS = 12.0
+MAX_FULL_SECONDS = 30.0
 MAX_WORDS_PER_SECOND = 8  # a window's grammar holds at most this many words per second of audio
 WINDOW_MARGIN = 1.0  # words ending this close to a window's cut may be cut themselves: not kept
 _VARIANT = re.compile(r"\(\d+\)$")
@@ -53,24 +62,27 @@ class PocketsphinxAligner(Aligner):
         noise_floor: float = NOISE_FLOOR,
         window_seconds: float = WINDOW_SECONDS,
         max_full_seconds: float = MAX_FULL_SECONDS,
+        config: dict | None = None,
     ) -> None:
-        from pocketsphinx import Decoder
-
+        """`beams`: the retry ladder, narrowest first; `config`: extra pocketsphinx decoder settings."""
         if not beams:
-            raise AlignmentFailed("pocketsphinx needs at least one beam width, e.g. beams=(1e-48, 1e-80)")
+            raise AlignmentFailed("pocketsphinx needs at least one beam width, e.g. beams=(1e-120, 1e-200)")
         if window_seconds <= 2 * WINDOW_MARGIN:
             raise AlignmentFailed(f"window_seconds must exceed {2 * WINDOW_MARGIN}s, got {window_seconds}")
         self.beams = tuple(float(b) for b in beams)
         self.noise_floor = noise_floor
         self.window_seconds = window_seconds
         self.max_full_seconds = max_full_seconds
-        self._decoders = [
-            Decoder(samprate=self.sample_rate, loglevel="FATAL", beam=b, wbeam=b * WORD_BEAM_RATIO, pbeam=b)
-            for b in self.beams
-        ]
-        self._ln_base = math.log(float(self._decoders[0].config["logbase"]))
-        self._added: set[str] = set()
+        # bestpath=False: word times from the Viterbi backtrace out of the grammar's final state.
+        # The lattice best-path rescoring (pocketsphinx's default) may end on a partial path and
+        # drop the last words, which made well-formed utterances fail as "stopped early".
+        self._config = {"bestpath": False, **(config or {})}
+        # the retry decoders are built when first needed (each loads the acoustic model, ~0.2 s)
+        self._decoders: list = [self._build(self.beams[0])] + [None] * (len(self.beams) - 1)
+        self._frate = int(self._decoders[0].config["frate"])
+        self._added: dict[str, str] = {}  # word -> phones added from G2P, replayed into later decoders
         self._grammars = 0
+        self.passes: Counter = Counter()  # decoding passes by kind and beam (for profiling retries)
 
     def _ensure_pronunciations(self, words: Sequence[str]) -> None:
         for word in dict.fromkeys(words):
@@ -79,9 +91,27 @@ class PocketsphinxAligner(Aligner):
             phones = arpabet(word)
             if not phones:
                 raise AlignmentFailed(f"no pronunciation for {word!r}: not in cmudict and espeak-ng gave no phones")
+            self._added[word] = " ".join(phones)
             for decoder in self._decoders:
-                decoder.add_word(word, " ".join(phones), True)
-            self._added.add(word)
+                if decoder is not None:
+                    # update=False: dictionary only. Every pass builds a fresh search that reads the
+                    # dictionary; rebuilding the current search per added word cost ~0.1 s per decoder.
+                    decoder.add_word(word, self._added[word], False)
+
+    def _build(self, beam: float):
+        from pocketsphinx import Decoder
+
+        return Decoder(samprate=self.sample_rate, loglevel="FATAL", beam=beam, wbeam=beam * WORD_BEAM_RATIO,
+                       pbeam=beam, **self._config)
+
+    def _decoder(self, rung: int):
+        """The decoder of the ladder's `rung`, built (with the words added so far) on first use."""
+        if self._decoders[rung] is None:
+            decoder = self._build(self.beams[rung])
+            for word, phones in self._added.items():
+                decoder.add_word(word, phones, False)
+            self._decoders[rung] = decoder
+        return self._decoders[rung]
 
     def _pcm(self, audio: np.ndarray) -> bytes:
         rng = np.random.default_rng(0)  # fixed seed: the same audio always aligns the same way
@@ -107,6 +137,7 @@ class PocketsphinxAligner(Aligner):
                 decoder.set_align_text(" ".join(words))
         except (RuntimeError, ValueError) as exc:
             raise AlignmentFailed(f"pocketsphinx rejected the transcript: {exc}") from exc
+        self.passes[f"{'window' if prefix else 'forced'} beam {decoder.config['beam']:.0e}"] += 1
         decoder.start_utt()
         decoder.process_raw(self._pcm(audio), full_utt=True)
         decoder.end_utt()
@@ -115,11 +146,11 @@ class PocketsphinxAligner(Aligner):
             decoder.remove_search(name)
         return _matching_prefix(spans, words)
 
-    def _forced(self, audio: np.ndarray, words: Sequence[str], ladder: bool) -> list[WordSpan]:
+    def _forced(self, audio: np.ndarray, words: Sequence[str]) -> list[WordSpan]:
         """The longest placed prefix of `words` from the forced passes, widening the beam on failure."""
         best: list[WordSpan] = []
-        for decoder in self._decoders if ladder else self._decoders[:1]:
-            spans = self._decode(decoder, audio, words, prefix=False)
+        for rung in range(len(self.beams)):
+            spans = self._decode(self._decoder(rung), audio, words, prefix=False)
             if len(spans) == len(words):
                 return spans
             best = max(best, spans, key=len)
@@ -141,7 +172,7 @@ class PocketsphinxAligner(Aligner):
             seconds = len(rest) / sr
             got: list[WordSpan] = []
             if seconds <= self.max_full_seconds and seconds >= 0.05:
-                got = self._forced(rest, remaining, ladder=seconds <= 1.5 * self.window_seconds)
+                got = self._forced(rest, remaining)
                 if len(got) == len(remaining):
                     placed += _shift(got, t0, total)
                     break
@@ -168,8 +199,8 @@ class PocketsphinxAligner(Aligner):
         window = audio if last else audio[: int(self.window_seconds * sr)]
         words = words if last else words[: int(MAX_WORDS_PER_SECOND * self.window_seconds)]
         # the widest beam only: a narrow one in a prefix grammar can race through the words
-        for decoder in self._decoders[::-1]:
-            spans = self._decode(decoder, window, words, prefix=True)
+        for rung in reversed(range(len(self.beams))):
+            spans = self._decode(self._decoder(rung), window, words, prefix=True)
             if last:
                 kept = spans if len(spans) == len(words) else spans[:-1]
             else:
@@ -185,9 +216,11 @@ class PocketsphinxAligner(Aligner):
             if seg.word.startswith(("<", "[")):
                 continue  # <s>, </s>, <sil>, [NOISE]: not transcript words
             frames = seg.end_frame - seg.start_frame + 1
-            score = seg.ascore * self._ln_base / frames  # mean log-likelihood per frame (nats)
-            start = min(max(seg.start_frame / FRAME_RATE - PAD_SECONDS, 0.0), duration)
-            end = min(max((seg.end_frame + 1) / FRAME_RATE - PAD_SECONDS, start), duration)
+            # mean log acoustic score per frame (nats) relative to the best path alive in each
+            # frame: 0 is the best there was, strongly negative means the word was a poor fit
+            score = math.log(max(seg.ascore, 1e-300)) / frames
+            start = min(max(seg.start_frame / self._frate - PAD_SECONDS, 0.0), duration)
+            end = min(max((seg.end_frame + 1) / self._frate - PAD_SECONDS, start), duration)
             spans.append(WordSpan(_VARIANT.sub("", seg.word), start, end, round(score, 4)))
         return spans
 

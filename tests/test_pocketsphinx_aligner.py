@@ -44,7 +44,8 @@ def test_boundary_error_matches_words_by_sequence():
     assert [round(o, 4) for _, o in errors] == [0.02, 0.0]
 
 
-def test_long_recording_is_aligned_in_pieces(aligner, spoken):
+def test_long_recording_is_aligned_in_pieces(spoken):
+    aligner = get_aligner("pocketsphinx", max_full_seconds=10.0)
     sentences = ["The patient was given atorvastatin for hypertension yesterday.",
                  "She reported mild dizziness after the second dose.",
                  "Her blood pressure improved within two weeks of treatment.",
@@ -63,3 +64,22 @@ def test_long_recording_is_aligned_in_pieces(aligner, spoken):
     assert [s.word for s in spans] == words
     assert np.mean([abs(s.start - t) for s, t in zip(spans, truth)]) < 0.05
     assert all(a.end <= b.start + 1e-6 for a, b in zip(spans, spans[1:]))
+
+
+def test_wide_beam_keeps_the_last_words(spoken):
+    # With pocketsphinx's lattice best-path rescoring (its default) this utterance came back
+    # without "letter" at any beam of 1e-100 or wider; the Viterbi backtrace keeps every word.
+    sentence = "Peter called on saturday to ask about the letter."
+    audio, truth = spoken(sentence, voice="en-us+f3", rate=160)
+    spans = get_aligner("pocketsphinx", beams=(1e-100,)).align(audio, normalize(sentence).split())
+    assert [s.word for s in spans] == normalize(sentence).split()
+    assert abs(spans[-1].start - truth[-1].start) < 0.05
+    assert all(s.score <= 0 for s in spans)  # log score per frame relative to the best path
+
+
+def test_retry_decoder_is_built_on_demand_with_the_added_words(spoken):
+    aligner = get_aligner("pocketsphinx", beams=(1e-120, 1e-200))
+    assert aligner._decoders[1] is None  # the retry rung costs nothing until a pass fails
+    sentence = "The patient was given atorvastatin for hypertension yesterday."
+    aligner.align(spoken(sentence)[0], normalize(sentence).split())
+    assert aligner._decoder(1).lookup_word("atorvastatin") is not None  # G2P words replayed
