@@ -1,7 +1,7 @@
 """`jstip evaluate`: checkpoint + held-out utterances → hypotheses, WER and entity error rate.
 
-Thin wrapper: loads the checkpoint, greedily transcribes every utterance of `split` with
-`trainer.decode.transcribe`, writes the `Hypothesis` manifest and `metrics/eval.json`.
+Thin wrapper: loads the checkpoint, transcribes every utterance of `split` with
+`trainer.decode.transcribe` (greedy or beam search; the asr prompt or a free one), writes the `Hypothesis` manifest and `metrics/eval.json`.
 A missing or empty entity list does not stop the run: entity metrics are null with a note.
 torch is imported only when the stage runs.
 """
@@ -26,6 +26,10 @@ class EvaluateConfig:
     metrics: str = field(default="metrics/eval.json", metadata={"help": "where to write WER and entity error rate"})
     max_new_tokens: int = field(default=64, metadata={"help": "most tokens generated per utterance"})
     batch_size: int = field(default=8, metadata={"help": "utterances decoded together (left-padded)"})
+    num_beams: int = field(default=1, metadata={"help": "1: greedy; more: beam search with that many beams"})
+    prompt: str = field(default="{speech}", metadata={"help": "decoding prompt with {speech} where the audio goes; "
+                                                              "'{speech}' is the asr prompt, e.g. 'question: {speech} "
+                                                              "answer:' a free one"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA if present, else CPU), cpu or cuda"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
@@ -44,7 +48,7 @@ def run(cfg: EvaluateConfig) -> dict:
     from trainer.decode import transcribe
     from trainer.loop import pick_device
     from trainer.metrics import entity_error_rate, wer
-    from trainer.model import load_checkpoint
+    from trainer.checkpoint import load_checkpoint
 
     if cfg.batch_size < 1 or cfg.max_new_tokens < 1:
         raise JstipError(f"batch_size ({cfg.batch_size}) and max_new_tokens ({cfg.max_new_tokens}) must be >= 1")
@@ -53,7 +57,8 @@ def run(cfg: EvaluateConfig) -> dict:
         raise JstipError(f"{cfg.utterances} has no utterances with split {cfg.split!r}; "
                          "pick another --split or re-run prepare with a test fraction above 0")
     model, tok = load_checkpoint(cfg.checkpoints, pick_device(cfg.device))
-    result = transcribe(model, tok, utterances, cfg.batch_size, cfg.max_new_tokens, progress=cfg.progress)
+    result = transcribe(model, tok, utterances, cfg.batch_size, cfg.max_new_tokens, progress=cfg.progress,
+                        num_beams=cfg.num_beams, prompt=cfg.prompt)
     write_records(result.hypotheses, Hypothesis, cfg.hypotheses)
 
     refs = [h.reference for h in result.hypotheses]
@@ -74,6 +79,8 @@ def run(cfg: EvaluateConfig) -> dict:
         real_time_factor=result.wall_seconds / result.audio_seconds if result.audio_seconds else None,
         exact_match=sum(r == h for r, h in zip(refs, hyps)) / len(refs) if refs else None,
         device=str(next(model.parameters()).device),
+        num_beams=cfg.num_beams,
+        prompt=cfg.prompt,
     )
     write_metrics(metrics, cfg.metrics)
     return metrics

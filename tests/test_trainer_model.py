@@ -8,8 +8,10 @@ from manifests.schema import SPEECH, TEXT, Sample, Span, Utterance
 from trainer.data import IGNORE, Collator, SampleDataset
 from trainer.decode import transcribe
 from trainer.features import encoded_frames, span_frames
+from trainer.batching import planned_from_samples
+from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.loop import LoopConfig, lr_factor, train
-from trainer.model import SpeechLM, SpeechLMConfig, load_checkpoint, save_checkpoint
+from trainer.model import SpeechLM, SpeechLMConfig
 from trainer.tokenizer import TokenIds, build_tokenizer
 
 SR = 16000
@@ -101,9 +103,9 @@ def trained(corpus):
     _, samples, tok = corpus
     torch.manual_seed(0)
     model = SpeechLM(SpeechLMConfig(**TINY), tok)
-    ds = SampleDataset(samples)
-    result = train(model, ds, Collator(tok), LoopConfig(steps=120, batch_size=4, lr=3e-3, warmup_steps=10,
-                                                        log_every=20, device="cpu"), progress=False)
+    data = planned_from_samples(samples, tok, model.spec, batch_size=4)
+    result = train(model, data, LoopConfig(steps=120, batch_size=4, lr=3e-3, warmup_steps=10, log_every=20,
+                                           device="cpu"), progress=False)
     return model, result
 
 
@@ -158,3 +160,19 @@ def test_pretrained_lm_path_is_loaded(corpus, tmp_path):
     model = SpeechLM(SpeechLMConfig(**{**TINY, "lm": str(tmp_path / "lm")}), tok)
     for (k, v), (k2, v2) in zip(scratch.lm.state_dict().items(), model.lm.state_dict().items()):
         assert k == k2 and torch.equal(v, v2)
+
+
+def test_beam_search_and_a_free_prompt(trained, corpus):
+    from manifests.errors import JstipError
+    from trainer.decode import prompt_sample
+
+    model, _ = trained
+    utts, _, tok = corpus
+    beams = transcribe(model, tok, utts, batch_size=4, max_new_tokens=12, progress=False, num_beams=3)
+    assert [h.hypothesis for h in beams.hypotheses] == WORDS
+    spans = prompt_sample(utts[0], "question: {speech} answer:").spans
+    assert [s.modality for s in spans] == [TEXT, SPEECH, TEXT] and spans[0].text == "question:"
+    free = transcribe(model, tok, utts, batch_size=4, max_new_tokens=4, progress=False, prompt="alpha {speech} beta")
+    assert len(free.hypotheses) == 4 and all(isinstance(h.hypothesis, str) for h in free.hypotheses)
+    with pytest.raises(JstipError, match="speech"):
+        prompt_sample(utts[0], "no audio here")

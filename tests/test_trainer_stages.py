@@ -10,7 +10,7 @@ from manifests.io import write_records, write_shards
 from manifests.schema import SPEECH, TEXT, Hypothesis, Sample, Span, Text, Utterance
 from pipeline.stage_evaluate import EvaluateConfig, read_entities
 from pipeline.stage_evaluate import run as evaluate
-from pipeline.stage_train import TrainConfig
+from pipeline.stage_train import PLOT_COLUMNS, TrainConfig
 from pipeline.stage_train import run as train
 
 SR = 16000
@@ -60,7 +60,9 @@ def test_train_then_evaluate_end_to_end(tmp_path):
     for name in ("model.safetensors", "speechlm_config.json", "lm_config.json", "tokenizer.json", "train_log.jsonl"):
         assert (ckpt / name).exists(), name
     curve = pl.read_csv(tmp_path / "plots/train_loss.csv")
-    assert curve.columns == ["step", "loss", "lr"] and curve.height == 30
+    assert curve.columns == list(PLOT_COLUMNS) and curve["step"].to_list() == [10, 20, 30]
+    assert curve["padding_share"].is_between(0, 1).all() and curve["tokens_per_s"].min() > 0
+    assert curve["mfu"].null_count() == 3  # MFU is a GPU figure
     written = json.loads((tmp_path / "metrics/train.json").read_text())
     assert written == json.loads(json.dumps(metrics))
     assert metrics["steps"] == 30 and metrics["loss_last"] < metrics["loss_first"]
@@ -95,7 +97,8 @@ def test_read_entities_normalizes_and_notes_empty(tmp_path):
 def test_train_with_a_pretrained_lm_path_uses_its_tokenizer(tmp_path):
     import torch
 
-    from trainer.model import SpeechLM, SpeechLMConfig, load_checkpoint
+    from trainer.checkpoint import load_checkpoint
+    from trainer.model import SpeechLM, SpeechLMConfig
     from trainer.tokenizer import build_tokenizer
 
     paths = make_corpus(tmp_path)
@@ -121,3 +124,15 @@ def test_ctc_loss_is_logged_when_asr_samples_are_present(tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "ck/train_log.jsonl").read_text().splitlines()]
     assert len(lines) == 4 and any("ctc_loss" in line for line in lines)
     assert all(line["total_loss"] >= line["loss"] for line in lines)
+
+
+def test_train_stage_resumes_from_its_newest_state(tmp_path):
+    paths = make_corpus(tmp_path)
+    common = dict(samples=paths["samples"], utterances=paths["utterances"], texts=paths["texts"],
+                  checkpoints=str(tmp_path / "ck"), plot=str(tmp_path / "p.csv"), metrics=str(tmp_path / "m.json"),
+                  batch_size=4, log_every=2, save_every=2, progress=False, **TINY)
+    first = train(TrainConfig(steps=4, **common))
+    assert first["resumed_from_step"] == 0 and (tmp_path / "ck/state/step-00000004/optimizer.safetensors").exists()
+    again = train(TrainConfig(steps=6, resume="auto", **common))
+    assert again["resumed_from_step"] == 4 and again["steps"] == 6
+    assert pl.read_csv(tmp_path / "p.csv")["step"].to_list() == [2, 4, 6]

@@ -1,19 +1,24 @@
-"""Samples → padded model batches: audio loading, token layout, labels, length bucketing.
+"""Samples → padded model batches: audio loading, token layout, labels.
 
 A sample becomes `<bos>` + for each span in order: speech → `<|speech|>` `<|audio|>`×n
 `<|/speech|>` (n from `features.span_frames`), text → the span's tokens; then `<eos>`. Loss is
 on text tokens and `<eos>` only. Each sample's audio is loaded and turned into log-mel once
 (cached by source), and the model encodes it once per batch; the batch carries each speech
 span's times so the model slices the same frames the collator counted.
+Audio comes from the sample's embedded FLAC bytes (`Sample.audio`, the stretch
+offset..offset+duration of the source) when present, else from `audio_path` at offset/duration.
 Samples whose audio cannot be read are skipped and counted by reason, never silently lost.
+Batch planning (bucketing, ranks, resume cursor) lives in `batching.py`.
 """
 from __future__ import annotations
 
-import random
+import io
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
+import numpy as np
+import soundfile as sf
 import torch
 from transformers import PreTrainedTokenizerFast
 
@@ -35,36 +40,59 @@ class Item:
     mel: torch.Tensor | None
 
 
-class SampleDataset(torch.utils.data.Dataset):
-    """Samples held in memory; log-mel computed on first use and cached (up to `cache_mb`)."""
+def decode_audio(data: bytes, sample_rate: int, name: str = "") -> np.ndarray:
+    """Mono float32 samples of in-memory audio bytes (FLAC, WAV, ...) at `sample_rate`."""
+    try:
+        wave, native = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise AudioError(f"cannot decode the embedded audio of {name}: {exc}") from exc
+    wave = wave.mean(axis=1)
+    if native != sample_rate:
+        import librosa  # slow to import; only needed when rates differ
 
-    def __init__(self, samples: Sequence[Sample], spec: FrameSpec = FrameSpec(), cache_mb: float = 512.0) -> None:
-        self.samples = list(samples)
+        wave = librosa.resample(wave, orig_sr=native, target_sr=sample_rate)
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+class Features:
+    """Log-mel of a sample's audio, cached by source (up to `cache_mb`); raises AudioError.
+
+    `audio_bytes(sample)` may fetch embedded audio lazily (the trainer reads it from the shard
+    when the batch is built); by default it is `sample.audio`.
+    """
+
+    def __init__(self, spec: FrameSpec = FrameSpec(), cache_mb: float = 512.0,
+                 audio_bytes: Callable[[Sample], bytes | None] | None = None) -> None:
         self.spec = spec
-        self.logmel = LogMel(spec)
+        self.logmel: LogMel | None = None
+        self.audio_bytes = audio_bytes or (lambda s: s.audio)
         self.cache: OrderedDict[tuple[str, float, float], torch.Tensor] = OrderedDict()
         self.cache_bytes, self.cache_limit = 0, int(cache_mb * 2**20)
-        self.skipped: dict[str, str] = {}  # sample_id -> reason, each sample counted once
-        self.bad_sources: dict[tuple[str, float, float], str] = {}
+        self.bad: dict[tuple[str, float, float], str] = {}
 
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def features(self, audio_path: str, offset: float, duration: float) -> torch.Tensor:
-        """Log-mel `[frames, n_mels]` of one stretch of audio (cached; raises AudioError)."""
-        key = (audio_path, float(offset), float(duration))
-        if key in self.bad_sources:
-            raise AudioError(self.bad_sources[key])
+    def __call__(self, sample: Sample) -> torch.Tensor:
+        key = (sample.audio_path or sample.source_id, float(sample.offset), float(sample.duration))
+        if key in self.bad:
+            raise AudioError(self.bad[key])
         if key in self.cache:
             self.cache.move_to_end(key)
             return self.cache[key]
         try:
-            wave = load_audio(audio_path, offset, duration if duration > 0 else None, self.spec.sample_rate)
+            data = self.audio_bytes(sample)
+            if data is not None:
+                wave = decode_audio(data, self.spec.sample_rate, sample.sample_id)
+            elif sample.audio_path:
+                wave = load_audio(sample.audio_path, sample.offset, sample.duration if sample.duration > 0 else None,
+                                  self.spec.sample_rate)
+            else:
+                raise AudioError("speech span without audio_path or embedded audio")
             if wave.size == 0:
-                raise AudioError(f"audio {audio_path} at {offset:.3f}s+{duration:.3f}s holds no samples")
+                raise AudioError(f"audio {sample.audio_path} at {sample.offset:.3f}s+{sample.duration:.3f}s holds no samples")
         except AudioError as exc:
-            self.bad_sources[key] = str(exc)
+            self.bad[key] = str(exc)
             raise
+        if self.logmel is None:
+            self.logmel = LogMel(self.spec)
         mel = self.logmel(wave)
         self.cache[key] = mel
         self.cache_bytes += mel.numel() * 4
@@ -73,18 +101,33 @@ class SampleDataset(torch.utils.data.Dataset):
             self.cache_bytes -= old.numel() * 4
         return mel
 
+
+def load_item(sample: Sample, features: Features, skipped: dict[str, str]) -> "Item | None":
+    """The `Item` of a sample, or None with the reason recorded in `skipped`."""
+    if not any(span.modality == SPEECH for span in sample.spans):
+        return Item(sample, None)
+    try:
+        return Item(sample, features(sample))
+    except AudioError as exc:
+        reason = str(exc)
+        skipped[sample.sample_id] = reason if reason.startswith("speech span") else f"audio unreadable: {reason}"
+        return None
+
+
+class SampleDataset(torch.utils.data.Dataset):
+    """Samples held in memory (decoding, small runs); log-mel computed on first use and cached."""
+
+    def __init__(self, samples: Sequence[Sample], spec: FrameSpec = FrameSpec(), cache_mb: float = 512.0) -> None:
+        self.samples = list(samples)
+        self.spec = spec
+        self.features = Features(spec, cache_mb)
+        self.skipped: dict[str, str] = {}  # sample_id -> reason, each sample counted once
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
     def __getitem__(self, index: int) -> Item | None:
-        sample = self.samples[index]
-        if not any(span.modality == SPEECH for span in sample.spans):
-            return Item(sample, None)
-        if not sample.audio_path:
-            self.skipped[sample.sample_id] = "speech span without audio_path"
-            return None
-        try:
-            return Item(sample, self.features(sample.audio_path, sample.offset, sample.duration))
-        except AudioError as exc:
-            self.skipped[sample.sample_id] = f"audio unreadable: {exc}"
-            return None
+        return load_item(self.samples[index], self.features, self.skipped)
 
 
 def check_sample(sample: Sample) -> None:
@@ -196,37 +239,3 @@ def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, An
     """Move the tensors of a batch to `device` (span times stay on CPU: they are read as floats)."""
     keep_cpu = {"span_audio", "span_start", "span_end", "mel_lens", "ctc_audio", "ctc_target_lens"}
     return {k: (v.to(device) if isinstance(v, torch.Tensor) and k not in keep_cpu else v) for k, v in batch.items()}
-
-
-def estimated_length(sample: Sample, spec: FrameSpec) -> float:
-    """A cheap sequence-length estimate for bucketing: speech frames plus ~1.5 tokens per word."""
-    frames = sum((s.end - s.start) / spec.frame_duration for s in sample.spans if s.modality == SPEECH)
-    words = sum(len(s.text.split()) for s in sample.spans if s.modality == TEXT)
-    return frames + 1.5 * words
-
-
-class BucketBatchSampler(torch.utils.data.Sampler):
-    """Endless shuffled batches of similar length: shuffle, sort within pools of `pool` batches, shuffle batches.
-
-    Small pools keep kinds mixed within a batch (asr, interleaved and text samples differ in length).
-    """
-
-    def __init__(self, lengths: Sequence[float], batch_size: int, seed: int = 0, pool: int = 4) -> None:
-        if batch_size < 1:
-            raise JstipError(f"batch_size must be at least 1, got {batch_size}")
-        if not lengths:
-            raise JstipError("no samples to train on; check the samples directory")
-        self.lengths, self.batch_size, self.pool = list(lengths), batch_size, pool
-        self.rng = random.Random(seed)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        while True:
-            order = list(range(len(self.lengths)))
-            self.rng.shuffle(order)
-            size = self.batch_size * self.pool
-            batches = []
-            for i in range(0, len(order), size):
-                chunk = sorted(order[i:i + size], key=lambda j: self.lengths[j])
-                batches += [chunk[k:k + self.batch_size] for k in range(0, len(chunk), self.batch_size)]
-            self.rng.shuffle(batches)
-            yield from batches

@@ -1,9 +1,11 @@
-"""Batched greedy transcription of utterances with a trained `SpeechLM`.
+"""Batched greedy or beam-search decoding of utterances with a trained `SpeechLM`.
 
-Each utterance becomes the prompt `<bos><|speech|><|audio|>×n<|/speech|>` (the same layout
-and frame arithmetic as training, left-padded) and the LM's `generate` continues it greedily
-until `<eos>`. Utterances are decoded in duration order for tight batches and returned in
-input order; an utterance whose audio cannot be read is skipped and counted by reason.
+Each utterance becomes a prompt in the training layout, left-padded: the `asr` prompt is
+`<bos><|speech|><|audio|>×n<|/speech|>` (what `asr` samples look like before their transcript);
+a free prompt is any text around the speech, written as a template with `{speech}`, e.g.
+`"question: {speech} answer:"` for the spoken-question probe. The LM's `generate` continues it
+(`num_beams=1`: greedy) until `<eos>`. Utterances are decoded in duration order for tight batches
+and returned in input order; an utterance whose audio cannot be read is skipped and counted.
 """
 from __future__ import annotations
 
@@ -12,14 +14,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import torch
 from tqdm import tqdm
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase
 
-from manifests.schema import SPEECH, Hypothesis, Sample, Span, Utterance
+from manifests.errors import JstipError
+from manifests.schema import SPEECH, TEXT, Hypothesis, Sample, Span, Utterance
 
 from .data import Collator, SampleDataset, to_device
+from .loop import autocast_for
 from .model import SpeechLM
+
+ASR_PROMPT = "{speech}"
 
 
 @dataclass
@@ -33,25 +38,33 @@ class DecodeResult:
     wall_seconds: float = 0.0
 
 
-def prompt_sample(utt: Utterance) -> Sample:
-    """The decoding prompt of an utterance as a one-speech-span `Sample`."""
+def prompt_sample(utt: Utterance, prompt: str = ASR_PROMPT) -> Sample:
+    """The decoding prompt of an utterance as a `Sample`: text before, the whole speech, text after."""
+    if prompt.count("{speech}") != 1:
+        raise JstipError(f"prompt {prompt!r} must contain '{{speech}}' exactly once (where the audio goes)")
+    before, after = (part.strip() for part in prompt.split("{speech}"))
+    spans = ((Span(TEXT, before),) if before else ()) + (Span(SPEECH, "", 0.0, utt.duration),) + \
+        ((Span(TEXT, after),) if after else ())
     return Sample(sample_id=utt.utt_id, kind="asr", source_id=utt.utt_id, audio_path=utt.audio_path,
-                  offset=utt.offset, duration=utt.duration, spans=(Span(SPEECH, "", 0.0, utt.duration),),
-                  n_speech_words=0, n_text_words=0)
+                  offset=utt.offset, duration=utt.duration, spans=spans, n_speech_words=0,
+                  n_text_words=len(before.split()) + len(after.split()))
 
 
-def transcribe(model: SpeechLM, tok: PreTrainedTokenizerFast, utterances: Sequence[Utterance], batch_size: int = 8,
-               max_new_tokens: int = 64, progress: bool = True) -> DecodeResult:
-    """Greedy transcripts of `utterances` (reference = `norm_text`), batched and left-padded."""
+def transcribe(model: SpeechLM, tok: PreTrainedTokenizerBase, utterances: Sequence[Utterance], batch_size: int = 8,
+               max_new_tokens: int = 64, progress: bool = True, num_beams: int = 1,
+               prompt: str = ASR_PROMPT) -> DecodeResult:
+    """Continuations of each utterance's prompt (reference = `norm_text`), batched and left-padded."""
+    if num_beams < 1:
+        raise JstipError(f"num_beams must be at least 1, got {num_beams}")
     device = next(model.parameters()).device
     model.eval()
-    dataset = SampleDataset([prompt_sample(u) for u in utterances], model.spec)
+    dataset = SampleDataset([prompt_sample(u, prompt) for u in utterances], model.spec)
     collator = Collator(tok, model.spec, max_tokens=10**9, padding_side="left", add_eos=False)
     order = sorted(range(len(utterances)), key=lambda i: utterances[i].duration)
     texts: dict[int, str] = {}
     result = DecodeResult()
     start = time.perf_counter()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    autocast = autocast_for(device)
     for b in tqdm(range(0, len(order), batch_size), desc="decode", disable=not progress, unit="batch"):
         idx = order[b:b + batch_size]
         items = [dataset[i] for i in idx]
@@ -64,7 +77,7 @@ def transcribe(model: SpeechLM, tok: PreTrainedTokenizerFast, utterances: Sequen
         if batch is None:
             continue
         with autocast:
-            new_ids = model.generate(to_device(batch, device), max_new_tokens=max_new_tokens)
+            new_ids = model.generate(to_device(batch, device), max_new_tokens=max_new_tokens, num_beams=num_beams)
         for i, ids in zip(kept, new_ids.tolist()):
             texts[i] = tok.decode(ids, skip_special_tokens=True).strip()
         result.audio_seconds += batch["audio_seconds"]

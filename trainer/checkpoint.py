@@ -1,0 +1,187 @@
+"""Checkpoints in safetensors + JSON: the model for evaluation, and the full training state for resume.
+
+A model checkpoint is a directory with `model.safetensors` (every weight, LoRA adapters and a
+frozen Whisper encoder included), `speechlm_config.json`, `lm_config.json` and the tokenizer, so
+loading needs neither the original LM nor the encoder path.
+A training state (`<dir>/state/step-NNNNNNNN/`) adds `optimizer.safetensors` (AdamW moments and
+step counts, keyed by parameter name), `rng-rank<r>.safetensors` (torch CPU and CUDA generators of
+each rank) and `trainer_state.json` (step, data cursor, scheduler, Python and NumPy RNG states,
+the settings that must not change across a resume). It is written to a temporary directory and
+renamed, so a crash never leaves a half state that `resume=auto` would pick up.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerBase
+
+from manifests.errors import JstipError
+
+from .model import SpeechLM, SpeechLMConfig
+from .tokenizer import load_tokenizer
+
+CONFIG_FILE, LM_CONFIG_FILE, WEIGHTS_FILE = "speechlm_config.json", "lm_config.json", "model.safetensors"
+OPTIM_FILE, STATE_FILE = "optimizer.safetensors", "trainer_state.json"
+
+
+def save_checkpoint(model: SpeechLM, tok: PreTrainedTokenizerBase, directory: str | Path) -> Path:
+    """Write weights, both configs and the tokenizer to `directory`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(directory / WEIGHTS_FILE))
+    (directory / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(model.cfg), indent=2) + "\n")
+    (directory / LM_CONFIG_FILE).write_text(json.dumps(model.base_lm().config.to_dict(), indent=2) + "\n")
+    tok.save_pretrained(str(directory))
+    return directory
+
+
+def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -> tuple[SpeechLM, PreTrainedTokenizerBase]:
+    """Rebuild a `SpeechLM` and its tokenizer from `save_checkpoint` output (eval mode)."""
+    directory = Path(directory)
+    missing = [f for f in (WEIGHTS_FILE, CONFIG_FILE, LM_CONFIG_FILE) if not (directory / f).exists()]
+    if missing:
+        raise JstipError(f"checkpoint {directory} lacks {missing}; run the train stage first")
+    known = {f.name for f in dataclasses.fields(SpeechLMConfig)}
+    cfg = SpeechLMConfig(**{k: v for k, v in json.loads((directory / CONFIG_FILE).read_text()).items() if k in known})
+    tok = load_tokenizer(directory)
+    lm_dict = json.loads((directory / LM_CONFIG_FILE).read_text())
+    lm = AutoModelForCausalLM.from_config(AutoConfig.for_model(lm_dict.pop("model_type"), **lm_dict))
+    model = SpeechLM(cfg, tok, lm=lm, pretrained=False)
+    load_weights(model, directory / WEIGHTS_FILE)
+    return model.to(device).eval(), tok
+
+
+def load_weights(model: SpeechLM, path: Path) -> None:
+    """Load `model.safetensors` into `model`; tied output weights may be absent, nothing else."""
+    missing, unexpected = load_model(model, str(path), strict=False)
+    if unexpected or [k for k in missing if not k.endswith("lm_head.weight")]:
+        raise JstipError(f"checkpoint {path} does not match its config: missing {missing}, unexpected {unexpected}")
+
+
+def _rng_state() -> dict[str, Any]:
+    version, keys, gauss = random.getstate()
+    return {"python": [version, list(keys), gauss], "numpy": _numpy_state()}
+
+
+def _numpy_state() -> dict[str, Any]:
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"name": name, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)}
+
+
+def _set_rng_state(state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    version, keys, gauss = state["python"]
+    random.setstate((version, tuple(keys), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["name"], np.array(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(tensors["torch_cpu"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("torch_cuda_"))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def save_rng(directory: Path, rank: int) -> None:
+    """Torch CPU/CUDA generator states of this rank (safetensors) and the Python/NumPy ones (JSON)."""
+    tensors = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors.update({f"torch_cuda_{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    save_file(tensors, str(directory / f"rng-rank{rank}.safetensors"))
+    (directory / f"rng-rank{rank}.json").write_text(json.dumps(_rng_state()))
+
+
+def load_rng(directory: Path, rank: int) -> None:
+    path = directory / f"rng-rank{rank}.safetensors"
+    if not path.exists():
+        raise JstipError(f"{directory} has no RNG state for rank {rank}; resume with the same number of processes")
+    _set_rng_state(json.loads((directory / f"rng-rank{rank}.json").read_text()), load_file(str(path)))
+
+
+def optimizer_tensors(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """The optimizer's per-parameter state as `{"<param name>/<key>": tensor}`."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    out = {}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for key, value in optimizer.state.get(p, {}).items():
+                out[f"{names[id(p)]}/{key}"] = value.detach().cpu().contiguous()
+    return out
+
+
+def load_optimizer_tensors(model: torch.nn.Module, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                           groups: list[dict[str, Any]]) -> None:
+    """Rebuild the optimizer's state dict from name-keyed tensors; `load_state_dict` moves and casts them
+    (e.g. AdamW's step counts onto the GPU for the fused kernel)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    per_name: dict[str, dict[str, torch.Tensor]] = {}
+    position = {names[id(p)]: i for i, p in enumerate(p for g in optimizer.param_groups for p in g["params"])}
+    for key, value in tensors.items():
+        name, _, field_ = key.rpartition("/")
+        if name not in position:
+            raise JstipError(f"optimizer state names parameter {name!r} that the model does not train; the model "
+                             "config or freeze changed since the state was saved")
+        per_name.setdefault(name, {})[field_] = value
+    current = optimizer.state_dict()
+    if len(groups) != len(current["param_groups"]):
+        raise JstipError(f"saved optimizer has {len(groups)} parameter groups, this one {len(current['param_groups'])}")
+    state = {position[n]: v for n, v in per_name.items()}
+    param_groups = [{**saved, "params": g["params"]} for saved, g in zip(groups, current["param_groups"])]
+    optimizer.load_state_dict({"state": state, "param_groups": param_groups})
+
+
+def save_state(directory: str | Path, step: int, model: SpeechLM, tok: PreTrainedTokenizerBase,
+               optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any], rank: int = 0,
+               world_size: int = 1, barrier: Any = None, keep: int = 2) -> Path:
+    """Write the training state of `step` atomically under `directory`/state; keep the newest `keep`."""
+    root = Path(directory) / "state"
+    final = root / f"step-{step:08d}"
+    tmp = root / f".tmp-step-{step:08d}"
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_checkpoint(model, tok, tmp)
+        save_file(optimizer_tensors(model, optimizer), str(tmp / OPTIM_FILE))
+    if barrier:
+        barrier()
+    save_rng(tmp, rank)
+    if barrier:
+        barrier()
+    if rank == 0:
+        groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+        meta = {**state, "step": step, "world_size": world_size, "optimizer_groups": groups,
+                "scheduler": {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}}
+        (tmp / STATE_FILE).write_text(json.dumps(meta, indent=1, default=float))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in sorted(root.glob("step-*"))[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    if barrier:
+        barrier()
+    return final
+
+
+def latest_state(directory: str | Path) -> Path | None:
+    """The newest complete training state under `directory`/state, or None."""
+    done = sorted(p for p in (Path(directory) / "state").glob("step-*") if (p / STATE_FILE).exists())
+    return done[-1] if done else None
+
+
+def load_state(path: str | Path, model: SpeechLM, optimizer: torch.optim.Optimizer, scheduler: Any,
+               rank: int = 0) -> dict[str, Any]:
+    """Restore weights, optimizer, scheduler and this rank's RNG from `path`; returns trainer_state.json."""
+    path = Path(path)
+    if not (path / STATE_FILE).exists():
+        raise JstipError(f"{path} is not a training state (no {STATE_FILE}); give a state/step-* directory or resume=auto")
+    meta = json.loads((path / STATE_FILE).read_text())
+    load_weights(model, path / WEIGHTS_FILE)
+    load_optimizer_tensors(model, optimizer, load_file(str(path / OPTIM_FILE)), meta["optimizer_groups"])
+    scheduler.load_state_dict({**scheduler.state_dict(), **meta["scheduler"]})
+    load_rng(path, rank)
+    return meta
