@@ -1,10 +1,12 @@
-"""Reading the audio an utterance points at: a whole file or an offset/duration slice of it.
+"""Reading and writing audio: files an utterance points at (whole or an offset/duration slice)
+and the FLAC bytes a sample may embed.
 
 Audio is returned as mono float32 at the requested sample rate, resampled with librosa
-when the file's own rate differs, so every consumer (aligners, trainer) sees the same signal.
+when the source's own rate differs, so every consumer (aligners, trainer) sees the same signal.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +40,36 @@ def load_audio(path: str | Path, offset: float = 0.0, duration: float | None = N
             data = f.read(frames, dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError) as exc:
         raise AudioError(f"cannot read audio {path}: {exc}") from exc
-    samples = data.mean(axis=1)
+    return _mono_at(data, native, sample_rate)
+
+
+def decode_audio_bytes(data: bytes, sample_rate: int, name: str = "") -> np.ndarray:
+    """Mono float32 samples of in-memory audio bytes (FLAC, WAV, ...) at `sample_rate`.
+
+    `name` (the sample the bytes belong to) goes into the AudioError raised for bad bytes.
+    """
+    try:
+        wave, native = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise AudioError(f"cannot decode the embedded audio of {name}: {exc}") from exc
+    return _mono_at(wave, native, sample_rate)
+
+
+def _mono_at(frames: np.ndarray, native: int, sample_rate: int) -> np.ndarray:
+    """(frames, channels) samples at rate `native` -> contiguous mono float32 at `sample_rate`."""
+    samples = frames.mean(axis=1)
     if native != sample_rate:
         import librosa  # imported lazily: it is slow to import and only needed when rates differ
 
         samples = librosa.resample(samples, orig_sr=native, target_sr=sample_rate)
     return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def encode_flac(samples: np.ndarray, sample_rate: int) -> bytes:
+    """Mono float samples as 16-bit FLAC bytes (deterministic: the same input gives the same bytes)."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(samples, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue()
 
 
 def write_audio(samples: np.ndarray, path: str | Path, sample_rate: int) -> Path:

@@ -10,7 +10,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Type, TypeVar
+from typing import Any, Collection, Iterable, Iterator, Sequence, Type, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -114,21 +114,59 @@ def manifest_files(path: str | Path) -> list[Path]:
     return [path]
 
 
-def iter_records(path: str | Path, record_type: Type[T], batch_size: int = 1024) -> Iterator[T]:
-    """Stream records of one type from a Parquet file or shard directory, checking the schema."""
-    expected = schema_of(record_type)
-    for file in manifest_files(path):
-        try:
-            parquet = pq.ParquetFile(file)
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise ManifestError(f"cannot read {file}: {exc}") from exc
-        missing = set(expected.names) - set(parquet.schema_arrow.names)
+def _open(file: str | Path, record_type: type | None = None, optional: Collection[str] = ()) -> pq.ParquetFile:
+    """An open Parquet file holding `record_type`'s columns (but `optional`), or a ManifestError."""
+    try:
+        parquet = pq.ParquetFile(file)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ManifestError(f"cannot read {file}: {exc}") from exc
+    if record_type is not None:
+        missing = set(schema_of(record_type).names) - set(optional) - set(parquet.schema_arrow.names)
         if missing:
             raise ManifestError(
                 f"{file} is not a {record_type.__name__} manifest: missing columns {sorted(missing)}"
             )
+    return parquet
+
+
+def iter_records(path: str | Path, record_type: Type[T], batch_size: int = 1024) -> Iterator[T]:
+    """Stream records of one type from a Parquet file or shard directory, checking the schema."""
+    expected = schema_of(record_type)
+    for file in manifest_files(path):
+        parquet = _open(file, record_type)
         for batch in parquet.iter_batches(batch_size=batch_size, columns=expected.names):
             yield from from_table(pa.Table.from_batches([batch]), record_type)
+
+
+def row_group_sizes(file: str | Path, record_type: type | None = None, optional: Collection[str] = ()) -> list[int]:
+    """Rows in each row group of one Parquet file, in order (the unit readers can fetch alone).
+
+    With `record_type`, the file must hold that type's columns except those in `optional`
+    (as `iter_records` checks); a ManifestError names the missing ones.
+    """
+    parquet = _open(file, record_type, optional)
+    return [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)]
+
+
+def read_row_group(file: str | Path, index: int, columns: Sequence[str], optional: Collection[str] = ()) -> pa.Table:
+    """Columns of row group `index` of one Parquet file.
+
+    A column named in `optional` that the file lacks (older files) comes back as nulls;
+    any other missing column, or an unreadable file or group, is a ManifestError.
+    """
+    parquet = _open(file)
+    names = set(parquet.schema_arrow.names)
+    missing = [c for c in columns if c not in names and c not in optional]
+    if missing:
+        raise ManifestError(f"{file} lacks columns {missing}; it was not written as this kind of manifest")
+    try:
+        table = parquet.read_row_group(index, columns=[c for c in columns if c in names])
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ManifestError(f"cannot read row group {index} of {file}: {exc}") from exc
+    for i, name in enumerate(columns):
+        if name not in names:
+            table = table.add_column(i, name, pa.nulls(table.num_rows))
+    return table
 
 
 def read_records(path: str | Path, record_type: Type[T]) -> list[T]:

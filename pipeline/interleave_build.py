@@ -10,7 +10,6 @@ the task, so 1 and N workers write identical bytes.
 from __future__ import annotations
 
 import dataclasses
-import io
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,15 +107,6 @@ def utterance_sample(item: Item, s: dict[str, Any], notes: Counter) -> Sample:
     return interleaved_sample(utt, kind, segment_runs(segments, mask), s["layout"], sid)
 
 
-def flac_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
-    """Mono float samples as 16-bit FLAC bytes (deterministic for the same input)."""
-    import soundfile as sf
-
-    buffer = io.BytesIO()
-    sf.write(buffer, np.clip(samples, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_16")
-    return buffer.getvalue()
-
-
 def row_group_rows(row_bytes: Sequence[int], max_bytes: int) -> int:
     """The largest uniform row-group size whose every group stays within `max_bytes` (at least 1)."""
     n = len(row_bytes)
@@ -190,10 +180,10 @@ def build_shard(task: Task) -> dict[str, Any]:
 
 def embedded_audio(utt: Utterance) -> bytes:
     """FLAC bytes of the utterance's stretch of its audio file, at the file's own rate."""
-    from manifests.audio import load_audio
+    from manifests.audio import encode_flac, load_audio
 
     samples = load_audio(utt.audio_path, utt.offset, utt.duration, utt.sample_rate)
-    return flac_bytes(samples, utt.sample_rate)
+    return encode_flac(samples, utt.sample_rate)
 
 
 def list_shard(task: Task, out: str) -> list[Sample]:

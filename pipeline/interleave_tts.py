@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from types import SimpleNamespace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -21,8 +21,13 @@ from manifests.schema import ALIGN_OK, Alignment, Sample, Text, WordSpan
 from .textnorm import normalize
 
 
-def tts_words(spoken: list[Any]) -> list[WordSpan]:
-    """espeak's words normalised like transcripts; a word spoken as several ("500") shares its time."""
+def tts_words(spoken: Iterable[Any]) -> list[WordSpan]:
+    """espeak's words (anything with text, start, end) normalised like transcripts.
+
+    A token that normalises to several words ("500" -> five hundred) is spoken as one espeak
+    word; its time is shared out evenly and scored 0.5 to mark the estimate. The demo corpus's
+    reference alignments use this too.
+    """
     words = []
     for w in spoken:
         pieces = normalize(w.text).split()
@@ -54,9 +59,9 @@ def synthesize_pairs(items: list[tuple[Text, int]], s: dict[str, Any]) -> list[t
     and (to embed) FLAC bytes, or the reason it failed."""
     import librosa
 
-    from manifests.audio import write_audio
+    from manifests.audio import encode_flac, write_audio
 
-    from .interleave_build import flac_bytes, sample_id
+    from .interleave_build import sample_id
     from .tts_subprocess import synthesize_fresh
 
     requests = [tts_request(text, repeat, s) for text, repeat in items]
@@ -75,5 +80,5 @@ def synthesize_pairs(items: list[tuple[Text, int]], s: dict[str, Any]) -> list[t
         sid = sample_id(text.text_id, "tts_pair", repeat)
         sample = tts_pair_sample(norm, str(path), duration, sid, s["asr_prompt"])
         alignment = Alignment(sid, f"espeak:{request[1]}:{request[2]}", ALIGN_OK, "", tuple(words))
-        out.append((sample, alignment, flac_bytes(audio, s["tts_sample_rate"]) if s["embed_audio"] else None))
+        out.append((sample, alignment, encode_flac(audio, s["tts_sample_rate"]) if s["embed_audio"] else None))
     return out

@@ -19,10 +19,10 @@ from aligners.espeak import espeak
 from manifests.audio import write_audio
 from manifests.errors import JstipError
 from manifests.io import write_metrics, write_records, write_text_atomic
-from manifests.schema import ALIGN_OK, Alignment, WordSpan
+from manifests.schema import ALIGN_OK, Alignment
 
 from . import demo_text
-from .textnorm import normalize
+from .interleave_tts import tts_words
 
 DEFAULT_VOICES = "en-us,en-us+f3,en-us+m3,en-us+f2,en,en-gb-x-rp+m2,en-gb-scotland,en-029"
 
@@ -68,7 +68,7 @@ def run(cfg: DemoCorpusConfig) -> dict:
         utt_id = f"demo-{domain[:3]}-{i:05d}"
         write_audio(audio, out / "corpus" / speaker / f"{utt_id}.wav", cfg.sample_rate)
         write_text_atomic(sentence + "\n", out / "corpus" / speaker / f"{utt_id}.lab")
-        references.append(Alignment(utt_id, "espeak", ALIGN_OK, "", tuple(_reference_words(spoken))))
+        references.append(Alignment(utt_id, "espeak", ALIGN_OK, "", tuple(tts_words(spoken))))
         seconds += len(audio) / cfg.sample_rate
     write_records(references, Alignment, out / "reference.parquet")
     domain_lines = [demo_text.domain_sentence(rng) for _ in range(cfg.n_domain_texts)]
@@ -84,20 +84,3 @@ def run(cfg: DemoCorpusConfig) -> dict:
     }
     write_metrics(metrics, cfg.metrics)
     return metrics
-
-
-def _reference_words(spoken) -> list[WordSpan]:
-    """espeak's words normalised like transcripts.
-
-    A token that normalises to several words ("500" -> five hundred) is spoken as one
-    espeak word; its time is shared out evenly and scored 0.5 to mark the estimate.
-    """
-    words = []
-    for w in spoken:
-        pieces = normalize(w.text).split()
-        step = (w.end - w.start) / max(len(pieces), 1)
-        score = 1.0 if len(pieces) == 1 else 0.5
-        for k, piece in enumerate(pieces):
-            start, end = w.start + k * step, w.start + (k + 1) * step
-            words.append(WordSpan(piece, round(start, 4), round(end, 4), score))
-    return words

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from manifests.audio import audio_info, load_audio, write_audio
+from manifests.audio import audio_info, decode_audio_bytes, encode_flac, load_audio, write_audio
 from manifests.errors import AudioError
 
 
@@ -35,3 +35,20 @@ def test_corrupt_audio_raises_a_clear_error(tmp_path):
         load_audio(tmp_path / "bad.wav")
     with pytest.raises(AudioError):
         audio_info(tmp_path / "missing.wav")
+
+
+def test_flac_bytes_round_trip_deterministically_and_decode_like_files(tmp_path, sine):
+    x = sine(0.5, rate=22050)
+    data = encode_flac(x, 22050)
+    assert data[:4] == b"fLaC" and data == encode_flac(x.copy(), 22050)  # same input, same bytes
+    assert np.allclose(decode_audio_bytes(data, 22050), x, atol=1e-4)
+    (tmp_path / "x.flac").write_bytes(data)
+    resampled = decode_audio_bytes(data, 16000)
+    assert resampled.dtype == np.float32 and resampled.ndim == 1
+    assert np.array_equal(resampled, load_audio(tmp_path / "x.flac", sample_rate=16000))
+    assert np.array_equal(encode_flac(np.array([2.0, -3.0], np.float32), 16000), encode_flac(np.array([1.0, -1.0]), 16000))
+
+
+def test_bad_audio_bytes_name_the_sample():
+    with pytest.raises(AudioError, match="embedded audio of s1"):
+        decode_audio_bytes(b"not audio at all", 16000, "s1")

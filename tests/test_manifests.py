@@ -4,9 +4,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from manifests.errors import ManifestError
-from manifests.io import atomic_path, iter_records, read_records, write_metrics, write_records, write_shards
+from manifests.io import (
+    atomic_path, iter_records, read_records, read_row_group, row_group_sizes, write_metrics, write_records,
+    write_shards, write_table,
+)
 from manifests.schema import (
-    Alignment, Hypothesis, Rejected, Sample, Span, Text, Utterance, WordSpan, schema_of,
+    Alignment, Hypothesis, Rejected, Sample, Span, Text, Utterance, WordSpan, schema_of, to_table,
 )
 
 RECORDS = [
@@ -67,3 +70,29 @@ def test_missing_manifest_says_which_stage_to_run(tmp_path):
 def test_metrics_are_json(tmp_path):
     write_metrics({"b": 1, "a": {"x": 0.5}}, tmp_path / "m" / "s.json")
     assert json.loads((tmp_path / "m" / "s.json").read_text()) == {"a": {"x": 0.5}, "b": 1}
+
+
+def test_row_groups_are_sized_and_read_alone(tmp_path):
+    texts = [Text(f"t{i}", f"x{i}", f"x{i}", "s") for i in range(5)]
+    write_table(to_table(texts, Text), tmp_path / "t.parquet", row_group_size=2)
+    assert row_group_sizes(tmp_path / "t.parquet", Text) == [2, 2, 1]
+    group = read_row_group(tmp_path / "t.parquet", 1, ["text_id", "text"])
+    assert group.column_names == ["text_id", "text"]
+    assert group.to_pylist() == [{"text_id": "t2", "text": "x2"}, {"text_id": "t3", "text": "x3"}]
+    with pytest.raises(ManifestError, match="row group 7"):
+        read_row_group(tmp_path / "t.parquet", 7, ["text_id"])
+
+
+def test_row_group_readers_check_columns_and_fill_optional_ones(tmp_path):
+    write_records([Text("t", "x", "x", "s")], Text, tmp_path / "t.parquet")
+    with pytest.raises(ManifestError, match="not a Utterance manifest"):
+        row_group_sizes(tmp_path / "t.parquet", Utterance)
+    assert row_group_sizes(tmp_path / "t.parquet", Text, optional={"text"}) == [1]
+    table = read_row_group(tmp_path / "t.parquet", 0, ["extra", "text_id"], optional={"extra"})
+    assert table.to_pylist() == [{"extra": None, "text_id": "t"}]
+    with pytest.raises(ManifestError, match="extra"):
+        read_row_group(tmp_path / "t.parquet", 0, ["extra"])
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    for read in (lambda: row_group_sizes(tmp_path / "bad.parquet"), lambda: read_row_group(tmp_path / "bad.parquet", 0, ["a"])):
+        with pytest.raises(ManifestError, match="cannot read"):
+            read()

@@ -12,17 +12,14 @@ Batch planning (bucketing, ranks, resume cursor) lives in `batching.py`.
 """
 from __future__ import annotations
 
-import io
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import numpy as np
-import soundfile as sf
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from manifests.audio import load_audio
+from manifests.audio import decode_audio_bytes, load_audio
 from manifests.errors import AudioError, JstipError
 from manifests.schema import SPEECH, TEXT, Sample
 
@@ -38,20 +35,6 @@ class Item:
 
     sample: Sample
     mel: torch.Tensor | None
-
-
-def decode_audio(data: bytes, sample_rate: int, name: str = "") -> np.ndarray:
-    """Mono float32 samples of in-memory audio bytes (FLAC, WAV, ...) at `sample_rate`."""
-    try:
-        wave, native = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except (RuntimeError, sf.LibsndfileError) as exc:
-        raise AudioError(f"cannot decode the embedded audio of {name}: {exc}") from exc
-    wave = wave.mean(axis=1)
-    if native != sample_rate:
-        import librosa  # slow to import; only needed when rates differ
-
-        wave = librosa.resample(wave, orig_sr=native, target_sr=sample_rate)
-    return np.ascontiguousarray(wave, dtype=np.float32)
 
 
 class Features:
@@ -80,7 +63,7 @@ class Features:
         try:
             data = self.audio_bytes(sample)
             if data is not None:
-                wave = decode_audio(data, self.spec.sample_rate, sample.sample_id)
+                wave = decode_audio_bytes(data, self.spec.sample_rate, sample.sample_id)
             elif sample.audio_path:
                 wave = load_audio(sample.audio_path, sample.offset, sample.duration if sample.duration > 0 else None,
                                   self.spec.sample_rate)

@@ -3,8 +3,8 @@
 The trainer plans batches from the samples' metadata (spans, durations: small) and reads the
 embedded FLAC bytes (`Sample.audio`, large) only when a batch is built, one row group at a time.
 Row groups are dealt to ranks round-robin, so ranks read disjoint parts of the data; when there
-are fewer row groups than ranks, rows are dealt instead. This module only reads with pyarrow and
-builds `Sample`s through `manifests.schema.from_row`, checking the columns like `manifests.io`.
+are fewer row groups than ranks, rows are dealt instead. Row groups are read through
+`manifests.io` (which checks the columns) and turned into `Sample`s by `manifests.schema.from_row`.
 """
 from __future__ import annotations
 
@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from manifests.errors import ManifestError
-from manifests.io import manifest_files
+from manifests.io import manifest_files, read_row_group, row_group_sizes
 from manifests.schema import Sample, from_row, schema_of
 
 AUDIO = "audio"
@@ -35,16 +33,9 @@ class RowGroup:
 def row_groups(path: str | Path) -> list[RowGroup]:
     """Every row group of a sample manifest (a file or a directory of `part-*.parquet`), in order."""
     out = []
-    needed = set(schema_of(Sample).names) - {AUDIO}
     for file in manifest_files(path):
-        try:
-            meta = pq.ParquetFile(file)
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise ManifestError(f"cannot read {file}: {exc}") from exc
-        missing = needed - set(meta.schema_arrow.names)
-        if missing:
-            raise ManifestError(f"{file} is not a Sample manifest: missing columns {sorted(missing)}")
-        out += [RowGroup(str(file), i, meta.metadata.row_group(i).num_rows) for i in range(meta.num_row_groups)]
+        sizes = row_group_sizes(file, Sample, optional={AUDIO})  # older shards lack the audio column
+        out += [RowGroup(str(file), i, rows) for i, rows in enumerate(sizes)]
     return out
 
 
@@ -65,10 +56,7 @@ def split_for_rank(groups: list[RowGroup], rank: int, world_size: int) -> list[R
 
 
 def _read(group: RowGroup, columns: list[str]) -> pa.Table:
-    try:
-        table = pq.ParquetFile(group.file).read_row_group(group.index, columns=columns)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise ManifestError(f"cannot read row group {group.index} of {group.file}: {exc}") from exc
+    table = read_row_group(group.file, group.index, columns, optional={AUDIO})
     return table.take(list(group.take)) if group.take is not None else table
 
 
@@ -87,9 +75,7 @@ class AudioReader:
 
     def __call__(self, group: RowGroup, row: int) -> bytes | None:
         if group not in self.cache:
-            n = len(group.take) if group.take is not None else group.rows
-            embedded = AUDIO in pq.ParquetFile(group.file).schema_arrow.names  # older shards lack the column
-            self.cache[group] = _read(group, [AUDIO]).column(AUDIO).to_pylist() if embedded else [None] * n
+            self.cache[group] = _read(group, [AUDIO]).column(AUDIO).to_pylist()  # None where shards lack audio
             while len(self.cache) > self.cache_groups:
                 self.cache.popitem(last=False)
         self.cache.move_to_end(group)
