@@ -38,7 +38,7 @@ def main() -> int:
     for grid in grids:
         name = grid.name.removesuffix(".mfa.TextGrid")
         tier = textgrid.openTextgrid(str(grid), includeEmptyIntervals=False).getTier("words")
-        # `<VOCNOISE>`, `[adif]`: the transcript's normaliser keeps the word without its marks
+        # `<VOCNOISE>`, `[adif]`: the normaliser drops bracketed annotations, so these stay unmatched
         reference = [WordSpan(e.label.strip("[]<>").lower(), e.start, e.end) for e in tier.entries]
         audio = load_audio(grid.with_name(name + ".wav"), sample_rate=aligner.sample_rate)
         words = normalize(grid.with_name(name + ".lab").read_text()).split()

@@ -1,7 +1,10 @@
 """Text normalisation: what the aligner and the model see (`norm_text`).
 
 Lower case, digits spelled out, punctuation removed except word-internal apostrophes and
-hyphens split into words. Kept deliberately simple and predictable: the raw `text` is
+hyphens split into words. Bracketed annotations (`<VOCNOISE>`, `[laughter]`, `{cough}`, the
+noise and partial-word markers of corpora such as Buckeye, Switchboard or MFA's test data) are
+removed: they are not words the model should write, and an aligner that pronounced them as
+words would misplace their neighbours (MFA likewise aligns them as spoken noise). Kept deliberately simple and predictable: the raw `text` is
 always stored beside it, so richer normalisers can be swapped in later.
 """
 from __future__ import annotations
@@ -13,6 +16,7 @@ _ONES = "zero one two three four five six seven eight nine ten eleven twelve thi
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _NOT_WORD = re.compile(r"[^a-z0-9' ]+")
+_ANNOTATION = re.compile(r"<[^<>\s]*>|\[[^\[\]\s]*\]|\{[^{}\s]*\}")
 
 
 def spell_number(n: int) -> str:
@@ -42,6 +46,7 @@ def _spell_match(match: re.Match) -> str:
 def normalize(text: str) -> str:
     """Normalised transcript: lower case ASCII words separated by single spaces."""
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
+    text = _ANNOTATION.sub(" ", text)
     text = text.replace("%", " percent ").replace("&", " and ")
     text = _NUMBER.sub(_spell_match, text)
     text = text.replace("-", " ")

@@ -13,3 +13,8 @@ def test_spell_number():
     assert spell_number(42) == "forty two"
     assert spell_number(1999) == "one thousand nine hundred ninety nine"
     assert spell_number(2_000_005) == "two million five"
+
+
+def test_bracketed_annotations_are_not_words():
+    assert normalize("cough here <VOCNOISE> yeah [adif] bunch {laugh} ok") == "cough here yeah bunch ok"
+    assert normalize("a [b c] d") == "a b c d"  # only single bracketed tokens are annotations
