@@ -60,6 +60,7 @@ class TrainConfig:
     batch_size: int = field(default=16, metadata={"help": "samples per micro-batch (when batch_tokens is 0)"})
     batch_tokens: int = field(default=0, metadata={"help": "padded tokens per micro-batch (rows × longest); 0: batch_size"})
     pool: int = field(default=32, metadata={"help": "batches' worth of samples sorted together (more: less padding)"})
+    length_jitter: float = field(default=0.1, metadata={"help": "sort by length x (1 ± this) per epoch so batches vary (0: exact sort, least padding)"})
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
     lr: float = field(default=2e-3, metadata={"help": "peak learning rate (AdamW)"})
     min_lr_ratio: float = field(default=0.05, metadata={"help": "final learning rate as a share of the peak"})
@@ -143,7 +144,7 @@ def run(cfg: TrainConfig) -> dict:
     collator = Collator(tok, model.spec, max_tokens=cfg.max_tokens)
     data, too_long = planned_from_shards(cfg.samples, tok, collator, model.spec, dist.rank, dist.world_size,
                                          cfg.batch_size, cfg.batch_tokens, cfg.pool, cfg.seed, max(1, cfg.num_workers),
-                                         cfg.max_tokens)
+                                         cfg.max_tokens, cfg.length_jitter)
     samples = data.samples
     loop_cfg = _subset(cfg, LoopConfig)
     result = train(model, data, loop_cfg, out_dir=ckpt, tok=tok, log_path=ckpt / "train_log.jsonl",

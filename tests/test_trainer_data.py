@@ -77,6 +77,17 @@ def test_plans_are_deterministic_cover_every_sample_and_keep_padding_low():
     assert all(max(lengths[i] for i in b) * len(b) <= 2048 or len(b) == 1 for b in by_tokens)
     assert padding(by_tokens) < 0.05
 
+    # jitter: when one pool holds every sample, an exact sort gives the same batches every epoch;
+    # jittered lengths vary them, padding stays modest and the plan stays reproducible
+    distinct = [int(x) for x in rng.permutation(np.arange(1000, 1400))]
+    one_pool = [list(range(400))]
+    exact = [{frozenset(b) for b in plan_epoch(one_pool, distinct, 16, 0, 32, 1, e)} for e in (0, 1)]
+    varied = [{frozenset(b) for b in plan_epoch(one_pool, distinct, 16, 0, 32, 1, e, jitter=0.1)} for e in (0, 1)]
+    assert exact[0] == exact[1] and len(varied[0] & varied[1]) <= 2
+    jittered = plan_epoch(groups, lengths, 16, 0, 32, 1, 0, jitter=0.1)
+    assert jittered == plan_epoch(groups, lengths, 16, 0, 32, 1, 0, jitter=0.1) != plan
+    assert padding(plan) < padding(jittered) < 0.15
+
 
 def test_token_budget_cut_respects_budget_and_padding_cap():
     lengths = [10, 10, 11, 50, 52, 400]

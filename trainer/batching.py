@@ -3,7 +3,7 @@
 Every batch of an epoch is decided up front from metadata alone (exact sequence lengths from
 span times and token counts), deterministically from (seed, epoch): samples are shuffled within
 row groups and row groups are shuffled, cut into pools of `pool` batches' worth of samples,
-sorted by length inside each pool and cut into batches (a fixed `batch_size`, or as many rows as
+sorted by length (jittered, see `plan_epoch`) inside each pool and cut into batches (a fixed `batch_size`, or as many rows as
 fit `batch_tokens` padded tokens), then each pool's batches are shuffled. Sorting within large
 pools keeps padding low while batches stay random across the epoch. Pools are dealt to the
 loader's worker streams round-robin and the streams interleaved, so each worker reads its own
@@ -64,8 +64,13 @@ def cut_batches(order: Sequence[int], lengths: Sequence[int], batch_size: int, b
 
 
 def plan_epoch(groups: Sequence[Sequence[int]], lengths: Sequence[int], batch_size: int, batch_tokens: int,
-               pool: int, seed: int, epoch: int, streams: int = 1) -> list[list[int]]:
-    """The batches (lists of sample indices) of one epoch; see the module docstring."""
+               pool: int, seed: int, epoch: int, streams: int = 1, jitter: float = 0.0) -> list[list[int]]:
+    """The batches (lists of sample indices) of one epoch; see the module docstring.
+
+    `jitter` sorts by length × (1 + u), u uniform in ±jitter drawn per epoch, so that batches
+    are not the same set of samples every epoch (a fixed composition made the demo model
+    generalise worse) at the cost of a little padding.
+    """
     rng = random.Random(f"{seed}:{epoch}")
     shuffled = [list(g) for g in groups]
     for g in shuffled:
@@ -75,8 +80,9 @@ def plan_epoch(groups: Sequence[Sequence[int]], lengths: Sequence[int], batch_si
     rows = batch_size if not batch_tokens else max(1, batch_tokens // max(1, sum(lengths) // max(1, len(lengths))))
     size = max(1, rows * pool)
     pools = []
+    key = {i: lengths[i] * (1.0 + rng.uniform(-jitter, jitter)) for i in order} if jitter else lengths
     for k in range(0, len(order), size):
-        batches = cut_batches(sorted(order[k:k + size], key=lambda i: lengths[i]), lengths, batch_size, batch_tokens)
+        batches = cut_batches(sorted(order[k:k + size], key=lambda i: key[i]), lengths, batch_size, batch_tokens)
         rng.shuffle(batches)
         pools.append(batches)
     lanes: list[list[list[int]]] = [[] for _ in range(max(1, streams))]
@@ -98,20 +104,21 @@ class PlannedBatches(torch.utils.data.Dataset):
     def __init__(self, samples: Sequence[Sample], lengths: Sequence[int], groups: Sequence[Sequence[int]],
                  collator: Collator, spec: FrameSpec, batch_size: int, batch_tokens: int = 0, pool: int = 64,
                  seed: int = 0, streams: int = 1, audio_bytes: Callable[[Sample], bytes | None] | None = None,
-                 cache_mb: float = 512.0) -> None:
+                 cache_mb: float = 512.0, jitter: float = 0.0) -> None:
         if batch_size < 1 and not batch_tokens:
             raise JstipError(f"batch_size must be at least 1 (or batch_tokens > 0), got {batch_size}")
         if not samples:
             raise JstipError("no samples to train on; check the samples directory")
         self.samples, self.lengths, self.groups, self.collator = list(samples), list(lengths), groups, collator
         self.batch_size, self.batch_tokens, self.pool, self.seed, self.streams = batch_size, batch_tokens, pool, seed, streams
+        self.jitter = jitter
         self.features = Features(spec, cache_mb, audio_bytes)
         self._plans: dict[int, list[list[int]]] = {}
 
     def plan(self, epoch: int) -> list[list[int]]:
         if epoch not in self._plans:
             self._plans = {epoch: plan_epoch(self.groups, self.lengths, self.batch_size, self.batch_tokens, self.pool,
-                                             self.seed, epoch, self.streams)}
+                                             self.seed, epoch, self.streams, self.jitter)}
         return self._plans[epoch]
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any] | None:
@@ -148,17 +155,19 @@ class CursorSampler(torch.utils.data.Sampler):
 
 def planned_from_samples(samples: Sequence[Sample], tok: PreTrainedTokenizerBase, spec: FrameSpec,
                          batch_size: int = 16, batch_tokens: int = 0, pool: int = 64, seed: int = 0,
-                         max_tokens: int = 2048, group_size: int = 1024, streams: int = 1) -> PlannedBatches:
+                         max_tokens: int = 2048, group_size: int = 1024, streams: int = 1,
+                         jitter: float = 0.0) -> PlannedBatches:
     """`PlannedBatches` over in-memory samples (groups of `group_size` stand in for row groups)."""
     lengths = sample_lengths(samples, tok, spec)
     groups = [list(range(i, min(i + group_size, len(samples)))) for i in range(0, len(samples), group_size)]
     return PlannedBatches(samples, lengths, groups, Collator(tok, spec, max_tokens=max_tokens), spec, batch_size,
-                          batch_tokens, pool, seed, streams)
+                          batch_tokens, pool, seed, streams, jitter=jitter)
 
 
 def planned_from_shards(path: str, tok: PreTrainedTokenizerBase, collator: Collator, spec: FrameSpec, rank: int = 0,
                         world_size: int = 1, batch_size: int = 16, batch_tokens: int = 0, pool: int = 64,
-                        seed: int = 0, streams: int = 1, max_tokens: int = 2048) -> tuple[PlannedBatches, dict[str, str]]:
+                        seed: int = 0, streams: int = 1, max_tokens: int = 2048,
+                        jitter: float = 0.0) -> tuple[PlannedBatches, dict[str, str]]:
     """`PlannedBatches` over this rank's row groups of a sample manifest, and the samples left out as too long.
 
     Only metadata is read here; embedded audio is read from its row group when a batch needs it.
@@ -184,4 +193,4 @@ def planned_from_shards(path: str, tok: PreTrainedTokenizerBase, collator: Colla
     if not any(keep):
         raise JstipError(f"every sample of {path} (rank {rank}) is longer than max_tokens={max_tokens}; raise max_tokens")
     return PlannedBatches(samples, lengths, keep, collator, spec, batch_size, batch_tokens, pool, seed, streams,
-                          EmbeddedAudio(refs)), too_long
+                          EmbeddedAudio(refs), jitter=jitter), too_long

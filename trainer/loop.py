@@ -42,6 +42,7 @@ class LoopConfig:
     batch_size: int = 16
     batch_tokens: int = 0
     pool: int = 32
+    length_jitter: float = 0.1
     grad_accum: int = 1
     lr: float = 2e-3
     min_lr_ratio: float = 0.05
@@ -61,7 +62,7 @@ class LoopConfig:
 
 
 # settings a resumed run must share with the run it continues (they decide the data order)
-DATA_KEYS = ("seed", "batch_size", "batch_tokens", "pool", "grad_accum", "num_workers")
+DATA_KEYS = ("seed", "batch_size", "batch_tokens", "pool", "length_jitter", "grad_accum", "num_workers")
 
 
 @dataclass
