@@ -34,7 +34,7 @@ from pipeline.textnorm import normalize  # noqa: E402
 SAMPLE = Path(__file__).resolve().parents[2] / "shared/data/mfa-sample"
 
 
-def demo_and_throughput(n: int, aligner: str) -> None:
+def demo_and_throughput(n: int, aligner: str, shards: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         demo_corpus(DemoCorpusConfig(out=str(t / "demo"), n_utterances=n, n_domain_texts=1, metrics=str(t / "m.json")))
@@ -43,7 +43,7 @@ def demo_and_throughput(n: int, aligner: str) -> None:
         runs = {}
         for workers in (1, 2):
             cfg = AlignConfig(utterances=str(t / "u.parquet"), out=str(t / f"a{workers}"), aligner=aligner,
-                              shard_size=max(1, n // 16), workers=workers,
+                              shard_size=max(1, n // shards), workers=workers,
                               reference=str(t / "demo/reference.parquet"), metrics=str(t / f"a{workers}.json"))
             runs[workers] = align(cfg)
         same = [p.read_bytes() for p in sorted((t / "a1").glob("*.parquet"))] == \
@@ -103,8 +103,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--utterances", type=int, default=200, help="demo utterances (the throughput workload too)")
     parser.add_argument("--aligner", default="pocketsphinx")
+    parser.add_argument("--shards", type=int, default=32,
+                        help="about this many shards (tasks): more even out the workers' last tasks")
     args = parser.parse_args()
-    demo_and_throughput(args.utterances, args.aligner)
+    demo_and_throughput(args.utterances, args.aligner, args.shards)
     if SAMPLE.is_dir():
         mfa_agreement(args.aligner)
     return 0
