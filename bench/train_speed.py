@@ -95,7 +95,7 @@ def gpu_model_config(tiny: bool) -> tuple[SpeechLMConfig, str]:
 def measure(model: SpeechLM, samples: list[Sample], tok, loop: LoopConfig, warmup: int) -> dict:
     """Run `warmup` steps (compile, caches), then `loop.steps` timed steps; figures of the timed part."""
     data = planned_from_samples(samples, tok, model.spec, loop.batch_size, loop.batch_tokens, loop.pool, loop.seed,
-                                max_tokens=4096, streams=max(1, loop.num_workers))
+                                max_tokens=4096, streams=max(1, loop.num_workers), jitter=loop.length_jitter)
     if warmup:
         train(model, data, LoopConfig(**{**loop.__dict__, "steps": warmup, "log_every": warmup}), progress=False)
         model.train()
