@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 from manifests.errors import JstipError
+from manifests.frames import FrameSpec
 from manifests.io import atomic_path
 from manifests.schema import SPEECH, Sample, WordSpan
 
@@ -27,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alignments", default="data/alignments",
                         help="alignment manifest for word boundaries (default: data/alignments)")
     parser.add_argument("--png", default="", help="where to draw the picture (default: plots/inspect/<id>.png)")
-    parser.add_argument("--frame-ms", type=float, default=40.0, help="encoder frame length for the frame counts")
+    parser.add_argument("--stack", type=int, default=2,
+                        help="encoder frames (20 ms) stacked per LM position, as train.stack: 2 gives 40 ms")
 
 
 def word_modalities(sample: Sample, words: tuple[WordSpan, ...]) -> list[str]:
@@ -84,7 +86,9 @@ def main(args: argparse.Namespace) -> int:
     sample = find_sample(args.samples, args.sample_id)
     alignments = alignment_index([args.alignments, str(Path(args.samples) / "tts" / "alignments")])
     words = sample_words(sample, alignments)
-    view = model_view(sample, args.frame_ms / 1000)
+    if args.stack < 1:
+        raise JstipError(f"--stack must be at least 1, got {args.stack}")
+    view = model_view(sample, FrameSpec(stack=args.stack))
     png = args.png or f"plots/inspect/{re.sub(r'[^A-Za-z0-9._-]+', '_', sample.sample_id)}.png"
     try:
         draw(sample, words, view, png)

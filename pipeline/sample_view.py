@@ -1,24 +1,20 @@
 """Reading samples back for people: lookup by id, word alignments, and the sequence the model sees.
 
 Shared by `jstip inspect`, `jstip stats` and the exporters. The frame count printed for a
-speech span uses the trainer's rule (frames [floor(start/d), ceil(end/d)) at d = 40 ms by
-default), re-stated here without torch so the CLI stays light.
+speech span comes from `manifests.frames`, the rule the trainer itself uses.
 """
 from __future__ import annotations
 
 import io
-import math
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from manifests.errors import JstipError, ManifestError
+from manifests.frames import FrameSpec, encoded_frames, mel_frames, span_frames
 from manifests.io import iter_records
 from manifests.schema import SPEECH, Alignment, Sample, WordSpan
-
-_EPS = 1e-6
-
 
 def find_sample(samples: str, sample_id: str) -> Sample:
     """The sample `sample_id` of a shard directory (a JstipError listing near ids if absent)."""
@@ -57,20 +53,14 @@ def sample_words(sample: Sample, alignments: dict[str, Alignment]) -> tuple[Word
     return ()
 
 
-def frames(start: float, end: float, frame_seconds: float) -> int:
-    """Encoder frames of a speech span, as the trainer counts them."""
-    first = math.floor(start / frame_seconds + _EPS)
-    last = math.ceil(end / frame_seconds - _EPS)
-    return max(last - first, 1)
-
-
-def model_view(sample: Sample, frame_seconds: float = 0.04) -> str:
+def model_view(sample: Sample, spec: FrameSpec = FrameSpec()) -> str:
     """The sequence as the model sees it: speech spans as frame placeholders, text as text."""
+    n_frames = encoded_frames(mel_frames(int(round(sample.duration * spec.sample_rate)), spec), spec)
     parts = ["<bos>"]
     for span in sample.spans:
         if span.modality == SPEECH:
-            n = frames(span.start, span.end, frame_seconds)
-            parts.append(f'<|speech|>[{n} frames @{frame_seconds * 1000:.0f}ms '
+            first, last = span_frames(span.start, span.end, spec, n_frames)
+            parts.append(f'<|speech|>[{last - first} frames @{spec.frame_duration * 1000:.0f}ms '
                          f'{span.start:.2f}-{span.end:.2f}s: "{span.text}"]<|/speech|>')
         else:
             parts.append(span.text)
