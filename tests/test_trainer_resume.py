@@ -74,12 +74,15 @@ def test_resumed_run_repeats_the_uninterrupted_losses_bit_exactly(corpus, tmp_pa
     assert all(np.isfinite(h["loss"]) for h in full.history)
 
 
-def test_resume_refuses_changed_data_settings_and_auto_finds_the_newest(corpus, tmp_path):
+def test_resume_refuses_changed_data_settings_and_auto_finds_the_newest(corpus, tmp_path, capsys):
     run(corpus, tmp_path, seed_model=0, steps=4, save_every=2, keep_states=1)
     assert [p.name for p in (tmp_path / "state").glob("step-*")] == ["step-00000004"]
     with pytest.raises(JstipError, match="batch_size"):
         run(corpus, tmp_path, seed_model=0, steps=6, batch_size=2, resume="auto")
+    capsys.readouterr()
     again, _ = run(corpus, tmp_path, seed_model=0, steps=6, resume="auto", save_every=2)
     assert again.start_step == 4 and again.steps == 6
+    warning = capsys.readouterr().err
+    assert "changed schedule" in warning and "'steps': (4, 6)" in warning
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4, 6]  # records of the earlier run kept, then continued

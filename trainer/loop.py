@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from manifests.errors import JstipError
+from manifests.io import write_text_atomic
 
 from .batching import CursorSampler, PlannedBatches
 from .checkpoint import latest_state, load_state, save_state
@@ -63,6 +65,9 @@ class LoopConfig:
 
 # settings a resumed run must share with the run it continues (they decide the data order)
 DATA_KEYS = ("seed", "batch_size", "batch_tokens", "pool", "length_jitter", "grad_accum", "num_workers")
+# settings a resumed run may change (e.g. more steps), at the price of no longer matching an
+# uninterrupted run: the learning-rate schedule is rebuilt from the new values
+SCHEDULE_KEYS = ("steps", "warmup_steps", "lr", "min_lr_ratio", "weight_decay")
 
 
 @dataclass
@@ -168,6 +173,12 @@ def train(model: SpeechLM, data: PlannedBatches, cfg: LoopConfig, out_dir: str |
             raise JstipError(f"cannot resume from {state_path}: settings changed (saved, now): {changed}; "
                              "use the saved settings or resume=''")
         step, cursor = meta["step"], tuple(meta["cursors"][dist.rank])
+        schedule = {k: (meta.get("loop", {}).get(k), getattr(cfg, k)) for k in SCHEDULE_KEYS
+                    if meta.get("loop", {}).get(k) != getattr(cfg, k)}
+        if schedule and dist.main:
+            print(f"train: resuming from {state_path} with a changed schedule (saved, now): {schedule}; "
+                  "training continues on the new schedule, so it will not equal an uninterrupted run",
+                  file=sys.stderr)
     if cfg.compile:
         model.base_lm().compile(dynamic=True)
     net: torch.nn.Module = model
@@ -187,9 +198,8 @@ def train(model: SpeechLM, data: PlannedBatches, cfg: LoopConfig, out_dir: str |
         kept = []
         if step and Path(log_path).exists():  # keep the records of the steps this run continues
             kept = [line for line in Path(log_path).read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        log_file = open(log_path, "w")
-        log_file.write("".join(line + "\n" for line in kept))
+        write_text_atomic("".join(line + "\n" for line in kept), log_path)  # never half-rewritten
+        log_file = open(log_path, "a")
     result = LoopResult(start_step=step, world_size=dist.world_size)
     win = Counter()
     flops0 = lm_flops_per_token(model.base_lm(), 0)
