@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import ManifestError
-from .schema import from_table, schema_of, to_table
+from .schema import ADDED_COLUMNS, from_table, schema_of, to_table
 
 T = TypeVar("T")
 SHARD_PATTERN = "part-{:05d}.parquet"
@@ -130,12 +130,21 @@ def _open(file: str | Path, record_type: type | None = None, optional: Collectio
 
 
 def iter_records(path: str | Path, record_type: Type[T], batch_size: int = 1024) -> Iterator[T]:
-    """Stream records of one type from a Parquet file or shard directory, checking the schema."""
+    """Stream records of one type from a Parquet file or shard directory, checking the schema.
+
+    A column added to the record type later (`schema.ADDED_COLUMNS`, e.g. `Alignment.phones`)
+    may be absent: older manifests read back with the field's default.
+    """
     expected = schema_of(record_type)
     for file in manifest_files(path):
-        parquet = _open(file, record_type)
-        for batch in parquet.iter_batches(batch_size=batch_size, columns=expected.names):
-            yield from from_table(pa.Table.from_batches([batch]), record_type)
+        parquet = _open(file, record_type, optional=ADDED_COLUMNS.get(record_type, frozenset()))
+        present = [n for n in expected.names if n in parquet.schema_arrow.names]
+        for batch in parquet.iter_batches(batch_size=batch_size, columns=present):
+            table = pa.Table.from_batches([batch])
+            for name in expected.names:
+                if name not in present:
+                    table = table.append_column(expected.field(name), pa.nulls(table.num_rows, expected.field(name).type))
+            yield from from_table(table, record_type)
 
 
 def row_group_sizes(file: str | Path, record_type: type | None = None, optional: Collection[str] = ()) -> list[int]:

@@ -207,6 +207,10 @@ SCHEMAS: dict[type, pa.Schema] = {
     Rejected: REJECTED_SCHEMA,
     Hypothesis: HYPOTHESIS_SCHEMA,
 }
+# Columns added after manifests were first written: older files lack them and read back with
+# the field's default. Any other missing column is an error.
+ADDED_COLUMNS: dict[type, frozenset[str]] = {Alignment: frozenset({"phones"}), Sample: frozenset({"audio"})}
+
 _NESTED: dict[tuple[type, str], type] = {
     (Alignment, "words"): WordSpan, (Alignment, "phones"): PhoneSpan, (Sample, "spans"): Span,
 }

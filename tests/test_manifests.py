@@ -96,3 +96,16 @@ def test_row_group_readers_check_columns_and_fill_optional_ones(tmp_path):
     for read in (lambda: row_group_sizes(tmp_path / "bad.parquet"), lambda: read_row_group(tmp_path / "bad.parquet", 0, ["a"])):
         with pytest.raises(ManifestError, match="cannot read"):
             read()
+
+
+def test_manifests_written_before_a_field_existed_read_with_its_default(tmp_path):
+    from manifests.io import read_records
+    from manifests.schema import Alignment, WordSpan, to_table
+
+    table = to_table([Alignment("u1", "p", "ok", "", (WordSpan("hi", 0.1, 0.3, -1.0),))], Alignment)
+    pq.write_table(table.drop_columns(["phones"]), tmp_path / "old.parquet")  # as the skeleton wrote it
+    (record,) = read_records(tmp_path / "old.parquet", Alignment)
+    assert record.words == (WordSpan("hi", 0.1, 0.3, -1.0),) and record.phones == ()
+    pq.write_table(table.drop_columns(["words"]), tmp_path / "broken.parquet")  # a required column is missing
+    with pytest.raises(ManifestError, match="words"):
+        read_records(tmp_path / "broken.parquet", Alignment)
