@@ -8,16 +8,22 @@
   so untranscribed or unspellable speech still gets a place; blanks between words absorb pauses.
 - Characters the vocabulary lacks are dropped from a word (and a word left empty aligns to
   the wildcard: the blank-or-anything state), so no transcript is refused for a symbol.
+- A vocabulary with a word delimiter token (wav2vec2's `|`, the tokenizer's
+  `word_delimiter_token`) gets it between words, owned by no word, as in the standard CTC
+  forced-alignment recipe: the frames the model spends on `|` are not forced onto a word's
+  letters (which would stretch that word over the gap).
 - Word spans from the first and last frame of the word's tokens; score = mean log-prob.
 This module imports torch (the only aligner that does).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from manifests.errors import JstipError
 from manifests.schema import WordSpan
 
 from .base import Aligner, AlignmentFailed
@@ -94,13 +100,25 @@ class CtcAligner(Aligner):
                  overlap_seconds: float = 2.0, **_: object) -> None:
         from transformers import AutoModelForCTC, AutoProcessor
 
-        if not model:
-            raise AlignmentFailed("--aligner ctc needs --model: a transformers CTC model path or name")
+        self.check(model=model, device=device)
         self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                    ("cpu" if device == "auto" else device))
         self.processor = AutoProcessor.from_pretrained(model)
         self.model = AutoModelForCTC.from_pretrained(model).to(self.device).eval()
         self.setup(self.model, self.processor, batch_size, window_seconds, overlap_seconds)
+
+    @staticmethod
+    def check(model: str = "", device: str = "auto", **_: object) -> None:
+        """Fail before any shard is touched: no --model, a local model path that is not there, no CUDA."""
+        if not model:
+            raise JstipError("--aligner ctc needs --model: a transformers CTC model directory or hub name "
+                             "(e.g. --model facebook/wav2vec2-base-960h)")
+        looks_local = model.startswith(("/", "./", "../", "~")) or Path(model).expanduser().exists()
+        if looks_local and not (Path(model).expanduser() / "config.json").is_file():
+            raise JstipError(f"--model {model!r}: no transformers model there (no config.json); give the directory "
+                             "a model was saved to with save_pretrained, or a hub name")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise JstipError(f"--device {device!r}: CUDA is not available on this machine; use --device cpu or auto")
 
     def setup(self, model, processor, batch_size=8, window_seconds=30.0, overlap_seconds=2.0) -> None:
         """Use an already built model and processor (also how tests build a tiny one)."""
@@ -110,6 +128,10 @@ class CtcAligner(Aligner):
         tokenizer = getattr(processor, "tokenizer", processor)
         self.vocab = {k: v for k, v in tokenizer.get_vocab().items()}
         self.blank = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        # wav2vec2's "|": put between words so its frames belong to no word (None: no such token)
+        self.delimiter = self.vocab.get(getattr(tokenizer, "word_delimiter_token", None) or "")
+        if self.delimiter == self.blank:
+            self.delimiter = None
         self.lower = not any(k.isalpha() and k.islower() for k in self.vocab if len(k) == 1)
 
     def _ratio(self) -> int:
@@ -148,11 +170,15 @@ class CtcAligner(Aligner):
         return result
 
     def _tokens(self, words: Sequence[str]) -> tuple[list[int], list[int]]:
-        """Token ids of the transcript and, per token, the index of its word; unknown chars dropped."""
+        """Token ids of the transcript and, per token, the index of its word (-1: the delimiter between
+        words); unknown chars dropped."""
         ids, owner = [], []
         for w, word in enumerate(words):
+            if w and self.delimiter is not None:
+                ids.append(self.delimiter)
+                owner.append(-1)
             chars = [self.vocab.get(c.upper() if self.lower else c) for c in word]
-            known = [c for c in chars if c is not None]
+            known = [c for c in chars if c is not None and c != self.delimiter]
             for c in known or [WILDCARD]:
                 ids.append(c)
                 owner.append(w)
@@ -182,12 +208,17 @@ class CtcAligner(Aligner):
         for words in transcripts:
             if not words:
                 raise AlignmentFailed("empty transcript: nothing to align")
-        emissions = self.emissions(audios)
+        return self.align_emissions(self.emissions(audios), transcripts)
+
+    def align_emissions(self, emissions: Sequence[torch.Tensor],
+                        transcripts: Sequence[Sequence[str]]) -> list[list[WordSpan]]:
+        """Word spans per utterance from its (frames, vocab) log-probabilities; one batched Viterbi."""
         tokens = [self._tokens(w) for w in transcripts]
-        B, T = len(audios), max(len(e) for e in emissions)
+        B = len(emissions)
+        T = max(len(e) for e in emissions)
         lp = torch.full((B, T, emissions[0].shape[1]), NEG, device=self.device)
         for b, e in enumerate(emissions):
-            lp[b, : len(e)] = e
+            lp[b, : len(e)] = e.to(self.device)
         L = max(len(t[0]) for t in tokens)
         targets = torch.full((B, L), self.blank, dtype=torch.long, device=self.device)
         for b, (ids, _) in enumerate(tokens):
@@ -201,7 +232,7 @@ class CtcAligner(Aligner):
             owner = tokens[b][1]
             frames: dict[int, list[int]] = {}
             for t, k in enumerate(path):
-                if k >= 0:
+                if k >= 0 and owner[k] >= 0:  # not a blank, not the delimiter between words
                     frames.setdefault(owner[k], []).append(t)
             spans = []
             for w, word in enumerate(words):

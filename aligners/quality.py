@@ -80,4 +80,5 @@ def format_report(report: dict) -> str:
         if key in report:
             rows.append((key, report[key]))
     width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    # None: not measured (e.g. real-time factors when every shard was skipped)
+    return "\n".join(f"{k:<{width}}  {'n/a' if v is None else v}" for k, v in rows)

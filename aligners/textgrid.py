@@ -94,12 +94,20 @@ def _label(word: str) -> str:
     return _MARKS.sub("", word.strip().lower())
 
 
+def _is_annotation(word: str) -> bool:
+    """A bracketed annotation (`[adif]`, `<vocnoise>`, `{cough}`), not an unknown-word label like `<unk>`."""
+    w = word.strip().lower()
+    return len(w) > 2 and w[0] + w[-1] in ("[]", "<>", "{}") and w not in UNKNOWN_LABELS
+
+
 def match_transcript(spans: Sequence[WordSpan], words: Sequence[str]) -> list[WordSpan]:
     """The aligner's spans relabelled with the transcript's words, one per word, in order.
 
     Labels are compared without case and brackets (`[adif]` is `adif`); an unknown-word label
-    (`<unk>`, `spn`) takes the transcript word at its place. Raises AlignmentFailed naming the
-    first word that has no span (the aligner skipped it) or the first extra span.
+    (`<unk>`, `spn`) takes the transcript word at its place; an extra bracketed annotation span
+    (`[adif]`, `<vocnoise>`: the transcript's normalisation drops bracketed annotations) is left
+    out. Raises AlignmentFailed naming the first word that has no span (the aligner skipped it)
+    or the first extra span.
     """
     labels = [_label(s.word) for s in spans]
     targets = [_label(w) for w in words]
@@ -113,6 +121,8 @@ def match_transcript(spans: Sequence[WordSpan], words: Sequence[str]) -> list[Wo
                 s = spans[a0 + k]
                 out[b0 + k] = WordSpan(words[b0 + k], s.start, s.end, s.score)
             continue
+        if b1 == b0 and all(_is_annotation(spans[k].word) for k in range(a0, a1)):
+            continue  # annotations the normalised transcript no longer has: not words
         if b1 > b0:
             raise AlignmentFailed(
                 f"word {words[b0]!r} (#{b0 + 1} of {len(words)}) has no span in the aligner's output "

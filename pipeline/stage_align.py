@@ -3,8 +3,11 @@
 One task per shard of utterances, run by `pipeline.execution.run_shards`: inline with one
 worker, else on a dask LocalCluster of `--workers` processes or the cluster at `--scheduler`;
 the aligner is built once per worker process. Each shard is written atomically with a
-fingerprint of its utterances and the aligner settings, so a rerun skips shards already
-finished with the same inputs. An utterance the aligner cannot place becomes a `failed`
+fingerprint of its utterances and the aligner settings that change results (not speed
+options: `--jobs`, `--batch-size`, `--device`), plus the size and mtime of every file of an
+`--source` and of a local `--model` directory, so a rerun skips shards already finished with
+the same inputs and redoes them when re-exported TextGrids or a retrained model replace the old
+ones at the same path. An utterance the aligner cannot place becomes a `failed`
 record with its reason. The quality report (counts by reason, real-time factor, and, given a
 `--reference` alignment manifest or TextGrid directory, the word boundary error) goes to
 `metrics/align.json` and is printed as a table.
@@ -50,8 +53,12 @@ class AlignConfig:
     single_speaker: bool = field(default=False, metadata={"help": "mfa: --single_speaker"})
 
 
+# options that change how fast a backend runs, never what it writes: kept out of the fingerprint
+SPEED_OPTIONS = {"mfa": ("jobs",), "ctc": ("batch_size", "device")}
+
+
 def aligner_options(cfg: AlignConfig) -> dict[str, Any]:
-    """The keyword options the chosen backend is built with (part of each shard's fingerprint)."""
+    """The keyword options the chosen backend is built with."""
     if cfg.aligner == "import":
         return {"source": cfg.source}
     if cfg.aligner == "mfa":
@@ -62,10 +69,30 @@ def aligner_options(cfg: AlignConfig) -> dict[str, Any]:
     return {}
 
 
-def _align_shard(task: tuple[str, dict, list[Utterance], str, str]) -> dict:
+def files_stamp(path: str) -> list[tuple[str, int, int]] | None:
+    """(relative name, size, mtime in ns) of a local file or of every file under a directory, sorted;
+    None when `path` is not on this machine (a hub model name)."""
+    p = Path(path).expanduser() if path else None
+    if p is None or not p.exists():
+        return None
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+    return [(str(f.relative_to(p)) if f != p else f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+
+
+def settings_fingerprint(cfg: AlignConfig, options: dict[str, Any]) -> str:
+    """What decides a backend's output: its result-changing options and the files they point at."""
+    speed = SPEED_OPTIONS.get(cfg.aligner, ())
+    settings = {k: v for k, v in options.items() if k not in speed}
+    files = {k: files_stamp(options[k]) for k in ("source", "model", "dictionary") if options.get(k)}
+    return fingerprint(ALIGN_VERSION, cfg.aligner, settings, files)
+
+
+def _align_shard(task: tuple[str, dict, str, list[Utterance], str, str]) -> dict:
     """Align one shard and write it; module-level so dask can ship it to a worker."""
-    name, options, utterances, path, fp = task
-    aligner = worker_cached(("aligner", name, tuple(sorted(options.items()))), lambda: get_aligner(name, **options))
+    name, options, settings_fp, utterances, path, fp = task
+    # the settings fingerprint in the key: edited source files at the same path mean a fresh aligner
+    key = ("aligner", name, settings_fp, tuple(sorted(options.items())))
+    aligner = worker_cached(key, lambda: get_aligner(name, **options))
     started, cpu, began = time.perf_counter(), time.process_time(), time.time()
     alignments = aligner.align_utterances(utterances)
     seconds = time.perf_counter() - started
@@ -81,6 +108,7 @@ def run(cfg: AlignConfig) -> dict:
         raise JstipError(f"--shard-size and --workers must be at least 1 (got {cfg.shard_size}, {cfg.workers})")
     options = aligner_options(cfg)
     check_aligner(cfg.aligner, **options)  # before anything is read or removed (e.g. mfa not installed)
+    settings_fp = settings_fingerprint(cfg, options)
     utterances = read_records(cfg.utterances, Utterance)
     out = Path(cfg.out)
     tasks, skipped = [], 0
@@ -88,17 +116,17 @@ def run(cfg: AlignConfig) -> dict:
     for n in range(n_shards):
         shard = utterances[n * cfg.shard_size : (n + 1) * cfg.shard_size]
         path = shard_path(out, n)
-        fp = fingerprint(ALIGN_VERSION, cfg.aligner, options, [dataclasses.asdict(u) for u in shard])
+        fp = fingerprint(settings_fp, [dataclasses.asdict(u) for u in shard])
         if shard_fingerprint(path) == fp:
             skipped += 1
             continue
-        tasks.append((cfg.aligner, options, shard, str(path), fp))
+        tasks.append((cfg.aligner, options, settings_fp, shard, str(path), fp))
     for stale in out.glob("part-*.parquet"):
         if int(stale.stem.split("-")[1]) >= n_shards:
             stale.unlink()
     started = time.perf_counter()
     done = run_shards(_align_shard, tasks, workers=cfg.workers, scheduler=cfg.scheduler, retries=cfg.retries,
-                      desc=f"align ({cfg.aligner})", unit="utt", size=lambda t: len(t[2]))
+                      desc=f"align ({cfg.aligner})", unit="utt", size=lambda t: len(t[3]))
     wall = time.perf_counter() - started
     alignments = read_records(out, Alignment) if n_shards else []
     reference = _load_reference(cfg.reference, utterances) if cfg.reference else None
@@ -107,18 +135,31 @@ def run(cfg: AlignConfig) -> dict:
         "aligner": cfg.aligner, "workers": cfg.workers, "shards": n_shards, "shards_skipped": skipped,
         "wall_seconds": round(wall, 2),
         "audio_seconds_aligned_now": round(sum(d["audio_seconds"] for d in done), 2),
-        # per core: the aligner's own time over the audio it aligned (retries included)
-        "real_time_factor": round(sum(d["align_seconds"] for d in done) / max(sum(d["audio_seconds"] for d in done), 1e-9), 4),
-        "wall_real_time_factor": round(wall / max(sum(d["audio_seconds"] for d in done), 1e-9), 4),
-        # from the first shard's start to the last shard's end: no cluster start-up, no model loading
-        "shards_wall_seconds": round(max(d["ended"] for d in done) - min(d["began"] for d in done), 2) if done else 0.0,
-        "cpu_per_align_second": round(sum(d["cpu_seconds"] for d in done) / max(sum(d["align_seconds"] for d in done), 1e-9), 3),
+        **_speed(done, wall),
     })
     if cfg.reference:
         metrics["reference"] = cfg.reference
     write_metrics(metrics, cfg.metrics)
     print(format_report(metrics), file=sys.stderr)
     return metrics
+
+
+def _speed(done: list[dict], wall: float) -> dict[str, float | None]:
+    """Real-time factors of the shards aligned in this run; None when none was (all skipped, or
+    no audio), since a 0.0 would read like a measurement."""
+    audio = sum(d["audio_seconds"] for d in done)
+    align = sum(d["align_seconds"] for d in done)
+    if not done or audio <= 0:
+        return {"real_time_factor": None, "wall_real_time_factor": None, "shards_wall_seconds": None,
+                "cpu_per_align_second": None}
+    return {
+        # per core: the aligner's own time over the audio it aligned (retries included)
+        "real_time_factor": round(align / audio, 4),
+        "wall_real_time_factor": round(wall / audio, 4),
+        # from the first shard's start to the last shard's end: no cluster start-up, no model loading
+        "shards_wall_seconds": round(max(d["ended"] for d in done) - min(d["began"] for d in done), 2),
+        "cpu_per_align_second": round(sum(d["cpu_seconds"] for d in done) / max(align, 1e-9), 3),
+    }
 
 
 def _load_reference(path: str, utterances: list[Utterance]) -> dict[str, Alignment]:

@@ -104,3 +104,13 @@ def test_reads_real_mfa_output_and_matches_its_transcripts():
     words, _, transcript = load("acoustic_corpus")  # MFA was run on a slightly different transcript
     with pytest.raises(AlignmentFailed, match="'uh'"):
         match_transcript(words, transcript)
+
+
+def test_extra_bracketed_annotations_are_left_out_but_extra_words_are_not():
+    spans = [WordSpan("saying", 0.0, 0.4), WordSpan("[adif]", 0.4, 0.6), WordSpan("bunch", 0.6, 0.9),
+             WordSpan("<vocnoise>", 0.9, 1.2)]
+    matched = match_transcript(spans, ["saying", "bunch"])  # normalize() dropped the annotations
+    assert [(w.word, w.start) for w in matched] == [("saying", 0.0), ("bunch", 0.6)]
+    assert [w.word for w in match_transcript(spans, ["saying", "adif", "bunch", "vocnoise"])][1] == "adif"
+    with pytest.raises(AlignmentFailed, match="extra words"):
+        match_transcript([WordSpan("a", 0, 1), WordSpan("<unk>", 1, 2)], ["a"])  # an unknown word is a word
