@@ -3,14 +3,14 @@
 A recipe is a spec like `asr:2,interleave_mixed:2,text:1` (weights, normalised). Each kind
 draws from a pool of candidates (aligned utterances for speech kinds, domain texts for `text`
 and `tts_pair`); the mixture is exact up to rounding and limited by the scarcest pool
-(scaled by `max_repeats`, the most samples one source may give one kind). Which candidates
+(scaled by `max_repeats`, the most samples one source may give one kind). A kind with an
+empty pool leaves the mixture and the others keep their ratios. Which candidates
 are taken is decided by a hash of (seed, kind, source id), so the choice never depends on
 sharding, worker count or input order.
 """
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -73,7 +73,10 @@ def select(
 
     Kinds are filled in hash order of their candidates, all sources once before any repeat.
     By `samples` each kind gets weight x N samples; by `tokens` weight x T estimated tokens,
-    N (T) being the largest total that no pool runs short of.
+    N (T) being the largest total that no pool runs short of. A kind whose pool is empty is
+    dropped from the mixture (listed in `summary["dropped"]`) and the others renormalised, so
+    one missing source does not empty the run; `summary["weights"]` is the mixture used and
+    `summary["empty"]` is set only when every pool is empty.
     """
     if mix_by not in MIX_BY:
         raise ValueError(f"mix_by must be one of {', '.join(MIX_BY)}, got {mix_by!r}")
@@ -89,6 +92,14 @@ def select(
         ]
     measure = (lambda c: 1.0) if mix_by == "samples" else (lambda c: c.tokens)
     capacity = {k: sum(measure(c) for c in ordered[k]) for k in weights}
+    dropped = [k for k in weights if capacity[k] <= 0]
+    summary: dict = {"mix_by": mix_by, "dropped": dropped, "pool_sizes": {k: len(pools.get(k, ())) for k in weights}}
+    kept = {k: w for k, w in weights.items() if k not in dropped}
+    if not kept:  # every pool is empty: nothing to mix
+        summary.update(limited_by=dropped[0], targets={k: 0.0 for k in weights}, weights={},
+                       empty=f"every pool is empty ({', '.join(weights)})")
+        return [], summary
+    weights = {k: w / sum(kept.values()) for k, w in kept.items()}  # empty kinds leave, the rest keep their ratios
     limiting = min(weights, key=lambda k: capacity[k] / weights[k])
     total = capacity[limiting] / weights[limiting]
     chosen: list[Candidate] = []
@@ -102,8 +113,5 @@ def select(
                 break
             chosen.append(c)
             taken += measure(c)
-    summary = {"mix_by": mix_by, "limited_by": limiting, "targets": targets,
-               "pool_sizes": {k: len(pools.get(k, ())) for k in weights}}
-    if not math.isfinite(total) or total <= 0:
-        summary["empty"] = f"the {limiting} pool is empty"
+    summary.update(limited_by=limiting, targets=targets, weights=weights)
     return chosen, summary

@@ -20,7 +20,7 @@ from .schema import ADDED_COLUMNS, from_table, schema_of, to_table
 
 T = TypeVar("T")
 SHARD_PATTERN = "part-{:05d}.parquet"
-FINGERPRINT_KEY = b"jstip.fingerprint"
+METADATA_PREFIX = b"jstip."  # our keys in a Parquet file's metadata
 
 
 @contextmanager
@@ -40,15 +40,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         Path(tmp).unlink(missing_ok=True)
 
 
-def write_table(table: pa.Table, path: str | Path, fingerprint: str = "", **parquet_options: Any) -> Path:
+def write_table(table: pa.Table, path: str | Path, fingerprint: str = "", metadata: dict[str, str] | None = None,
+                **parquet_options: Any) -> Path:
     """Write one Arrow table as zstd Parquet, atomically.
 
     `fingerprint` (a hash of the inputs and settings that made the table) is stored in the
-    file's metadata so that a rerun can tell a finished shard from a stale one.
-    `parquet_options` go to `pyarrow.parquet.write_table` (e.g. `row_group_size`).
+    file's metadata so that a rerun can tell a finished shard from a stale one; `metadata`
+    adds other small strings (read back with `file_metadata`). `parquet_options` go to
+    `pyarrow.parquet.write_table` (e.g. `row_group_size`).
     """
-    if fingerprint:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), FINGERPRINT_KEY: fingerprint.encode()})
+    extra = {**(metadata or {}), **({"fingerprint": fingerprint} if fingerprint else {})}
+    if extra:
+        stored = {**(table.schema.metadata or {}), **{METADATA_PREFIX + k.encode(): v.encode() for k, v in extra.items()}}
+        table = table.replace_schema_metadata(stored)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd", **parquet_options)
     return Path(path)
@@ -61,14 +65,22 @@ def write_records(records: Iterable[Any], record_type: type, path: str | Path, f
     return table.num_rows
 
 
-def shard_fingerprint(path: str | Path) -> str | None:
-    """The fingerprint a finished file was written with; None if absent, unreadable or unmarked."""
+def file_metadata(path: str | Path, key: str) -> str | None:
+    """A string stored with `write_table(..., metadata={key: ...})`; None if absent or unreadable.
+
+    Reads the file footer only, never the rows.
+    """
     try:
         metadata = pq.read_schema(path).metadata or {}
     except (OSError, pa.ArrowInvalid):
         return None
-    value = metadata.get(FINGERPRINT_KEY)
+    value = metadata.get(METADATA_PREFIX + key.encode())
     return value.decode() if value is not None else None
+
+
+def shard_fingerprint(path: str | Path) -> str | None:
+    """The fingerprint a finished file was written with; None if absent, unreadable or unmarked."""
+    return file_metadata(path, "fingerprint")
 
 
 def shard_path(directory: str | Path, index: int) -> Path:

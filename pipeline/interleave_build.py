@@ -3,13 +3,16 @@
 A task is a list of chosen candidates (kind, source record, repeat) plus the settings; it
 builds each sample (utterance kinds from the alignment, `text` from a text record, `tts_pair`
 by synthesis), optionally embeds the source audio as FLAC bytes, and writes one zstd Parquet
-shard whose row groups are bounded in bytes. A sample that cannot be built is counted with
-its reason, never dropped silently and never fatal to the run. Everything depends only on
+shard whose row groups are bounded in bytes, with the shard's counts as JSON in its metadata
+(a rerun that reuses the shard reads them back instead of the rows, failures included). A
+sample that cannot be built is counted with its reason, never dropped silently and never
+fatal to the run. Everything depends only on
 the task, so 1 and N workers write identical bytes.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +27,7 @@ from interleave.sampling import SamplerParams, parse_range, rng_for, speech_mask
 from interleave.spans import (clause_ends, every_n_spans, punctuation_spans, segment_spans,
                               split_at_longest_pause)
 from manifests.errors import JstipError
-from manifests.io import shard_fingerprint, shard_path, write_records, write_table
+from manifests.io import file_metadata, shard_fingerprint, shard_path, write_records, write_table
 from manifests.schema import SPEECH, Alignment, Sample, Text, Utterance, WordSpan, to_table
 
 from .interleave_tts import synthesize_pairs
@@ -32,6 +35,8 @@ from .textnorm import normalize
 
 FLAC_BYTES_PER_SECOND = 20000.0  # 16 kHz 16-bit speech compresses to about 60 %: a shard-size estimate only
 TTS_DIR = "tts"
+STATS_KEY = "interleave_stats"  # Parquet metadata: the shard's counts as JSON, read back when it is reused
+TRANSCRIPT_TEXT = "transcript_text"  # the id part of a `text` sample made from a training transcript
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,15 @@ def sample_id(source_id: str, kind: str, repeat: int, level: str = "") -> str:
     """`utt:kind`, `utt:interleave_mixed:word`, with `#r` for the r-th repeat (r > 0)."""
     base = f"{source_id}:{kind}" + (f":{level}" if level else "")
     return base + (f"#{repeat}" if repeat else "")
+
+
+def base_sample_id(item: Item) -> str:
+    """The id of the item's sample, without the `:word`/`:segment` level of `interleave_mixed`."""
+    if item.utterance is not None:
+        kind = TRANSCRIPT_TEXT if item.kind == "text" else item.kind
+        return sample_id(item.utterance.utt_id, kind, item.repeat)
+    assert item.text is not None
+    return sample_id(item.text.text_id, item.kind, item.repeat)
 
 
 def sampler_params(s: dict[str, Any]) -> SamplerParams:
@@ -91,7 +105,7 @@ def utterance_sample(item: Item, s: dict[str, Any], notes: Counter) -> Sample:
     if kind == "asr":
         return asr_sample(utt, s["asr_prompt"], sample_id(utt.utt_id, kind, item.repeat))
     if kind == "text":
-        return transcript_text_sample(utt, sample_id(utt.utt_id, kind, item.repeat))
+        return transcript_text_sample(utt, sample_id(utt.utt_id, TRANSCRIPT_TEXT, item.repeat))
     words = list(item.alignment.words)
     rng = rng_for(s["seed"], sample_id(utt.utt_id, kind, item.repeat))
     level = kind.removeprefix("interleave_")
@@ -124,19 +138,27 @@ def row_bytes(sample: Sample) -> int:
     return 64 + len(sample.audio or b"") + sum(len(sp.text) + 40 for sp in sample.spans) + len(sample.sample_id) * 2
 
 
-def is_finished(task: Task, out: str) -> bool:
-    """A shard written earlier with the same fingerprint (and its synthesized audio) is kept."""
+def finished_stats(task: Task, out: str) -> dict[str, Any] | None:
+    """The stored counts of a shard written earlier with the same fingerprint (and its synthesized
+    audio), which is then kept; None if it must be built. Reads the file footer only."""
     path = shard_path(out, task.index)
     if not task.fingerprint or shard_fingerprint(path) != task.fingerprint:
-        return False
-    return not task.has_tts or shard_fingerprint(Path(out) / TTS_DIR / "alignments" / path.name) == task.fingerprint
+        return None
+    if task.has_tts and shard_fingerprint(Path(out) / TTS_DIR / "alignments" / path.name) != task.fingerprint:
+        return None
+    stored = file_metadata(path, STATS_KEY)
+    try:
+        return json.loads(stored) if stored else None
+    except ValueError:
+        return None
 
 
 def build_shard(task: Task) -> dict[str, Any]:
     """Build, embed and write one shard; returns its counts (module-level, for `run_shards`)."""
     s, out = task.settings, task.settings["out"]
-    if is_finished(task, out):
-        return {"reused": 1, **shard_stats(list_shard(task, out), Counter(), s)}
+    reused = finished_stats(task, out)
+    if reused is not None:
+        return {**reused, "reused": 1}
     samples: list[Sample] = []
     notes: Counter = Counter()
     examples: dict[str, list[str]] = {}
@@ -167,15 +189,16 @@ def build_shard(task: Task) -> dict[str, Any]:
             reason = f"{item.kind}: {type(exc).__name__}"
             notes[reason] += 1
             examples.setdefault(reason, []).append(f"{source}: {exc}")
+    stats = shard_stats(samples, notes, s)
+    stats["failed_examples"] = {r: v[:3] for r, v in examples.items()}
     table = to_table(samples, Sample)
     k = row_group_rows([row_bytes(x) for x in samples], int(s["row_group_mb"] * 2**20))
-    write_table(table, shard_path(out, task.index), task.fingerprint, row_group_size=k)
+    write_table(table, shard_path(out, task.index), task.fingerprint, {STATS_KEY: json.dumps(stats, sort_keys=True)},
+                row_group_size=k)
     if task.has_tts:
         write_records(tts_alignments, Alignment, Path(out) / TTS_DIR / "alignments" / shard_path("", task.index).name,
                       task.fingerprint)
-    stats = shard_stats(samples, notes, s)
-    stats["failed_examples"] = {r: v[:3] for r, v in examples.items()}
-    return stats
+    return json.loads(json.dumps(stats))  # what a reuse reads back, so a rerun reports the same
 
 
 def embedded_audio(utt: Utterance) -> bytes:
@@ -184,12 +207,6 @@ def embedded_audio(utt: Utterance) -> bytes:
 
     samples = load_audio(utt.audio_path, utt.offset, utt.duration, utt.sample_rate)
     return encode_flac(samples, utt.sample_rate)
-
-
-def list_shard(task: Task, out: str) -> list[Sample]:
-    from manifests.io import read_records
-
-    return read_records(shard_path(out, task.index), Sample)
 
 
 def shard_stats(samples: Sequence[Sample], notes: Counter, s: dict[str, Any] | None = None) -> dict[str, Any]:

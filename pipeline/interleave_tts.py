@@ -2,11 +2,12 @@
 
 The synthetic speech-text pairs the JSTIP paper compares domain text against. Voice, rate
 and espeak's noise seed are drawn from (global seed, sample id), so a pair is the same in
-any worker. The audio goes to `<out>/tts/<text id>.flac` (always, so `audio_path` is valid)
+any worker. The audio goes to `<out>/tts/<text id>-<hash>.flac` (always, so `audio_path` is valid)
 and, with `embed_audio`, into the sample itself; the word times go to an alignment record.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from types import SimpleNamespace
 from pathlib import Path
@@ -39,8 +40,11 @@ def tts_words(spoken: Iterable[Any]) -> list[WordSpan]:
 
 
 def tts_audio_path(out: str, text_id: str, repeat: int) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", text_id)
-    return Path(out) / "tts" / f"{safe}{f'.{repeat}' if repeat else ''}.flac"
+    """`<out>/tts/<id made file-safe>-<hash of the raw id>[.repeat].flac`: distinct ids that sanitise
+    alike (`a/b`, `a_b`) keep distinct files."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", text_id)[:80]
+    digest = hashlib.sha256(text_id.encode()).hexdigest()[:8]
+    return Path(out) / "tts" / f"{safe}-{digest}{f'.{repeat}' if repeat else ''}.flac"
 
 
 def tts_request(text: Text, repeat: int, s: dict[str, Any]) -> tuple[str, str, int, int]:

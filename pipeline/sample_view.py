@@ -5,7 +5,6 @@ speech span comes from `manifests.frames`, the rule the trainer itself uses.
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Iterator
 
@@ -70,17 +69,12 @@ def model_view(sample: Sample, spec: FrameSpec = FrameSpec()) -> str:
 
 def sample_audio(sample: Sample, sample_rate: int = 16000) -> np.ndarray:
     """The sample's audio: its embedded FLAC bytes, else `offset..offset+duration` of `audio_path`."""
-    if sample.audio:
-        import librosa
-        import soundfile as sf
+    from manifests.audio import decode_audio_bytes, load_audio
 
-        data, rate = sf.read(io.BytesIO(sample.audio), dtype="float32", always_2d=True)
-        mono = data.mean(axis=1)
-        return librosa.resample(mono, orig_sr=rate, target_sr=sample_rate) if rate != sample_rate else mono
+    if sample.audio:
+        return decode_audio_bytes(sample.audio, sample_rate, sample.sample_id)
     if not sample.audio_path:
         raise JstipError(f"sample {sample.sample_id} has no audio (kind {sample.kind})")
-    from manifests.audio import load_audio
-
     return load_audio(sample.audio_path, sample.offset, sample.duration or None, sample_rate)
 
 

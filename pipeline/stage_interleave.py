@@ -6,10 +6,13 @@ Candidates are chosen by a hash of (seed, kind, source id) and every sample draw
 from (seed, sample id), so the output never depends on sharding or `--workers`. Shards are
 planned from size estimates (`target_shard_mb`, `shard_size`), built by `run_shards`, and
 written as zstd Parquet with row groups bounded in bytes. Held-out utterances, failed
-alignments and candidates beyond the recipe's share yield nothing and are counted with why.
+alignments and candidates beyond the recipe's share yield nothing and are counted with why;
+a kind with no candidates at all (no domain texts, no utterance of 2+ words) leaves the
+mixture, named in the metrics' `dropped_kinds` and on stderr.
 """
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -25,7 +28,7 @@ from manifests.io import iter_records, read_records, shard_path, write_metrics
 from manifests.schema import ALIGN_OK, SAMPLE_KINDS, Alignment, Text, Utterance
 
 from .execution import fingerprint, run_shards
-from .interleave_build import FLAC_BYTES_PER_SECOND, TTS_DIR, Item, Task, build_shard
+from .interleave_build import FLAC_BYTES_PER_SECOND, TTS_DIR, Item, Task, base_sample_id, build_shard
 from .interleave_tts import tts_audio_path
 
 DEFAULT_RECIPES = {
@@ -38,6 +41,9 @@ DEFAULT_RECIPES = {
     "jstip_tts": "asr:2,interleave_mixed:2,tts_pair:1",
 }
 SPEECH_KINDS = ("asr", "interleave_word", "interleave_segment", "interleave_mixed")
+# Part of every shard's fingerprint: bump it whenever interleave/ or the build code changes what a
+# shard holds for the same settings and items, so a rerun rebuilds the shards instead of keeping old ones.
+INTERLEAVE_VERSION = 2
 DEFAULT_VOICES = "en-us,en-us+f3,en-us+m3,en-gb-x-rp+m2"
 
 
@@ -174,8 +180,9 @@ def plan(cfg: InterleaveConfig, weights: dict[str, float], utterances: list[Utte
                 Candidate(kind, t.text_id, len(utterances) + j, per_word * len(t.norm_text.split()))
                 for j, t in enumerate(texts) if t.norm_text.strip())
     chosen, summary = select(pools, weights, cfg.mix_by, cfg.seed, cfg.max_repeats)
-    for kind, pool in pools.items():
-        unused = len(pool) * cfg.max_repeats - sum(1 for c in chosen if c.kind == kind)
+    summary["dropped_kinds"] = {k: _empty_reason(k, cfg, eligible, texts) for k in summary["dropped"]}
+    for kind, pool in pools.items():  # sources (not repeats) that gave this kind nothing
+        unused = len(pool) - len({c.index for c in chosen if c.kind == kind})
         if unused:
             skipped[f"{kind}: beyond the recipe's share ({summary['limited_by']} limits the mixture)"] += unused
     kind_order = {k: n for n, k in enumerate(weights)}
@@ -187,7 +194,33 @@ def plan(cfg: InterleaveConfig, weights: dict[str, float], utterances: list[Utte
             items.append(Item(c.kind, c.repeat, utt, alignments[utt.utt_id]))
         else:
             items.append(Item(c.kind, c.repeat, text=texts[c.index - len(utterances)]))
+    _check_unique_ids(items)
     return items, summary
+
+
+def _empty_reason(kind: str, cfg: InterleaveConfig, eligible: list, texts: list[Text]) -> str:
+    """Why the pool of `kind` is empty, for the metrics and the warning."""
+    if kind in ("text", "tts_pair"):
+        what = "no domain texts" if not any(t.norm_text.strip() for t in texts) else "no domain text with words"
+        if kind == "text" and cfg.transcripts_as_text:
+            what += f" and no aligned training transcripts in split {cfg.split!r}"
+        return what + ("" if cfg.texts else " (--texts '')")
+    if not eligible:
+        return f"no aligned utterances in split {cfg.split!r}"
+    return "no aligned utterance has 2 or more words"
+
+
+def _check_unique_ids(items: list[Item]) -> None:
+    """Two items with one sample id would be two rows no reader can tell apart: a JstipError naming it."""
+    seen: set[str] = set()
+    for item in items:
+        sid = base_sample_id(item)
+        if sid in seen:
+            utt, text = item.utterance, item.text
+            what, source = ("utterance", utt.utt_id) if utt else ("text", text.text_id)  # type: ignore[union-attr]
+            raise JstipError(f"two samples would have the id {sid!r}: the {what} id {source!r} appears twice "
+                             f"in its manifest (ids must be unique; fix or drop the duplicate)")
+        seen.add(sid)
 
 
 def estimated_bytes(item: Item, embed: bool) -> float:
@@ -218,7 +251,7 @@ def make_tasks(items: list[Item], cfg: InterleaveConfig) -> list[Task]:
     if current or not tasks:
         tasks.append(current)
     tts = any(x.kind == "tts_pair" for x in items)  # then every shard has a (maybe empty) tts alignment shard
-    return [Task(i, part, settings, fingerprint(shared, [asdict(x) for x in part]), tts)
+    return [Task(i, part, settings, fingerprint(INTERLEAVE_VERSION, shared, [asdict(x) for x in part]), tts)
             for i, part in enumerate(tasks)]
 
 
@@ -230,15 +263,20 @@ def run(cfg: InterleaveConfig) -> dict:
     texts = read_records(cfg.texts, Text) if cfg.texts else []
     skipped: Counter = Counter()
     items, summary = plan(cfg, weights, utterances, alignments, texts, skipped)
-    if not items:
-        raise JstipError(f"recipe {cfg.recipe!r} selects no samples ({summary.get('empty', dict(skipped))}); "
+    dropped = summary["dropped_kinds"]
+    speech_asked = [k for k in weights if k != "text"]
+    if not items or (speech_asked and all(k in dropped for k in speech_asked)):
+        why = "; ".join(f"{k}: {r}" for k, r in dropped.items()) or "every candidate is beyond the mixture"
+        raise JstipError(f"recipe {cfg.recipe!r} selects no samples with speech ({why}; skipped: {dict(skipped)}); "
                          f"check the alignments, --split {cfg.split!r} and --texts")
+    for kind, reason in dropped.items():
+        print(f"jstip interleave: {kind} left out of the mixture: {reason}", file=sys.stderr)
     tasks = make_tasks(items, cfg)
     results = run_shards(build_shard, tasks, workers=cfg.workers, scheduler=cfg.scheduler,
                          desc="interleave", unit="sample", size=lambda t: len(t.items))
     _remove_stale(Path(cfg.out), len(tasks), {tts_audio_path(cfg.out, x.text.text_id, x.repeat).name  # type: ignore[union-attr]
                                               for x in items if x.kind == "tts_pair"})
-    metrics = report(results, skipped, summary, weights, cfg, time.perf_counter() - started)
+    metrics = report(results, skipped, summary, summary["weights"], cfg, time.perf_counter() - started)
     write_metrics(metrics, cfg.metrics)
     return metrics
 
@@ -257,7 +295,10 @@ def _remove_stale(out: Path, n_shards: int, tts_files: set[str]) -> None:
 
 def report(results: list[dict], skipped: Counter, summary: dict, weights: dict[str, float],
            cfg: InterleaveConfig, wall: float) -> dict[str, Any]:
-    """metrics/interleave.json: totals, per-kind counts and shares, and every skip with its reason."""
+    """metrics/interleave.json: totals, per-kind counts and shares, and every skip with its reason.
+
+    `mixture` is the mixture used: the recipe's, less the kinds in `dropped_kinds` (empty pools).
+    """
     by_kind: dict[str, dict[str, float]] = {}
     notes: Counter = Counter()
     examples: dict[str, list[str]] = {}
@@ -276,6 +317,7 @@ def report(results: list[dict], skipped: Counter, summary: dict, weights: dict[s
         "mixture": {k: round(w, 4) for k, w in weights.items()},
         "mix_by": cfg.mix_by,
         "limited_by": summary["limited_by"],
+        "dropped_kinds": dict(summary.get("dropped_kinds", {})),
         "samples": int(n),
         "shards": len(results),
         "shards_reused": sum(r.get("reused", 0) for r in results),

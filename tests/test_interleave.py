@@ -1,3 +1,4 @@
+import dataclasses
 import itertools
 from collections import Counter
 
@@ -8,8 +9,12 @@ from interleave.builders import asr_sample, interleaved_sample, segment_runs, sp
 from interleave.recipes import Candidate, parse_mixture, select
 from interleave.sampling import SamplerParams, poisson_speech_mask, rng_for, speech_mask
 from interleave.spans import clause_ends, every_n_spans, punctuation_spans, segment_spans, split_at_longest_pause
-from manifests.schema import Alignment, Utterance, WordSpan
+from manifests.audio import encode_flac
+from manifests.errors import JstipError
+from manifests.schema import Alignment, Text, Utterance, WordSpan
 from pipeline.interleave_build import Item, row_group_rows, utterance_sample
+from pipeline.interleave_tts import tts_audio_path
+from pipeline.sample_view import sample_audio
 from pipeline.stage_interleave import InterleaveConfig, plan, recipe_weights
 from pipeline.textnorm import normalize
 
@@ -167,3 +172,52 @@ def test_row_groups_are_bounded_in_bytes():
     k = row_group_rows(sizes, 1000)
     assert all(sum(sizes[i:i + k]) <= 1000 for i in range(0, len(sizes), k)) and k == 2
     assert row_group_rows([5000], 1000) == 1
+
+
+def test_an_empty_pool_leaves_the_mixture_and_the_rest_keep_their_ratio():
+    pools = {"asr": [Candidate("asr", f"u{i}", i) for i in range(10)], "text": []}
+    weights = {"asr": 0.4, "interleave_word": 0.2, "text": 0.4}
+    pools["interleave_word"] = [Candidate("interleave_word", f"u{i}", i) for i in range(10)]
+    chosen, summary = select(pools, weights, "samples", 0)
+    assert Counter(c.kind for c in chosen) == {"asr": 10, "interleave_word": 5}
+    assert summary["dropped"] == ["text"] and summary["weights"] == pytest.approx({"asr": 2 / 3, "interleave_word": 1 / 3})
+    chosen, summary = select({}, weights, "tokens", 0)
+    assert chosen == [] and summary["dropped"] == list(weights) and "every pool is empty" in summary["empty"]
+
+
+def test_plan_drops_interleaved_kinds_when_no_utterance_has_two_words():
+    one_word = Utterance("o", "o.wav", 0, 1, 16000, "s", "Hi", "hi", "c", "train")
+    alignments = {"o": Alignment("o", "p", "ok", "", tuple(_words("hi")))}
+    cfg = InterleaveConfig(recipe="demo", texts="")
+    skipped = Counter()
+    items, summary = plan(cfg, recipe_weights(cfg), [one_word], alignments, [], skipped)
+    assert [x.kind for x in items] == ["asr"]
+    assert summary["dropped_kinds"] == {"interleave_word": "no aligned utterance has 2 or more words",
+                                        "interleave_segment": "no aligned utterance has 2 or more words",
+                                        "text": "no domain texts (--texts '')"}
+
+
+def test_unused_repeats_are_not_counted_as_skipped_sources():
+    utts = [Utterance(f"u{i}", "u.wav", 0, 5, 16000, "s", "x", "a b c d", "c", "train") for i in range(4)]
+    alignments = {u.utt_id: Alignment(u.utt_id, "p", "ok", "", tuple(_words("a b c d"))) for u in utts}
+    texts = [Text("t0", "x y", "x y", "d")]
+    cfg = InterleaveConfig(recipe="asr:1,text:1", max_repeats=3)
+    skipped = Counter()
+    items, _ = plan(cfg, recipe_weights(cfg), utts, alignments, texts, skipped)
+    assert Counter(x.kind for x in items) == {"asr": 3, "text": 3}  # text limits: 1 source x 3 repeats
+    assert sum(n for reason, n in skipped.items() if reason.startswith("asr: beyond")) == 1  # one of the 4 utterances gives nothing
+
+
+def test_tts_audio_files_of_ids_that_sanitise_alike_differ():
+    assert tts_audio_path("o", "a/b", 0) != tts_audio_path("o", "a_b", 0) != tts_audio_path("o", "a_b", 1)
+    assert tts_audio_path("o", "a/b", 0).parent.name == "tts" and tts_audio_path("o", "a/b", 0).suffix == ".flac"
+
+
+def test_sample_audio_decodes_embedded_flac_at_the_requested_rate():
+    tone = np.sin(2 * np.pi * 440 * np.arange(8000) / 8000).astype(np.float32) * 0.5
+    sample = asr_sample(UTT)
+    embedded = dataclasses.replace(sample, audio=encode_flac(tone, 8000))
+    audio = sample_audio(embedded, 16000)
+    assert audio.dtype == np.float32 and len(audio) == 16000
+    with pytest.raises(JstipError, match="u:asr"):
+        sample_audio(dataclasses.replace(sample, audio=b"not flac"), 16000)

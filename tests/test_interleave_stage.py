@@ -10,8 +10,8 @@ import soundfile as sf
 
 from tests.interleave_corpus import make_corpus
 from manifests.errors import JstipError
-from manifests.io import read_records
-from manifests.schema import SPEECH, Alignment, Sample
+from manifests.io import read_records, write_records
+from manifests.schema import SPEECH, Alignment, Sample, Text
 from pipeline.stage_interleave import InterleaveConfig, run
 
 
@@ -143,3 +143,51 @@ def test_layout_and_segmenters_reach_the_samples(corpus, tmp_path):
         assert all(t.startswith(s["text"]) for s, t in zip(speech, following))
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["samples_by_kind"] == {"interleave_segment": 4}
+
+
+def _same_but_time(a: dict, b: dict) -> None:
+    drop = ("wall_seconds", "shards_reused")
+    assert {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
+
+
+def test_a_rerun_reusing_every_shard_reports_the_same_metrics_failures_included(corpus, tmp_path):
+    # an unknown espeak voice makes every tts_pair fail inside its shard: counted, with examples
+    kw = dict(recipe="asr:2,tts_pair:1", tts_voices="nope-voice", shard_size=3)
+    first, _ = _run(corpus, tmp_path, **kw)
+    assert first["failed"] and first["failed_examples"] and first["shards_reused"] == 0
+    again, _ = _run(corpus, tmp_path, **kw)
+    assert again["shards_reused"] == again["shards"] == first["shards"]
+    _same_but_time(first, again)
+
+
+def test_a_new_interleave_version_rebuilds_the_shards(corpus, tmp_path, monkeypatch):
+    import pipeline.stage_interleave as stage
+
+    _run(corpus, tmp_path, recipe="asr_only")
+    monkeypatch.setattr(stage, "INTERLEAVE_VERSION", stage.INTERLEAVE_VERSION + 1)
+    again, _ = _run(corpus, tmp_path, recipe="asr_only")
+    assert again["shards_reused"] == 0
+
+
+def test_no_texts_drops_the_text_kind_and_says_so(corpus, tmp_path, capsys):
+    metrics, df = _run({**corpus, "texts": ""}, tmp_path, recipe="demo")
+    assert metrics["samples_by_kind"] == {"asr": 4, "interleave_word": 2, "interleave_segment": 2}
+    assert metrics["dropped_kinds"] == {"text": "no domain texts (--texts '')"}
+    assert metrics["mixture"] == {"asr": 0.5, "interleave_word": 0.25, "interleave_segment": 0.25}
+    assert "text left out of the mixture: no domain texts" in capsys.readouterr().err
+    with pytest.raises(JstipError, match="selects no samples.*asr: no aligned utterances in split 'nothing'"):
+        _run({**corpus, "texts": ""}, tmp_path, recipe="demo", split="nothing")
+
+
+def test_transcripts_as_text_ids_stay_apart_from_domain_text_ids(tmp_path, spoken_module):
+    paths = make_corpus(tmp_path / "c", spoken_module)
+    texts = read_records(paths["texts"], Text)
+    write_records([Text("u0", "A domain text named like an utterance.", "a domain text named like an utterance", "d")]
+                  + texts, Text, paths["texts"])
+    metrics, df = _run(paths, tmp_path, recipe="text:1", transcripts_as_text=True)
+    ids = df["sample_id"].to_list()
+    assert len(ids) == len(set(ids)) == metrics["samples"] == 4 + 11
+    assert {"u0:text", "u0:transcript_text"} <= set(ids)
+    write_records(texts + texts[:1], Text, paths["texts"])
+    with pytest.raises(JstipError, match="id 't0:text'.*appears twice"):
+        _run(paths, tmp_path, recipe="text:1")
