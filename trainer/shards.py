@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from manifests.io import manifest_files, read_row_group, row_group_sizes
-from manifests.schema import Sample, from_row, schema_of
+from manifests.schema import ADDED_COLUMNS, Sample, from_row, schema_of
 
 AUDIO = "audio"
 
@@ -34,7 +34,7 @@ def row_groups(path: str | Path) -> list[RowGroup]:
     """Every row group of a sample manifest (a file or a directory of `part-*.parquet`), in order."""
     out = []
     for file in manifest_files(path):
-        sizes = row_group_sizes(file, Sample, optional={AUDIO})  # older shards lack the audio column
+        sizes = row_group_sizes(file, Sample, optional=ADDED_COLUMNS[Sample])  # older shards lack the audio column
         out += [RowGroup(str(file), i, rows) for i, rows in enumerate(sizes)]
     return out
 
@@ -56,7 +56,7 @@ def split_for_rank(groups: list[RowGroup], rank: int, world_size: int) -> list[R
 
 
 def _read(group: RowGroup, columns: list[str]) -> pa.Table:
-    table = read_row_group(group.file, group.index, columns, optional={AUDIO})
+    table = read_row_group(group.file, group.index, columns, optional=ADDED_COLUMNS[Sample])
     return table.take(list(group.take)) if group.take is not None else table
 
 
