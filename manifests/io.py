@@ -6,7 +6,9 @@ half-written manifest that a rerun would mistake for a finished one.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +30,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside `path` to write to; renamed onto `path` only if the block succeeds.
 
     The temporary name keeps the suffix, so writers that pick a format by suffix still work.
+    The file ends with the permissions an ordinary write would give it (0666 less the umask),
+    not `mkstemp`'s private 0600.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -35,9 +39,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        if Path(tmp).is_file():
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, final)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_table(table: pa.Table, path: str | Path, fingerprint: str = "", metadata: dict[str, str] | None = None,
@@ -196,7 +209,60 @@ def read_records(path: str | Path, record_type: Type[T]) -> list[T]:
 
 
 def write_metrics(metrics: dict[str, Any], path: str | Path) -> Path:
-    """Write a stage's counts as indented JSON (what `dvc metrics show` reads), atomically."""
+    """Write a stage's counts as indented JSON (what `dvc metrics show` reads), atomically.
+
+    Superseded by `write_stage_metrics` (numeric metrics + a separate report); kept while
+    stages move over. Non-finite floats are written as null (NaN is not JSON).
+    """
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_finite(metrics), indent=2, sort_keys=True) + "\n")
+    return Path(path)
+
+
+_METRIC_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN or infinity replaced by None (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def check_metrics(metrics: dict[str, Any], prefix: str = "") -> None:
+    """Metrics DVC can compare: nested dicts of numbers (or null) under short identifier keys.
+
+    A ManifestError names the first key that is not an identifier (a path, a reason sentence)
+    or whose value is not a number: such things belong in the stage's report.
+    """
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if not isinstance(key, str) or not _METRIC_KEY.match(key):
+            raise ManifestError(f"metric key {name!r} is not a short identifier; put it in the stage's report")
+        if isinstance(value, dict):
+            check_metrics(value, name + ".")
+        elif value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ManifestError(f"metric {name} = {value!r} is not a number; put it in the stage's report")
+
+
+def write_stage_metrics(metrics: dict[str, Any], path: str | Path, report: dict[str, Any] | None = None,
+                        report_path: str | Path | None = None) -> Path:
+    """A stage's small numeric metrics (`metrics/<stage>.json`, what `dvc exp show` compares) and,
+    apart, its report (`reports/<stage>.json`: reason tables, examples, strings), both atomically.
+
+    Metrics are checked by `check_metrics`; non-finite floats become null in both files.
+    """
+    metrics = _finite(metrics)
+    check_metrics(metrics)
+    if report is not None:
+        if report_path is None:
+            raise ManifestError(f"a report for {path} needs a report_path")
+        with atomic_path(report_path) as tmp:
+            tmp.write_text(json.dumps(_finite(report), indent=2, sort_keys=True, default=str) + "\n")
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return Path(path)

@@ -8,6 +8,7 @@ never stored because they depend on the encoder.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Type, TypeVar
 
@@ -17,6 +18,8 @@ T = TypeVar("T")
 
 SPEECH = "speech"
 TEXT = "text"
+TOKEN = "token"  # a span holding one special token by name (see manifests/formats.py)
+MODALITIES = (SPEECH, TEXT, TOKEN)
 ALIGN_OK = "ok"
 ALIGN_FAILED = "failed"
 SAMPLE_KINDS = ("asr", "text", "interleave_word", "interleave_segment", "interleave_mixed", "tts_pair")
@@ -125,7 +128,10 @@ TEXT_SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class Span:
-    """A stretch of a sample in one modality; speech spans carry their times, text spans 0..0."""
+    """A stretch of a sample: speech (with its times), text, or one special token (`text` names it).
+
+    Text and token spans have times 0..0. The token formats are in `manifests/formats.py`.
+    """
 
     modality: str
     text: str
@@ -144,7 +150,8 @@ class Sample:
 
     `audio` optionally holds the FLAC bytes of `offset`..`offset + duration` of `audio_path`
     (then span times are relative to the start of those bytes, as always), so that training
-    needs no access to the corpus; None means read `audio_path`.
+    needs no access to the corpus; None means read `audio_path`. In Parquet the column is
+    Hugging Face's `Audio` struct {bytes, path}, so `datasets` decodes it as audio.
     """
 
     sample_id: str
@@ -159,6 +166,11 @@ class Sample:
     audio: bytes | None = None
 
 
+# Hugging Face `datasets.Audio` storage: the schema metadata below makes `load_dataset("parquet")`
+# decode the column as audio. `path` is a name for the bytes (`<sample_id>.flac`), not a file to open.
+AUDIO_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+HF_FEATURES = {b"huggingface": json.dumps({"info": {"features": {"audio": {"_type": "Audio"}}}}).encode()}
+
 SAMPLE_SCHEMA = pa.schema(
     [
         ("sample_id", pa.string()),
@@ -170,8 +182,9 @@ SAMPLE_SCHEMA = pa.schema(
         ("spans", pa.list_(SPAN_TYPE)),
         ("n_speech_words", pa.int32()),
         ("n_text_words", pa.int32()),
-        ("audio", pa.binary()),
-    ]
+        ("audio", AUDIO_TYPE),
+    ],
+    metadata=HF_FEATURES,
 )
 
 
@@ -223,7 +236,22 @@ def schema_of(record_type: type) -> pa.Schema:
 
 def to_row(record: Any) -> dict[str, Any]:
     """A record as a plain dict (nested dataclasses become dicts), ready for Arrow."""
-    return dataclasses.asdict(record)
+    row = dataclasses.asdict(record)
+    if isinstance(record, Sample):
+        row["audio"] = audio_cell(record.audio, record.sample_id)
+    return row
+
+
+def audio_cell(data: bytes | None, sample_id: str) -> dict[str, Any] | None:
+    """Embedded FLAC bytes as the stored `audio` struct (None stays None)."""
+    return None if data is None else {"bytes": data, "path": f"{sample_id}.flac"}
+
+
+def audio_bytes(cell: Any) -> bytes | None:
+    """The bytes of a stored `audio` value: the struct, or plain bytes in shards written before it."""
+    if isinstance(cell, dict):
+        return cell.get("bytes")
+    return cell
 
 
 def to_table(records: Iterable[Any], record_type: type) -> pa.Table:
@@ -240,6 +268,8 @@ def from_row(row: dict[str, Any], record_type: Type[T]) -> T:
         nested = _NESTED.get((record_type, f.name))
         if nested is not None:
             value = tuple(nested(**v) for v in (value or ()))
+        elif record_type is Sample and f.name == "audio":
+            value = audio_bytes(value)
         kwargs[f.name] = value
     return record_type(**kwargs)
 
@@ -252,5 +282,5 @@ def from_table(table: pa.Table, record_type: Type[T]) -> Iterator[T]:
 
 __all__ = [
     "Alignment", "Hypothesis", "PhoneSpan", "Rejected", "Sample", "Span", "Text", "Utterance", "WordSpan",
-    "schema_of", "to_table", "from_table", "from_row", "to_row",
+    "schema_of", "to_table", "from_table", "from_row", "to_row", "audio_bytes", "audio_cell",
 ]

@@ -109,3 +109,50 @@ def test_manifests_written_before_a_field_existed_read_with_its_default(tmp_path
     pq.write_table(table.drop_columns(["words"]), tmp_path / "broken.parquet")  # a required column is missing
     with pytest.raises(ManifestError, match="words"):
         read_records(tmp_path / "broken.parquet", Alignment)
+
+
+def test_outputs_get_ordinary_permissions_not_mkstemps_private_ones(tmp_path):
+    import os
+    import stat
+
+    from manifests.io import write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_records([Text("t", "x", "x", "s")], Text, tmp_path / "t.parquet")
+        write_text_atomic("x", tmp_path / "a.txt")
+    finally:
+        os.umask(old)
+    for name in ("t.parquet", "a.txt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644
+
+
+def test_stage_metrics_are_numeric_with_identifier_keys_and_the_rest_goes_to_the_report(tmp_path):
+    from manifests.io import check_metrics, write_stage_metrics
+
+    write_stage_metrics({"aligned": 3, "share": float("nan"), "kinds": {"asr": 2}}, tmp_path / "m" / "a.json",
+                        {"failed_by_reason": {"cannot read audio: /x.wav": 1}}, tmp_path / "r" / "a.json")
+    assert json.loads((tmp_path / "m" / "a.json").read_text()) == {"aligned": 3, "share": None, "kinds": {"asr": 2}}
+    assert json.loads((tmp_path / "r" / "a.json").read_text()) == {"failed_by_reason": {"cannot read audio: /x.wav": 1}}
+    with pytest.raises(ManifestError, match="not a short identifier"):
+        check_metrics({"failed": {"cannot read audio: /x.wav": 1}})
+    with pytest.raises(ManifestError, match="aligner = 'pocketsphinx' is not a number"):
+        check_metrics({"aligner": "pocketsphinx"})
+
+
+def test_embedded_audio_is_stored_as_hugging_face_audio_and_old_binary_shards_still_read(tmp_path):
+    import pyarrow as pa
+
+    from manifests.io import read_records
+    from manifests.schema import Sample, Span, to_table
+
+    sample = Sample("u:asr", "asr", "u", "a.wav", 0.0, 1.0, (Span("speech", "hi", 0.0, 1.0),), 1, 1, b"fLaC...")
+    table = to_table([sample], Sample)
+    assert table.schema.field("audio").type == pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    assert b"huggingface" in table.schema.metadata
+    assert table.column("audio").to_pylist() == [{"bytes": b"fLaC...", "path": "u:asr.flac"}]
+    write_records([sample], Sample, tmp_path / "new.parquet")
+    assert read_records(tmp_path / "new.parquet", Sample) == [sample]
+    old = table.set_column(table.schema.get_field_index("audio"), "audio", pa.array([b"fLaC..."], pa.binary()))
+    pq.write_table(old, tmp_path / "old.parquet")
+    assert read_records(tmp_path / "old.parquet", Sample) == [sample]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from manifests.io import manifest_files, read_row_group, row_group_sizes
-from manifests.schema import ADDED_COLUMNS, Sample, from_row, schema_of
+from manifests.schema import ADDED_COLUMNS, Sample, audio_bytes, from_row, schema_of
 
 AUDIO = "audio"
 
@@ -75,7 +75,8 @@ class AudioReader:
 
     def __call__(self, group: RowGroup, row: int) -> bytes | None:
         if group not in self.cache:
-            self.cache[group] = _read(group, [AUDIO]).column(AUDIO).to_pylist()  # None where shards lack audio
+            cells = _read(group, [AUDIO]).column(AUDIO).to_pylist()  # None where shards lack audio
+            self.cache[group] = [audio_bytes(c) for c in cells]
             while len(self.cache) > self.cache_groups:
                 self.cache.popitem(last=False)
         self.cache.move_to_end(group)
