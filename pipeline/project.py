@@ -108,16 +108,19 @@ def render_dvc(params: dict[str, dict[str, Any]], code_deps: dict[str, list[str]
     for verb, (section, cls) in configs.items():
         files = STAGE_FILES.get(verb, {"deps": [], "optional": [], "outs": [], "metrics": "metrics",
                                        "report": "report", "plots": []})
-        names = {f.name for f in dataclasses.fields(cls)}
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
         values = params.get(section, {})
 
         def ref(name: str) -> list[str]:
-            value = str(values.get(name) or "")
-            if not value or name not in names:
+            """A template over params.yaml; the default path itself when params.yaml lacks the option."""
+            if name not in defaults:
+                return []
+            value = str(values.get(name, defaults[name]) or "")
+            if not value:
                 return []
             if "," in value:  # a list of files: DVC templates cannot expand it, so they are listed
                 return [p.strip() for p in value.split(",") if p.strip()]
-            return [f"${{{section}.{name}}}"]
+            return [f"${{{section}.{name}}}"] if name in values else [value]
 
         deps = list((code_deps or {}).get(verb, []))
         for name in files["deps"] + files["optional"]:
