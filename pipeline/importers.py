@@ -141,7 +141,7 @@ def iter_mfa_dir(root: Path, encoding: str = "utf-8") -> Iterator[RawUtterance]:
         speaker = file.parent.name if file.parent != root else file.stem
         if suffix in (".lab", ".txt") and file.with_suffix("") not in audio_stems:
             if suffix == ".lab" or not file.name.endswith(".trans.txt"):
-                yield RawUtterance(file.stem, absolute(file, root), "", speaker,
+                yield RawUtterance(file.stem, absolute(file, Path.cwd()), "", speaker,
                                    problem=f"missing_audio: transcript {file.name} has no audio file beside it "
                                            f"({'/'.join(AUDIO_SUFFIXES)})")
             continue
@@ -149,11 +149,11 @@ def iter_mfa_dir(root: Path, encoding: str = "utf-8") -> Iterator[RawUtterance]:
             continue
         transcript = next((file.with_suffix(s) for s in (".lab", ".txt") if file.with_suffix(s).exists()), None)
         if transcript is None:
-            yield RawUtterance(file.stem, absolute(file, root), "", speaker,
+            yield RawUtterance(file.stem, absolute(file, Path.cwd()), "", speaker,
                                problem="no_transcript: no .lab or .txt transcript beside the audio")
             continue
         text, problem = decode_text(transcript.read_bytes(), encoding, transcript.name)
-        yield RawUtterance(file.stem, absolute(file, root), " ".join(text.split()), speaker, problem=problem)
+        yield RawUtterance(file.stem, absolute(file, Path.cwd()), " ".join(text.split()), speaker, problem=problem)
 
 
 def iter_librispeech(root: Path, encoding: str = "utf-8") -> Iterator[RawUtterance]:
@@ -168,7 +168,7 @@ def iter_librispeech(root: Path, encoding: str = "utf-8") -> Iterator[RawUtteran
             audio = listing.parent / f"{utt_id}.flac"
             if not problem and not audio.exists():
                 problem = f"missing_audio: audio {audio.name} listed in {listing.name} does not exist"
-            yield RawUtterance(utt_id, absolute(audio, root), text.strip(), utt_id.split("-")[0], problem=problem)
+            yield RawUtterance(utt_id, absolute(audio, Path.cwd()), text.strip(), utt_id.split("-")[0], problem=problem)
 
 
 def iter_text_lines(path: str | Path, encoding: str = "utf-8") -> Iterator[tuple[str, str, str]]:

@@ -226,3 +226,14 @@ def test_prepare_needs_a_corpus():
 
     with pytest.raises(JstipError, match="prepare.corpus"):
         run(PrepareConfig())
+
+
+def test_relative_corpus_paths_are_stored_absolute(tmp_path, sine, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _wav(tmp_path / "corpus" / "s" / "a.wav", sine)
+    (tmp_path / "corpus" / "s" / "a.lab").write_text("hello")
+    _wav(tmp_path / "lists" / "b.wav", sine)
+    (tmp_path / "lists" / "l.csv").write_text("audio,text\nb.wav,hi\n")
+    for corpus, expected in (("corpus", tmp_path / "corpus" / "s" / "a.wav"), ("lists/l.csv", tmp_path / "lists" / "b.wav")):
+        [utt] = build_utterances(iter_corpus(corpus), "c", 0.0)
+        assert utt.audio_path == str(expected)
