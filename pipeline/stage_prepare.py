@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from manifests.audio import audio_info, load_audio
 from manifests.errors import AudioError, JstipError
-from manifests.io import write_records, write_stage_metrics
+from manifests.io import write_records, write_stage_metrics, write_text_atomic
 from manifests.schema import Rejected, Text, Utterance
 
 from .importers import FORMATS, RawUtterance, check_encoding, domain_text_files, iter_corpus, iter_text_lines
@@ -175,12 +175,13 @@ def run(cfg: PrepareConfig) -> dict:
     check_config(cfg)
     started = time.perf_counter()
     corpus = cfg.corpus_name or Path(cfg.corpus.rstrip("/")).name
-    Path(cfg.audio_dir).mkdir(parents=True, exist_ok=True)  # a DVC output even when nothing is embedded
+    _describe_audio_dir(Path(cfg.audio_dir))
     raws = tqdm(iter_corpus(cfg.corpus, cfg.format, cfg.encoding, cfg.audio_dir), desc="prepare: checking audio",
                 unit="utt")
     utterances, rejected = _partition(build_utterances(raws, corpus, cfg.test_fraction, cfg.scripts, cfg.verify_audio))
     texts, rejected_texts = _partition(build_texts(domain_text_files(cfg.domain_text), cfg.encoding))
     write_records(rejected + rejected_texts, Rejected, cfg.rejected)
+    utterances.sort(key=lambda u: u.utt_id)  # the manifest does not depend on the order rows were listed in
     write_records(utterances, Utterance, cfg.utterances)
     write_records(texts, Text, cfg.texts)
     splits = Counter(u.split for u in utterances)
@@ -203,6 +204,15 @@ def run(cfg: PrepareConfig) -> dict:
         raise JstipError(f"no usable utterance in {cfg.corpus}: {len(rejected)} rejected, reasons in {cfg.rejected} "
                          f"and {cfg.report}")
     return metrics
+
+
+def _describe_audio_dir(directory: Path) -> None:
+    """A note in `audio_dir`, which DVC tracks as an output (and warns about while it is empty)."""
+    note = directory / "README.txt"
+    text = ("Audio embedded in the Parquet dataset of prepare.corpus, written here by `jstip prepare` "
+            "(one file per utterance; nothing else for other corpora).\n")
+    if not note.is_file() or note.read_text() != text:
+        write_text_atomic(text, note)
 
 
 def reason_category(reason: str) -> str:

@@ -60,13 +60,14 @@ def test_hugging_face_parquet_with_embedded_audio(tmp_path, sine):
     cfg = _cfg(tmp_path, tmp_path / "hf")
     metrics = run(cfg)
     assert metrics["utterances"] == 2 and metrics["rejected"] == 1
-    utts = read_records(cfg.utterances, Utterance)
+    utts = sorted(read_records(cfg.utterances, Utterance), key=lambda u: u.speaker)
     assert [(u.norm_text, u.speaker, u.duration) for u in utts] == [("the first one", "x", 1.0), ("the second one", "y", 0.5)]
     assert all(os.path.isabs(u.audio_path) and u.audio_path.startswith(str(tmp_path / "out" / "audio")) for u in utts)
     [bad] = read_records(cfg.rejected, Rejected)
     assert bad.record_id.startswith("c-") and bad.reason.startswith("unreadable_audio")
     before = {u.utt_id for u in utts}
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "audio").iterdir()}
+    assert len(mtimes) == 4  # three audio files (one undecodable, rejected) and the README
     run(cfg)  # again: same ids, files not rewritten
     assert {u.utt_id for u in read_records(cfg.utterances, Utterance)} == before
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "audio").iterdir()} == mtimes

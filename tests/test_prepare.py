@@ -189,7 +189,7 @@ def test_nemo_manifest(tmp_path, sine):
     (tmp_path / "train_manifest.json").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     cfg = _cfg(tmp_path, tmp_path / "train_manifest.json")
     assert run(cfg)["utterances"] == 2
-    utts = read_records(cfg.utterances, Utterance)
+    utts = sorted(read_records(cfg.utterances, Utterance), key=lambda u: u.offset)
     assert [(u.norm_text, u.offset, u.duration) for u in utts] == [("the first", 0.0, 1.0), ("the second", 1.0, 1.0)]
     assert {u.audio_path for u in utts} == {str(tmp_path / "wavs" / "a.wav")}
 
