@@ -15,6 +15,7 @@ def test_data_stages_and_cli_import_without_torch():
             "import manifests, aligners, interleave, pipeline.cli, pipeline.stage_train, pipeline.stage_evaluate\n"
             "import pipeline.stage_align, pipeline.stage_interleave, pipeline.stage_prepare\n"
             "import pipeline.inspect_sample, pipeline.manifest_stats, pipeline.exporters, pipeline.interleave_build\n"
+            "import pipeline.project, pipeline.import_lists, pipeline.import_lhotse, pipeline.import_hf\n"
             "pipeline.cli.build_parser()")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 
