@@ -12,6 +12,7 @@ grows; ids of list corpora never depend on row order (`importers.stable_id`).
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -121,6 +122,10 @@ def build_utterances(raws: Iterable[RawUtterance], corpus: str, test_fraction: f
             yield Rejected("prepare", raw.utt_id, str(exc))
             continue
         duration = length - raw.offset if raw.duration is None else raw.duration
+        if not (math.isfinite(raw.offset) and math.isfinite(duration)):  # NaN passes every comparison below
+            yield Rejected("prepare", raw.utt_id, f"bad_row: offset {raw.offset} / duration {duration} is not a finite "
+                                                  "number of seconds")
+            continue
         if raw.offset < 0 or duration <= 0 or raw.offset + duration > length + 1e-3:
             yield Rejected("prepare", raw.utt_id, f"bad_stretch: {raw.offset:.3f}s+{duration:.3f}s lies outside "
                                                   f"{raw.audio_path} ({length:.3f}s)")

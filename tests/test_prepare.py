@@ -237,3 +237,13 @@ def test_relative_corpus_paths_are_stored_absolute(tmp_path, sine, monkeypatch):
     for corpus, expected in (("corpus", tmp_path / "corpus" / "s" / "a.wav"), ("lists/l.csv", tmp_path / "lists" / "b.wav")):
         [utt] = build_utterances(iter_corpus(corpus), "c", 0.0)
         assert utt.audio_path == str(expected)
+
+
+def test_non_finite_times_from_any_importer_are_rejected(tmp_path, sine):
+    from pipeline.importers import RawUtterance
+
+    _wav(tmp_path / "a.wav", sine)
+    raws = [RawUtterance("n1", str(tmp_path / "a.wav"), "hi", "s", float("nan"), 0.5),
+            RawUtterance("n2", str(tmp_path / "a.wav"), "hi", "s", 0.0, float("nan")),
+            RawUtterance("n3", str(tmp_path / "a.wav"), "hi", "s", 0.0, float("inf"))]
+    assert [r.reason.split(":")[0] for r in build_utterances(raws, "c", 0.0)] == ["bad_row"] * 3
