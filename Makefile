@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.jstip-installed
 
-.PHONY: setup demo test clean-data
+.PHONY: setup audio-libs demo test clean-data
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,17 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 setup: $(STAMP)
 
+# FFmpeg's shared libraries, which torchcodec (and so `datasets`' Audio decoding) loads. Installed
+# with apt-get when missing and this is root on Debian/Ubuntu (CI); otherwise it says what to install.
+audio-libs:
+	@if ldconfig -p 2>/dev/null | grep -q 'libavcodec\.so\.'; then \
+	  echo "FFmpeg libraries: present"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ffmpeg; \
+	else \
+	  echo "FFmpeg libraries missing: install them (Debian/Ubuntu: sudo apt-get install ffmpeg) to decode shards with datasets"; \
+	fi
+
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc metrics show
@@ -30,4 +41,4 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 clean-data:
-	rm -rf data metrics plots checkpoints dvc.lock
+	rm -rf data metrics plots reports checkpoints dvc.lock demo/dvc.lock

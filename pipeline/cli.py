@@ -1,7 +1,10 @@
 """The `jstip` command: one subcommand per stage, each a thin wrapper over `stage_*.run`.
 
-Every option is a field of the stage's config dataclass; `--params params.yaml` reads the
-stage's section of that file first (DVC's single source of knobs) and flags override it.
+Every option is a field of the stage's config dataclass. A stage reads its section of
+`params.yaml` in the working directory (DVC's single source of knobs) when that file exists,
+or of the file given by `--params` (`--params ''` reads none); flags override it. A params file
+without the stage's section, an unknown option or a value of the wrong type is a one-line error
+naming the key and the type expected.
 """
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,7 +40,9 @@ TOOLS: dict[str, tuple[str, str]] = {
     "inspect": ("pipeline.inspect_sample", "draw one sample (spectrogram, word boundaries, spans) and print what the model sees"),
     "stats": ("pipeline.manifest_stats", "print a summary table of a manifest directory (samples per kind, alignments)"),
     "export": ("pipeline.exporters", "export sample shards as a Lhotse CutSet or a NeMo JSONL manifest"),
+    "init": ("pipeline.project", "write params.yaml and dvc.yaml for your own corpus in this (or another) directory"),
 }
+DEFAULT_PARAMS = "params.yaml"
 
 
 def _config_class(verb: str) -> type:
@@ -74,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     for verb, (_, _, section, help_line) in STAGES.items():
         stage = sub.add_parser(verb, help=help_line, description=help_line + ".")
         stage.add_argument("--params", metavar="YAML", default=None,
-                           help=f"read defaults from section `{section}:` of this params file (flags override)")
+                           help=f"read section `{section}:` of this params file (default: {DEFAULT_PARAMS} in the "
+                                "working directory when it exists; '' reads none); flags override it")
         _add_fields(stage, _config_class(verb))
     for verb, (module, help_line) in TOOLS.items():
         tool = sub.add_parser(verb, help=help_line, description=help_line + ".")
@@ -83,31 +90,59 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_params(path: str, section: str) -> dict[str, Any]:
+    """The stage's section of a params file; a JstipError when the file or the section is missing."""
     import yaml
 
     file = Path(path)
     if not file.is_file():
         raise JstipError(f"params file {path} does not exist")
-    data = yaml.safe_load(file.read_text()) or {}
-    values = data.get(section) or {}
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise JstipError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from exc
+    if not isinstance(data, dict) or section not in data:
+        raise JstipError(f"{path} has no `{section}:` section; add one (`jstip init` writes a complete params.yaml) "
+                         f"or pass --params FILE")
+    values = data[section] or {}
     if not isinstance(values, dict):
-        raise JstipError(f"section {section!r} of {path} must be a mapping of option: value")
+        raise JstipError(f"{path}: `{section}` must be a mapping of option: value, got {values!r}")
     return values
+
+
+_TYPES = {"str": (str, "a string"), "int": (int, "an integer"), "float": (float, "a number (float)"),
+          "bool": (bool, "true or false"), "dict": (dict, "a mapping of name: value")}
+
+
+def check_value(where: str, value: Any, type_name: str) -> Any:
+    """`value` as the field's type, or a JstipError naming `where` and the type expected."""
+    base = type_name.split("[")[0].split("|")[0].strip()
+    kind, expected = _TYPES.get(base, (None, base))
+    if kind is None:
+        return value
+    ok = (isinstance(value, kind) and not (kind is int and isinstance(value, bool))) if kind is not float else (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+    if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # `corpus_name: 2024` means the string
+    if not ok:
+        raise JstipError(f"{where} must be {expected}, got {value!r}")
+    return float(value) if kind is float else value
 
 
 def make_config(verb: str, args: argparse.Namespace) -> Any:
     """The stage config: dataclass defaults < params file section < command-line flags."""
     config_cls = _config_class(verb)
-    names = {f.name for f in dataclasses.fields(config_cls)}
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
     values: dict[str, Any] = {}
-    if args.params:
+    path = args.params if args.params is not None else (DEFAULT_PARAMS if Path(DEFAULT_PARAMS).is_file() else "")
+    if path:
         section = STAGES[verb][2]
-        from_file = load_params(args.params, section)
-        unknown = sorted(set(from_file) - names)
+        from_file = load_params(path, section)
+        unknown = sorted(set(from_file) - set(fields))
         if unknown:
-            raise JstipError(f"{args.params} section {section!r} has unknown options {unknown}; known: {sorted(names)}")
-        values.update(from_file)
-    values.update({k: v for k, v in vars(args).items() if k in names and v is not None})
+            raise JstipError(f"{path} section {section!r} has unknown options {unknown}; known: {sorted(fields)}")
+        for name, value in from_file.items():
+            values[name] = check_value(f"{path}: {section}.{name}", value, str(fields[name].type))
+    values.update({k: v for k, v in vars(args).items() if k in fields and v is not None})
     return config_cls(**values)
 
 

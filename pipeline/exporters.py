@@ -1,62 +1,103 @@
 """`jstip export`: sample shards as a Lhotse CutSet manifest or a NeMo JSONL manifest.
 
-Lhotse: one `MonoCut` per sample with audio (id = sample id), its recording (the source file,
-or the synthesized tts file), one supervision with the transcript and the word alignment
-(times relative to the recording, as lhotse keeps them) and the sample's kind and spans in
-`custom`. NeMo: one line per sample with audio, with NeMo's `audio_filepath`, `duration`,
-`offset` and `text` (the words spoken) plus `sample_id`, `kind` and `spans`. Text-only samples
-have no audio and are counted, not exported. Both are written as JSON lines (gzip for a
-`.gz` name), atomically, without importing either library.
+`--kind` picks the sample kinds (NeMo's default `asr,tts_pair`: ASR pairs, one line per source
+utterance; Lhotse's default: every kind with audio). Lhotse: one `MonoCut` per sample (id = sample
+id) over its recording (a short id: the file's stem, with a hash of its path only when two files
+share a stem), one supervision with the transcript, speaker (from the utterance manifest),
+language and the word alignment (times relative to the recording, as lhotse keeps them), and the
+sample's kind and spans in `custom`. NeMo: `audio_filepath`, `duration`, `offset`, `text` (the
+sample's target text: the transcript as written for asr and tts pairs), `lang`, `speaker`,
+`sample_id`, `kind`. Audio paths are written absolute, so the manifest loads from any directory
+(paths stored relative by older runs are resolved against the working directory). Text-only
+samples have no audio and are counted, not exported. Written as JSON lines (gzip for a `.gz`
+name), atomically, without importing either library.
 """
 from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
 from manifests.audio import audio_info
-from manifests.errors import AudioError, JstipError
-from manifests.io import atomic_path
-from manifests.schema import SPEECH, Sample, WordSpan
+from manifests.errors import AudioError, JstipError, ManifestError
+from manifests.io import atomic_path, iter_records
+from manifests.schema import SPEECH, TEXT, Sample, Utterance, WordSpan
 
-from .sample_view import alignment_index, iter_samples, sample_words, transcript
+from .sample_view import alignment_index, iter_samples, sample_words
 
 FORMATS = ("lhotse", "nemo")
+DEFAULT_KINDS = {"nemo": "asr,tts_pair", "lhotse": ""}
+PAIR_KINDS = ("asr", "tts_pair")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("samples", metavar="DIR", help="directory of sample shards, e.g. data/samples")
     parser.add_argument("--format", choices=FORMATS, required=True, help="lhotse (CutSet JSONL) or nemo (JSONL)")
     parser.add_argument("--out", required=True, help="output manifest, e.g. cuts.jsonl.gz or nemo.jsonl")
+    parser.add_argument("--kind", default=None, help="comma-separated sample kinds to export (default: nemo "
+                                                     "asr,tts_pair; lhotse every kind with audio)")
     parser.add_argument("--alignments", default="data/alignments", help="word alignments of the source utterances")
+    parser.add_argument("--utterances", default="data/utterances.parquet", help="utterance manifest (speakers)")
+    parser.add_argument("--language", default="en", help="language written on supervisions and NeMo lines")
 
 
 def spans_json(sample: Sample) -> list[dict[str, Any]]:
     return [{"modality": s.modality, "text": s.text, "start": s.start, "end": s.end} for s in sample.spans]
 
 
-def lhotse_cut(sample: Sample, words: tuple[WordSpan, ...], rate: int, file_seconds: float) -> dict[str, Any]:
+def target_text(sample: Sample, words: tuple[WordSpan, ...]) -> str:
+    """What is said in the sample's audio: an asr/tts pair's transcript as written, else the aligned words."""
+    if sample.kind in PAIR_KINDS:
+        text = " ".join(s.text for s in sample.spans if s.modality == TEXT)
+        if text:
+            return text
+    if words:
+        return " ".join(w.word for w in words)
+    return " ".join(s.text for s in sample.spans if s.modality in (SPEECH, TEXT) and s.text)
+
+
+class RecordingIds:
+    """Short recording ids: the file's stem, or stem-<hash of the path> when another file has that stem."""
+
+    def __init__(self) -> None:
+        self.by_stem: dict[str, str] = {}
+
+    def __call__(self, path: str) -> str:
+        stem = Path(path).stem
+        owner = self.by_stem.setdefault(stem, path)
+        return stem if owner == path else f"{stem}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
+
+
+def lhotse_cut(sample: Sample, words: tuple[WordSpan, ...], audio_path: str, recording_id: str, rate: int,
+               file_seconds: float, speaker: str, language: str) -> dict[str, Any]:
     """A lhotse MonoCut as its dict form (what `CutSet.from_jsonl` reads)."""
-    recording_id = f"{sample.audio_path}"
     alignment = [[w.word, round(sample.offset + w.start, 6), round(max(w.end - w.start, 0.0), 6), w.score]
                  for w in words]
     supervision = {"id": sample.sample_id, "recording_id": recording_id, "start": 0.0, "duration": sample.duration,
-                   "channel": 0, "text": transcript(sample, words), "alignment": {"word": alignment}}
-    recording = {"id": recording_id, "sources": [{"type": "file", "channels": [0], "source": sample.audio_path}],
+                   "channel": 0, "text": target_text(sample, words), "language": language,
+                   "alignment": {"word": alignment}}
+    if speaker:
+        supervision["speaker"] = speaker
+    recording = {"id": recording_id, "sources": [{"type": "file", "channels": [0], "source": audio_path}],
                  "sampling_rate": rate, "num_samples": int(round(file_seconds * rate)), "duration": file_seconds,
                  "channel_ids": [0]}
     return {"id": sample.sample_id, "start": sample.offset, "duration": sample.duration, "channel": 0,
             "supervisions": [supervision], "recording": recording,
-            "custom": {"kind": sample.kind, "spans": spans_json(sample)}, "type": "MonoCut"}
+            "custom": {"kind": sample.kind, "source_id": sample.source_id, "spans": spans_json(sample)},
+            "type": "MonoCut"}
 
 
-def nemo_line(sample: Sample, words: tuple[WordSpan, ...]) -> dict[str, Any]:
-    return {"audio_filepath": sample.audio_path, "offset": sample.offset, "duration": sample.duration,
-            "text": transcript(sample, words), "sample_id": sample.sample_id, "kind": sample.kind,
-            "spans": spans_json(sample)}
+def nemo_line(sample: Sample, words: tuple[WordSpan, ...], audio_path: str, speaker: str, language: str) -> dict[str, Any]:
+    line = {"audio_filepath": audio_path, "offset": sample.offset, "duration": sample.duration,
+            "text": target_text(sample, words), "lang": language, "sample_id": sample.sample_id, "kind": sample.kind}
+    if speaker:
+        line["speaker"] = speaker
+    return line
 
 
 def write_jsonl(lines: Iterable[dict[str, Any]], path: str | Path) -> int:
@@ -70,35 +111,60 @@ def write_jsonl(lines: Iterable[dict[str, Any]], path: str | Path) -> int:
     return n
 
 
-def export(samples: str, fmt: str, out: str, alignments: str = "") -> dict[str, Any]:
+def _speakers(path: str) -> dict[str, str]:
+    if not path or not Path(path).exists():
+        return {}
+    try:
+        return {u.utt_id: u.speaker for u in iter_records(path, Utterance)}
+    except ManifestError:
+        return {}
+
+
+def export(samples: str, fmt: str, out: str, alignments: str = "", kinds: str | None = None,
+           utterances: str = "", language: str = "en") -> dict[str, Any]:
     """Write the manifest; returns what was exported and what was skipped, by reason."""
     if fmt not in FORMATS:
         raise JstipError(f"unknown export format {fmt!r}; choose among {', '.join(FORMATS)}")
+    wanted = {k.strip() for k in (DEFAULT_KINDS[fmt] if kinds is None else kinds).split(",") if k.strip()}
     index = alignment_index([alignments, str(Path(samples) / "tts" / "alignments")])
+    speakers = _speakers(utterances)
     skipped: Counter = Counter()
     info: dict[str, tuple[int, float]] = {}
+    recording_ids = RecordingIds()
+    seen_pairs: set[tuple[str, str]] = set()
 
     def lines() -> Iterable[dict[str, Any]]:
         for sample in iter_samples(samples):
-            if not any(s.modality == SPEECH for s in sample.spans) or not sample.audio_path:
-                skipped[f"{sample.kind}: no audio file"] += 1
+            if wanted and sample.kind not in wanted:
+                skipped[f"kind_{sample.kind}_not_exported"] += 1
                 continue
+            if not any(s.modality == SPEECH for s in sample.spans) or not sample.audio_path:
+                skipped[f"{sample.kind}_no_audio"] += 1
+                continue
+            if fmt == "nemo" and sample.kind in PAIR_KINDS:
+                if (sample.kind, sample.source_id) in seen_pairs:  # a redrawn pair: one line per utterance
+                    skipped[f"{sample.kind}_repeat"] += 1
+                    continue
+                seen_pairs.add((sample.kind, sample.source_id))
             words = sample_words(sample, index)
+            audio_path = os.path.abspath(sample.audio_path)
+            speaker = speakers.get(sample.source_id, "")
             if fmt == "nemo":
-                yield nemo_line(sample, words)
+                yield nemo_line(sample, words, audio_path, speaker, language)
                 continue
             try:
-                if sample.audio_path not in info:
-                    info[sample.audio_path] = audio_info(sample.audio_path)
-            except AudioError as exc:
-                skipped[f"audio unreadable: {exc}"] += 1
+                if audio_path not in info:
+                    info[audio_path] = audio_info(audio_path)
+            except AudioError:
+                skipped["audio_unreadable"] += 1
                 continue
-            yield lhotse_cut(sample, words, *info[sample.audio_path])
+            yield lhotse_cut(sample, words, audio_path, recording_ids(audio_path), *info[audio_path], speaker, language)
 
     n = write_jsonl(lines(), out)
-    return {"format": fmt, "out": out, "exported": n, "skipped": dict(skipped)}
+    return {"format": fmt, "out": out, "kinds": sorted(wanted) or "all", "exported": n, "skipped": dict(skipped)}
 
 
 def main(args: argparse.Namespace) -> int:
-    print(json.dumps(export(args.samples, args.format, args.out, args.alignments), indent=2, sort_keys=True))
+    report = export(args.samples, args.format, args.out, args.alignments, args.kind, args.utterances, args.language)
+    print(json.dumps(report, indent=2, sort_keys=True))
     return 0

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from aligners.espeak import espeak
 from manifests.audio import write_audio
 from manifests.errors import JstipError
-from manifests.io import write_metrics, write_records, write_text_atomic
+from manifests.io import write_records, write_stage_metrics, write_text_atomic
 from manifests.schema import ALIGN_OK, Alignment
 
 from . import demo_text
@@ -42,6 +42,7 @@ class DemoCorpusConfig:
     sample_rate: int = field(default=16000, metadata={"help": "sample rate of the written audio"})
     seed: int = field(default=0, metadata={"help": "random seed: the same seed gives the same corpus"})
     metrics: str = field(default="metrics/demo_corpus.json", metadata={"help": "where to write the counts"})
+    report: str = field(default="reports/demo_corpus.json", metadata={"help": "where to write what was made and where"})
 
 
 def _speaker_id(voice: str) -> str:
@@ -80,7 +81,9 @@ def run(cfg: DemoCorpusConfig) -> dict:
         "audio_hours": round(seconds / 3600, 4),
         "speakers": len(set(voices[: cfg.n_utterances])),
         "domain_texts": len(domain_lines),
-        "synthesis_rtf": round(wall / max(seconds, 1e-9), 4),
     }
-    write_metrics(metrics, cfg.metrics)
+    report = {"out": str(out), "corpus": str(out / "corpus"), "reference": str(out / "reference.parquet"),
+              "domain_text": str(out / "domain_text.txt"), "entities": str(out / "entities.txt"), "voices": voices,
+              "synthesis_rtf": round(wall / max(seconds, 1e-9), 4), "wall_seconds": round(wall, 2)}
+    write_stage_metrics(metrics, cfg.metrics, report, cfg.report)
     return metrics

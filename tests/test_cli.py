@@ -15,6 +15,7 @@ def test_data_stages_and_cli_import_without_torch():
             "import manifests, aligners, interleave, pipeline.cli, pipeline.stage_train, pipeline.stage_evaluate\n"
             "import pipeline.stage_align, pipeline.stage_interleave, pipeline.stage_prepare\n"
             "import pipeline.inspect_sample, pipeline.manifest_stats, pipeline.exporters, pipeline.interleave_build\n"
+            "import pipeline.project, pipeline.import_lists, pipeline.import_lhotse, pipeline.import_hf\n"
             "pipeline.cli.build_parser()")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 
@@ -36,6 +37,40 @@ def test_params_file_then_flags(tmp_path, capsys):
     assert "unknown options ['corpusx']" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("text, message", [
+    ("prepare:\n  test_fraction: abc\n", "prepare.test_fraction must be a number (float), got 'abc'"),
+    ("prepare:\n  verify_audio: maybe\n", "prepare.verify_audio must be true or false, got 'maybe'"),
+    ("align:\n  shard_size: 2.5\n", "align.shard_size must be an integer, got 2.5"),
+    ("align:\n  shard_size: true\n", "align.shard_size must be an integer, got True"),
+    ("interleave:\n  recipes: asr\n", "interleave.recipes must be a mapping of name: value, got 'asr'"),
+    ("prepare:\n  test_fraction: .nan\n", "prepare.test_fraction must be a number (float), got nan"),
+    ("align:\n  aligner: ctc\n", "has no `prepare:` section"),
+    ("prepare: [1, 2\n", "is not valid YAML"),
+])
+def test_bad_params_are_one_line_errors_naming_key_and_type(tmp_path, capsys, text, message):
+    (tmp_path / "p.yaml").write_text(text)
+    verb = text.split(":")[0] if "section" not in message and "YAML" not in message else "prepare"
+    assert main([verb, "--params", str(tmp_path / "p.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_stages_read_params_yaml_of_the_working_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["prepare"]) == 2  # no params.yaml and no --corpus: never the demo corpus
+    assert "prepare needs a corpus" in capsys.readouterr().err
+    (tmp_path / "params.yaml").write_text("prepare:\n  corpus: mine.csv\n")
+    assert main(["prepare"]) == 2
+    assert "mine.csv does not exist" in capsys.readouterr().err
+    assert main(["prepare", "--corpus", "flag.csv"]) == 2  # flags override the file
+    assert "flag.csv does not exist" in capsys.readouterr().err
+    (tmp_path / "params.yaml").write_text("align:\n  aligner: ctc\n")
+    assert main(["prepare", "--corpus", "x"]) == 2
+    assert "params.yaml has no `prepare:` section" in capsys.readouterr().err
+    assert main(["prepare", "--params", "", "--corpus", "x"]) == 2  # '' reads no params file
+    assert "x does not exist" in capsys.readouterr().err
+
+
 def test_unknown_aligner_fails_before_touching_outputs(tmp_path, capsys):
     out = tmp_path / "alignments"
     out.mkdir()
@@ -47,7 +82,7 @@ def test_unknown_aligner_fails_before_touching_outputs(tmp_path, capsys):
 
 def test_metrics_are_printed_as_json(tmp_path, capsys):
     assert main(["demo-corpus", "--out", str(tmp_path / "d"), "--n-utterances", "2", "--n-domain-texts", "1",
-                 "--metrics", str(tmp_path / "m.json")]) == 0
+                 "--metrics", str(tmp_path / "m.json"), "--report", str(tmp_path / "r.json")]) == 0
     assert json.loads(capsys.readouterr().out)["utterances"] == 2
 
 

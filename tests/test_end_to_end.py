@@ -1,8 +1,11 @@
-"""The whole flow through DVC and the `jstip` CLI on a tiny synthesized corpus.
+"""The whole flow through DVC and the `jstip` CLI, both ways of working.
 
-Runs the repository's own dvc.yaml with params.yaml scaled down, then checks what a user
-checks: metrics for every stage, the four sample kinds in the shards, a second `dvc repro`
-that runs nothing, and an interleave parameter change that reruns interleave onwards only.
+In a copy of this repository (the demo): the repository's own dvc.yaml and demo/dvc.yaml with
+params.yaml scaled down; metrics for every stage, the four sample kinds, a second `dvc repro`
+that runs nothing, an interleave parameter change that reruns interleave onwards only.
+
+In a user's own repository: `jstip init` over a small espeak corpus of the test's own; editing
+one transcript reruns prepare and what follows; the demo corpus never runs.
 """
 from __future__ import annotations
 
@@ -31,44 +34,90 @@ TINY = {
 }
 
 
-def _dvc(workdir: Path, *args: str) -> str:
+def _run(workdir: Path, *args: str, module: str = "dvc", code: Path = REPO) -> str:
+    """`python -m module args` in `workdir`, with the jstip code of `code` (a copy, or this repository)."""
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-           "PYTHONPATH": str(workdir), "DVC_NO_ANALYTICS": "1"}
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=workdir, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+           "PYTHONPATH": str(code), "DVC_NO_ANALYTICS": "1"}
+    result = subprocess.run([sys.executable, "-m", module, *args], cwd=workdir, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{module} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
+
+
+def _need_jstip():
+    if shutil.which("jstip", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("the jstip command is not installed in this environment (pip install -e .)")
 
 
 @pytest.mark.slow
 def test_dvc_repro_runs_the_whole_flow_and_reruns_only_what_changed(tmp_path):
-    if shutil.which("jstip", path=str(Path(sys.executable).parent)) is None:
-        pytest.skip("the jstip command is not installed in this environment (pip install -e .)")
+    _need_jstip()
     for name in CODE:
         shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    (tmp_path / "demo").mkdir()
+    shutil.copy(REPO / "demo" / "dvc.yaml", tmp_path / "demo" / "dvc.yaml")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for section, values in TINY.items():
         params.setdefault(section, {}).update(values)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    _dvc(tmp_path, "init", "--no-scm", "-q")
+    _run(tmp_path, "init", "--no-scm", "-q", code=tmp_path)
 
-    first = _dvc(tmp_path, "repro")
-    for stage in ("demo_corpus", "prepare", "align", "interleave", "train", "evaluate"):
+    first = _run(tmp_path, "repro", code=tmp_path)
+    for stage in ("demo/dvc.yaml:demo_corpus", "prepare", "align", "interleave", "train", "evaluate"):
         assert f"Running stage '{stage}'" in first
-    metrics = {m: json.loads((tmp_path / "metrics" / f"{m}.json").read_text()) for m in ("align", "interleave", "train", "eval")}
+    metrics = {m: json.loads((tmp_path / "metrics" / f"{m}.json").read_text())
+               for m in ("demo_corpus", "prepare", "align", "interleave", "train", "eval")}
+    assert metrics["prepare"]["utterances"] == 12 and metrics["prepare"]["rejected"] == 0
     assert metrics["align"]["aligned"] >= 10 and "boundary_error_mean_ms" in metrics["align"]
     assert metrics["train"]["steps"] == 20
     assert 0.0 <= metrics["eval"]["wer"]
+    assert json.loads((tmp_path / "reports" / "prepare.json").read_text())["rejected_utterances"] == {}
     kinds = pl.read_parquet(tmp_path / "data" / "samples" / "*.parquet")["kind"].unique().to_list()
     assert sorted(kinds) == ["asr", "interleave_segment", "interleave_word", "text"]
     assert (tmp_path / "plots" / "train_loss.csv").read_text().startswith("step,loss")
 
-    assert "Running stage" not in _dvc(tmp_path, "repro")
+    assert "Running stage" not in _run(tmp_path, "repro", code=tmp_path)
 
     params["interleave"]["seed"] = 1
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    third = _dvc(tmp_path, "repro")
+    third = _run(tmp_path, "repro", code=tmp_path)
     assert "Running stage 'interleave'" in third and "Running stage 'train'" in third
     for stage in ("demo_corpus", "prepare", "align"):
         assert f"Running stage '{stage}'" not in third
+
+
+SENTENCES = ["The nurse checked the chart.", "Take two tablets after dinner.", "The scan showed no fracture.",
+             "Please repeat the dose tomorrow.", "He walked to the station."]
+
+
+@pytest.mark.slow
+def test_your_own_repository_tracks_your_corpus(tmp_path, spoken):
+    _need_jstip()
+    from manifests.audio import write_audio
+
+    corpus = tmp_path / "proj" / "corpus" / "spk"
+    for i, sentence in enumerate(SENTENCES):
+        audio, _ = spoken(sentence, voice="en-us" if i % 2 else "en-us+f3")
+        write_audio(audio, corpus / f"utt{i}.wav", 16000)
+        (corpus / f"utt{i}.lab").write_text(sentence + "\n")
+    proj = tmp_path / "proj"
+    _run(tmp_path, "init", str(proj), "--corpus", str(proj / "corpus"), module="pipeline.cli")
+    _run(proj, "init", "--no-scm", "-q")
+    first = _run(proj, "repro", "align")
+    assert "Running stage 'prepare'" in first and "Running stage 'align'" in first and "demo" not in first
+    utterances = pl.read_parquet(proj / "data" / "utterances.parquet")
+    assert utterances.height == 5 and all(os.path.isabs(p) for p in utterances["audio_path"])
+
+    (corpus / "utt3.lab").write_text("Please repeat the dose today.\n")
+    second = _run(proj, "repro", "align")
+    assert "Running stage 'prepare'" in second and "Running stage 'align'" in second
+    edited = pl.read_parquet(proj / "data" / "utterances.parquet").filter(pl.col("utt_id") == "utt3")
+    assert edited["norm_text"].to_list() == ["please repeat the dose today"]
+    assert "Running stage" not in _run(proj, "repro", "align")
+
+    elsewhere = tmp_path / "elsewhere"  # every stage works from any directory: paths are absolute
+    elsewhere.mkdir()
+    _run(elsewhere, "align", "--params", "", "--utterances", str(proj / "data" / "utterances.parquet"),
+         "--out", str(elsewhere / "alignments"), "--metrics", str(elsewhere / "align.json"), module="pipeline.cli")
+    assert json.loads((elsewhere / "align.json").read_text())["aligned"] == 5

@@ -1,0 +1,73 @@
+"""Lhotse and Hugging Face inputs to prepare, written by the real libraries in the test."""
+import os
+
+import pytest
+import soundfile as sf
+
+from manifests.io import read_records
+from manifests.schema import Rejected, Utterance
+from pipeline.importers import detect_format, iter_corpus
+from pipeline.stage_prepare import PrepareConfig, build_utterances, run
+
+
+def _cfg(tmp_path, corpus):
+    out = tmp_path / "out"
+    return PrepareConfig(corpus=str(corpus), test_fraction=0.0, utterances=str(out / "u.parquet"),
+                         texts=str(out / "t.parquet"), rejected=str(out / "r.parquet"), metrics=str(out / "m.json"),
+                         report=str(out / "rep.json"), audio_dir=str(out / "audio"))
+
+
+def test_lhotse_cutset_and_supervision_manifests(tmp_path, sine):
+    lhotse = pytest.importorskip("lhotse")
+    from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+
+    sf.write(tmp_path / "rec.wav", sine(3.0), 16000)
+    recording = Recording.from_file(tmp_path / "rec.wav", recording_id="rec")
+    sups = [SupervisionSegment("s1", "rec", 0.5, 1.0, text="First 2 words", speaker="ann", language="English"),
+            SupervisionSegment("s2", "rec", 2.0, 0.8, text="second", speaker="bob")]
+    RecordingSet.from_recordings([recording]).to_file(tmp_path / "c_recordings_train.jsonl.gz")
+    SupervisionSet.from_segments(sups).to_file(tmp_path / "c_supervisions_train.jsonl.gz")
+    cuts = CutSet.from_manifests(RecordingSet.from_recordings([recording]), SupervisionSet.from_segments(sups))
+    cuts.trim_to_supervisions().to_file(tmp_path / "cuts.jsonl.gz")
+    assert lhotse.__version__
+
+    for manifest in ("cuts.jsonl.gz", "c_supervisions_train.jsonl.gz"):
+        assert detect_format(tmp_path / manifest) == "lhotse"
+        utts = [u for u in build_utterances(iter_corpus(tmp_path / manifest), "c", 0.0)]
+        assert [(u.utt_id, u.speaker, u.norm_text, u.offset, u.duration) for u in utts] == [
+            ("s1", "ann", "first two words", 0.5, 1.0), ("s2", "bob", "second", 2.0, 0.8)]
+        assert all(u.audio_path == str(tmp_path / "rec.wav") for u in utts)
+    with pytest.raises(Exception, match="recording manifest"):
+        list(iter_corpus(tmp_path / "c_recordings_train.jsonl.gz"))
+
+
+def test_hugging_face_parquet_with_embedded_audio(tmp_path, sine):
+    datasets = pytest.importorskip("datasets")
+    import io
+
+    def flac(seconds):
+        buf = io.BytesIO()
+        sf.write(buf, sine(seconds), 16000, format="FLAC")
+        return buf.getvalue()
+
+    rows = {"audio": [{"bytes": flac(1.0), "path": "a.flac"}, {"bytes": flac(0.5), "path": "b.flac"},
+                      {"bytes": b"not audio", "path": "c.wav"}],
+            "sentence": ["the first one", "the 2nd one", "broken"], "client_id": ["x", "y", "z"]}
+    ds = datasets.Dataset.from_dict(rows).cast_column("audio", datasets.Audio(decode=False))
+    (tmp_path / "hf" / "data").mkdir(parents=True)
+    ds.to_parquet(str(tmp_path / "hf" / "data" / "train-00000-of-00001.parquet"))
+    assert detect_format(tmp_path / "hf") == "hf"
+    cfg = _cfg(tmp_path, tmp_path / "hf")
+    metrics = run(cfg)
+    assert metrics["utterances"] == 2 and metrics["rejected"] == 1
+    utts = sorted(read_records(cfg.utterances, Utterance), key=lambda u: u.speaker)
+    assert [(u.norm_text, u.speaker, u.duration) for u in utts] == [("the first one", "x", 1.0), ("the second one", "y", 0.5)]
+    assert all(os.path.isabs(u.audio_path) and u.audio_path.startswith(str(tmp_path / "out" / "audio")) for u in utts)
+    [bad] = read_records(cfg.rejected, Rejected)
+    assert bad.record_id.startswith("c-") and bad.reason.startswith("unreadable_audio")
+    before = {u.utt_id for u in utts}
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "audio").iterdir()}
+    assert len(mtimes) == 4  # three audio files (one undecodable, rejected) and the README
+    run(cfg)  # again: same ids, files not rewritten
+    assert {u.utt_id for u in read_records(cfg.utterances, Utterance)} == before
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "audio").iterdir()} == mtimes
