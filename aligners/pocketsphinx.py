@@ -33,10 +33,11 @@ from typing import Sequence
 
 import numpy as np
 
+from manifests.errors import JstipError
 from manifests.schema import WordSpan
 
-from .base import Aligner, AlignmentFailed
-from .g2p import arpabet
+from .base import MIN_SECONDS, Aligner, AlignmentFailed
+from .g2p import arpabet, foreign_script
 
 FRAME_RATE = 100  # pocketsphinx's default: 10 ms frames
 NOISE_FLOOR = 1e-3  # about -60 dBFS: inaudible, but never an exact zero
@@ -66,9 +67,9 @@ class PocketsphinxAligner(Aligner):
     ) -> None:
         """`beams`: the retry ladder, narrowest first; `config`: extra pocketsphinx decoder settings."""
         if not beams:
-            raise AlignmentFailed("pocketsphinx needs at least one beam width, e.g. beams=(1e-120, 1e-200)")
+            raise JstipError("pocketsphinx needs at least one beam width, e.g. beams=(1e-120, 1e-200)")
         if window_seconds <= 2 * WINDOW_MARGIN:
-            raise AlignmentFailed(f"window_seconds must exceed {2 * WINDOW_MARGIN}s, got {window_seconds}")
+            raise JstipError(f"window_seconds must exceed {2 * WINDOW_MARGIN}s, got {window_seconds}")
         self.beams = tuple(float(b) for b in beams)
         self.noise_floor = noise_floor
         self.window_seconds = window_seconds
@@ -79,7 +80,14 @@ class PocketsphinxAligner(Aligner):
         self._config = {"bestpath": False, **(config or {})}
         # the retry decoders are built when first needed (each loads the acoustic model, ~0.2 s)
         self._decoders: list = [self._build(self.beams[0])] + [None] * (len(self.beams) - 1)
-        self._frate = int(self._decoders[0].config["frate"])
+        config = self._decoders[0].config
+        self._frate = int(config["frate"])
+        # frame i is computed from samples [i * shift, i * shift + window): it describes the audio
+        # around its centre, i * shift + window / 2. A boundary between frames i - 1 and i lies
+        # between their centres, at i * shift + (window - shift) / 2 (7.8 ms for 25.6 ms windows
+        # at 10 ms); reading frame i as "starts at i * shift" puts every boundary that much early.
+        window = int(float(config["wlen"]) * self.sample_rate + 0.5) / self.sample_rate
+        self.frame_offset = (window - 1 / self._frate) / 2
         self._added: dict[str, str] = {}  # word -> phones added from G2P, replayed into later decoders
         self._grammars = 0
         self.passes: Counter = Counter()  # decoding passes by kind and beam (for profiling retries)
@@ -88,9 +96,16 @@ class PocketsphinxAligner(Aligner):
         for word in dict.fromkeys(words):
             if word in self._added or self._decoders[0].lookup_word(word) is not None:
                 continue
+            script = foreign_script(word)
+            if script:
+                raise AlignmentFailed(
+                    f"word {word!r} is written in {script} script: the en-US model has no pronunciation for it and "
+                    "would place letter names instead; transliterate it, or align this corpus with a model of that "
+                    "language", "no_pronunciation")
             phones = arpabet(word)
             if not phones:
-                raise AlignmentFailed(f"no pronunciation for {word!r}: not in cmudict and espeak-ng gave no phones")
+                raise AlignmentFailed(f"no pronunciation for {word!r}: not in cmudict and espeak-ng gave no phones",
+                                      "no_pronunciation")
             self._added[word] = " ".join(phones)
             for decoder in self._decoders:
                 if decoder is not None:
@@ -136,7 +151,7 @@ class PocketsphinxAligner(Aligner):
             else:
                 decoder.set_align_text(" ".join(words))
         except (RuntimeError, ValueError) as exc:
-            raise AlignmentFailed(f"pocketsphinx rejected the transcript: {exc}") from exc
+            raise AlignmentFailed(f"pocketsphinx rejected the transcript: {exc}", "transcript_rejected") from exc
         self.passes[f"{'window' if prefix else 'forced'} beam {decoder.config['beam']:.0e}"] += 1
         decoder.start_utt()
         decoder.process_raw(self._pcm(audio), full_utt=True)
@@ -159,9 +174,9 @@ class PocketsphinxAligner(Aligner):
     def align(self, audio: np.ndarray, words: Sequence[str]) -> list[WordSpan]:
         words = [w for w in words if w]
         if not words:
-            raise AlignmentFailed("empty transcript: nothing to align")
-        if len(audio) < self.sample_rate * 0.05:
-            raise AlignmentFailed(f"audio too short to align ({len(audio) / self.sample_rate:.3f}s)")
+            raise AlignmentFailed("empty transcript: nothing to align", "empty_transcript")
+        if len(audio) < self.sample_rate * MIN_SECONDS:
+            raise AlignmentFailed(f"audio too short to align ({len(audio) / self.sample_rate:.3f}s)", "too_short")
         self._ensure_pronunciations(words)
         sr = self.sample_rate
         total = len(audio) / sr
@@ -180,12 +195,11 @@ class PocketsphinxAligner(Aligner):
             if not got and seconds >= 0.05:
                 got = self._window(rest, remaining)
             if not got:
-                kind = "no alignment found" if not placed else "alignment stopped early"
                 where = f"after {placed[-1].word!r} at {placed[-1].end:.2f}s" if placed else "at the start"
                 raise AlignmentFailed(
-                    f"{kind}: placed {len(placed)} of {len(words)} words, stuck {where} "
-                    f"(beams {', '.join(f'{b:g}' for b in self.beams)}); check that the transcript matches the audio"
-                )
+                    f"placed {len(placed)} of {len(words)} words, stuck {where} "
+                    f"(beams {', '.join(f'{b:g}' for b in self.beams)}); check that the transcript matches the audio",
+                    "stopped_early" if placed else "no_alignment")
             placed += _shift(got, t0, total)
             i += len(got)
             t0 = placed[-1].end
@@ -210,7 +224,12 @@ class PocketsphinxAligner(Aligner):
         return []
 
     def _word_spans(self, decoder, duration: float) -> list[WordSpan]:
-        """Transcript words with times relative to the unpadded audio, clipped to it."""
+        """Transcript words with times relative to the unpadded audio, clipped to it.
+
+        The search may put words it cannot fit into the noise pad around the audio; a word lying
+        mostly there is not in the audio, so the spans end before it (the caller then sees a
+        pass that stopped early, never a word squeezed to zero length at an edge).
+        """
         spans = []
         for seg in decoder.seg():
             if seg.word.startswith(("<", "[")):
@@ -219,8 +238,13 @@ class PocketsphinxAligner(Aligner):
             # mean log acoustic score per frame (nats) relative to the best path alive in each
             # frame: 0 is the best there was, strongly negative means the word was a poor fit
             score = math.log(max(seg.ascore, 1e-300)) / frames
-            start = min(max(seg.start_frame / self._frate - PAD_SECONDS, 0.0), duration)
-            end = min(max((seg.end_frame + 1) / self._frate - PAD_SECONDS, start), duration)
+            raw_start = seg.start_frame / self._frate + self.frame_offset - PAD_SECONDS
+            raw_end = (seg.end_frame + 1) / self._frate + self.frame_offset - PAD_SECONDS
+            inside = min(raw_end, duration) - max(raw_start, 0.0)
+            if inside < 0.5 * (raw_end - raw_start):
+                break
+            start = min(max(raw_start, 0.0), duration)
+            end = min(max(raw_end, start), duration)
             spans.append(WordSpan(_VARIANT.sub("", seg.word), start, end, round(score, 4)))
         return spans
 
