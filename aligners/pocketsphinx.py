@@ -14,15 +14,18 @@ What makes it dependable on real corpora and on synthetic speech:
   than 1e-48 and a retry is rarely needed;
 - the output is checked word for word against the transcript, so a truncated alignment is
   never mistaken for a result;
+- word times are frame centres: frame i describes samples [10 i ms, 10 i ms + 25.6 ms), so a
+  boundary between frames i - 1 and i lies at 10 i ms + 7.8 ms, not at 10 i ms (reading it as
+  the frame's first sample put every boundary 7.8 ms early);
+- a word the search put into the noise pad (outside the audio) is not a placed word;
 - a recording up to `max_full_seconds` (30 s) is aligned in one forced pass: on real
   speech one pass agrees better with MFA than pieces do (a filler placed from a piece's
-  edge drifts);
-- otherwise alignment proceeds in pieces: when a pass stops early, the words it placed (but the last)
-  are kept and the rest is aligned on the rest of the audio; when a pass finds nothing, or
-  the recording is long (`max_full_seconds`), a window of `window_seconds` is decoded with a
-  grammar that may stop after any word, the words ending well inside the window are kept,
-  and the next piece starts at the last kept word's end. Long recordings (minutes) thus cost
-  time linear in their length, and one hard spot (a cough, a cut) no longer fails a recording.
+  edge drifts); when a pass stops early, the words it placed (but the last) are kept and
+  the rest is aligned on the rest of the audio; when a pass finds nothing, a window of
+  `window_seconds` is decoded with a grammar that may stop after any word and the words
+  ending well inside it are kept, so one hard spot (a cough, a cut) does not fail a recording;
+- a longer recording is cut at silences by a voice activity detector and aligned piece by
+  piece (`longform`): the time and memory of one piece, whatever the recording's length.
 """
 from __future__ import annotations
 
@@ -33,11 +36,13 @@ from typing import Sequence
 
 import numpy as np
 
+from manifests.audio import load_audio
 from manifests.errors import JstipError
-from manifests.schema import WordSpan
+from manifests.schema import Utterance, WordSpan
 
 from .base import MIN_SECONDS, Aligner, AlignmentFailed
 from .g2p import arpabet, foreign_script
+from .longform import LongformSettings, align_long
 
 FRAME_RATE = 100  # pocketsphinx's default: 10 ms frames
 NOISE_FLOOR = 1e-3  # about -60 dBFS: inaudible, but never an exact zero
@@ -64,6 +69,7 @@ class PocketsphinxAligner(Aligner):
         window_seconds: float = WINDOW_SECONDS,
         max_full_seconds: float = MAX_FULL_SECONDS,
         config: dict | None = None,
+        longform: LongformSettings | None = None,
     ) -> None:
         """`beams`: the retry ladder, narrowest first; `config`: extra pocketsphinx decoder settings."""
         if not beams:
@@ -74,6 +80,7 @@ class PocketsphinxAligner(Aligner):
         self.noise_floor = noise_floor
         self.window_seconds = window_seconds
         self.max_full_seconds = max_full_seconds
+        self.longform = longform or LongformSettings()
         # bestpath=False: word times from the Viterbi backtrace out of the grammar's final state.
         # The lattice best-path rescoring (pocketsphinx's default) may end on a partial path and
         # drop the last words, which made well-formed utterances fail as "stopped early".
@@ -172,12 +179,48 @@ class PocketsphinxAligner(Aligner):
         return best
 
     def align(self, audio: np.ndarray, words: Sequence[str]) -> list[WordSpan]:
+        words = self._checked(words, len(audio) / self.sample_rate)
+        sr = self.sample_rate
+        if len(audio) / sr > self.max_full_seconds:
+            def read(start: float, seconds: float) -> np.ndarray:
+                return audio[int(round(start * sr)) : int(round((start + seconds) * sr))]
+
+            return align_long(self, read, len(audio) / sr, words, self.longform)
+        return self._align_pieces(audio, words)
+
+    def align_utterance(self, utt: Utterance) -> list[WordSpan]:
+        """A recording over `max_full_seconds` is read piece by piece (`longform`), never whole."""
+        if utt.duration <= self.max_full_seconds:
+            return super().align_utterance(utt)
+        words = self._checked(utt.norm_text.split(), utt.duration)
+
+        def read(start: float, seconds: float) -> np.ndarray:
+            return load_audio(utt.audio_path, utt.offset + start, seconds, self.sample_rate)
+
+        return align_long(self, read, utt.duration, words, self.longform)
+
+    def align_piece(self, audio: np.ndarray, words: Sequence[str], last: bool) -> list[WordSpan]:
+        """The leading words spoken in one piece of a long recording (every word when `last`)."""
+        if last:
+            return self._align_pieces(audio, words)
+        limit = int(MAX_WORDS_PER_SECOND * len(audio) / self.sample_rate) + 1
+        for rung in range(len(self.beams)):
+            spans = self._decode(self._decoder(rung), audio, words[:limit], prefix=True)
+            if spans:
+                return spans
+        return []
+
+    def _checked(self, words: Sequence[str], seconds: float) -> list[str]:
         words = [w for w in words if w]
         if not words:
             raise AlignmentFailed("empty transcript: nothing to align", "empty_transcript")
-        if len(audio) < self.sample_rate * MIN_SECONDS:
-            raise AlignmentFailed(f"audio too short to align ({len(audio) / self.sample_rate:.3f}s)", "too_short")
+        if seconds < MIN_SECONDS:
+            raise AlignmentFailed(f"audio too short to align ({seconds:.3f}s)", "too_short")
         self._ensure_pronunciations(words)
+        return words
+
+    def _align_pieces(self, audio: np.ndarray, words: Sequence[str]) -> list[WordSpan]:
+        """One forced pass; where it stops early, the rest in further passes and prefix windows."""
         sr = self.sample_rate
         total = len(audio) / sr
         placed: list[WordSpan] = []
