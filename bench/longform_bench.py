@@ -60,8 +60,9 @@ def generate(path: Path, minutes: float, layout: str, seed: int = 0) -> None:
         for w, pieces in zip(spoken, normalised):
             words += pieces
             starts += [t + w.start] * len(pieces)
-        parts += [audio, np.zeros(int(gap * 16000), np.float32)]
-        t += len(audio) / 16000 + gap
+        pause = np.zeros(int(gap * 16000), np.float32)
+        parts += [audio, pause]
+        t += (len(audio) + len(pause)) / 16000  # whole samples: a float gap would drift the truth
     audio = np.concatenate(parts)
     audio += 0.002 * rng.standard_normal(len(audio)).astype(np.float32)
     write_audio(audio, path.with_suffix(".wav"), 16000)
