@@ -124,8 +124,8 @@ def test_stage_reruns_when_the_local_model_changes_not_when_a_speed_option_does(
     write_records([Utterance(f"u{i}", str(tmp_path / "x.wav"), 0.0, 0.8, 16000, "s", "hi there", "hi there", "c",
                              "train") for i in range(3)], Utterance, tmp_path / "u.parquet")
     cfg = AlignConfig(utterances=str(tmp_path / "u.parquet"), out=str(tmp_path / "a"), aligner="ctc",
-                      model=str(model), device="cpu", batch_size=2, shard_size=2, min_shards=1, metrics=str(tmp_path / "m.json"),
-                      report=str(tmp_path / "r.json"))
+                      model=str(model), device="cpu", batch_size=2, shard_size=2, min_shards=1,
+                      metrics=str(tmp_path / "m.json"), report=str(tmp_path / "r.json"))
     first = align(cfg)
     assert (first["shards"], first["shards_skipped"], first["aligned"]) == (2, 0, 3)
     again = align(dataclasses.replace(cfg, batch_size=1, device="auto"))  # speed only: nothing redone
