@@ -190,7 +190,7 @@ def _align_shard(task: tuple) -> dict:
                 metadata={"utt_rows": f"{start}:{stop}", "transient_failures": str(transient)})
     # wall-clock start/end (comparable across worker processes) let a benchmark measure
     # throughput without cluster start-up and model loading; cpu/wall shows CPU starvation
-    audio = sum(u.duration for u in todo if math.isfinite(u.duration) and u.duration > 0)
+    audio = sum(u.duration for u in todo if isinstance(u.duration, (int, float)) and 0 < u.duration < math.inf)
     return {"path": path, "align_seconds": seconds, "cpu_seconds": time.process_time() - cpu,
             "audio_seconds": audio, "began": began, "ended": time.time()}
 

@@ -42,6 +42,7 @@ def test_hostile_utterances_are_each_accounted_for_and_never_wrongly_ok(tmp_path
         _utt("nan-duration", tmp_path / "speech.wav", SENTENCE, duration=math.nan),
         _utt("negative-duration", tmp_path / "speech.wav", SENTENCE, duration=-1.0),
         _utt("inf-duration", tmp_path / "speech.wav", SENTENCE, duration=math.inf),
+        _utt("null-duration", tmp_path / "speech.wav", SENTENCE, duration=None),
         _utt("clip-0.05s", tmp_path / "speech.wav", "the", duration=0.05),
         _utt("silence", tmp_path / "silence.wav", "hello world", duration=1.0),
         # the words as prepare keeps them (lower-cased, every word kept, whatever its script)
@@ -59,7 +60,8 @@ def test_hostile_utterances_are_each_accounted_for_and_never_wrongly_ok(tmp_path
     assert list(records) == [u.utt_id for u in utts]  # one record each, in manifest order
     expected = {
         "good": "ok", "nan-offset": "bad_utterance", "nan-duration": "bad_utterance",
-        "negative-duration": "bad_utterance", "inf-duration": "bad_utterance", "clip-0.05s": "too_short",
+        "negative-duration": "bad_utterance", "inf-duration": "bad_utterance", "null-duration": "bad_utterance",
+        "clip-0.05s": "too_short",
         "silence": "no_alignment", "other-scripts": "no_pronunciation", "missing-file": "audio_unreadable",
         "truncated-flac": "audio_unreadable", "empty-text": "empty_transcript", "offset-past-end": "audio_unreadable",
     }
@@ -75,7 +77,7 @@ def test_hostile_utterances_are_each_accounted_for_and_never_wrongly_ok(tmp_path
     check_metrics(saved)
     assert saved["utterances"] == len(utts) and saved["aligned"] == 1 and saved["failed"] == len(utts) - 1
     assert sum(saved["failed_by_reason"].values()) == saved["failed"]
-    assert saved["failed_by_reason"]["bad_utterance"] == 4 and saved["failed_transient"] == 3
+    assert saved["failed_by_reason"]["bad_utterance"] == 5 and saved["failed_transient"] == 3
     assert metrics["aligned_share"] == round(1 / len(utts), 4)
     report = json.loads((tmp_path / "r" / "align.json").read_text())
     assert report["examples"]["audio_unreadable"][0]["utt_id"] == "missing-file"
