@@ -26,7 +26,7 @@ import torch
 from manifests.errors import JstipError
 from manifests.schema import WordSpan
 
-from .base import Aligner, AlignmentFailed
+from .base import Aligner, AlignmentFailed, check_utterance
 
 NEG = -1e30
 WILDCARD = -1  # a target id meaning "any token" (the best non-blank emission of the frame)
@@ -82,7 +82,7 @@ def viterbi_batch(log_probs: torch.Tensor, targets: torch.Tensor, frame_lens: to
         finals = [s for s in (end, end - 1) if s >= 0]
         s = max(finals, key=lambda k: float(alpha_c[b, k]))
         if float(alpha_c[b, s]) <= NEG / 2:
-            raise AlignmentFailed(f"transcript of {int(target_lens[b])} tokens does not fit {n} frames")
+            raise AlignmentFailed(f"transcript of {int(target_lens[b])} tokens does not fit {n} frames", "too_short")
         states = [0] * n
         for t in range(n - 1, -1, -1):
             states[t] = s
@@ -196,6 +196,8 @@ class CtcAligner(Aligner):
         for k in range(0, len(utterances), self.batch_size):
             batch = list(utterances[k : k + self.batch_size])
             try:
+                for u in batch:
+                    check_utterance(u)  # a bad duration or a too-short clip: redone one by one, failed with why
                 audios = [load_audio(u.audio_path, u.offset, u.duration, self.sample_rate) for u in batch]
                 spans = self.align_batch(audios, [u.norm_text.split() for u in batch])
                 out += [Alignment(u.utt_id, self.name, ALIGN_OK, "", tuple(w)) for u, w in zip(batch, spans)]
@@ -207,7 +209,7 @@ class CtcAligner(Aligner):
         """Word spans per utterance; one batched Viterbi over all of them."""
         for words in transcripts:
             if not words:
-                raise AlignmentFailed("empty transcript: nothing to align")
+                raise AlignmentFailed("empty transcript: nothing to align", "empty_transcript")
         return self.align_emissions(self.emissions(audios), transcripts)
 
     def align_emissions(self, emissions: Sequence[torch.Tensor],

@@ -99,8 +99,9 @@ class Espeak:
     ) -> tuple[np.ndarray, list[SpokenWord]]:
         """Speak `text`; returns float32 samples at `self.sample_rate` and each word's start and end.
 
-        A word starts at its espeak word event and ends where the next word or pause begins,
-        so the times are the synthesizer's own ground truth, not an estimate. `seed` fixes the
+        A word spans its phonemes as espeak reports them (`_word_times`: the word event itself
+        sits before the word's onset), so the times are the synthesizer's own ground truth, not
+        an estimate. `seed` fixes the
         voice's noise, so the same call gives the same samples in any process.
         """
         encoded = text.encode("utf-8")
@@ -129,19 +130,54 @@ class Espeak:
         return [p for p in text.replace(" ", "|").split("|") if p]
 
 
+_STOPS = {"p", "b", "t", "d", "k", "g", "t#", "d#", "tS", "dZ", "t2", "d2", "k2", "?"}
+
+
+def _is_stop(name: bytes) -> bool:
+    """A plosive or affricate: its closure (silence) comes before espeak's phoneme event, at the burst."""
+    return name.decode("utf-8", "replace").strip("'\",%=") in _STOPS
+
+
 def _word_times(text: bytes, events, n_samples: int, rate: int) -> list[SpokenWord]:
-    starts = [(pos, length, sample) for kind, pos, length, sample, _ in events if kind == _EV_WORD]
-    boundaries = sorted(
-        {sample for kind, _, _, sample, name in events if kind == _EV_PHONEME and name in _PAUSE_PHONEMES}
-        | {sample for _, _, sample in starts}
-        | {n_samples}
-    )
-    words = []
-    for pos, length, sample in starts:
-        end = next(b for b in boundaries if b > sample)
+    """Each word's span where its phonemes are, not where espeak's word event is.
+
+    espeak emits a word event where the previous phoneme ends, which is not where the word
+    is heard: before a fricative or a stop it inserts a short silence (286 samples at 22 kHz)
+    and, for a stop, the closure, and the phoneme event comes after them; before a vowel the
+    word event can even sit at the start of the previous word's last phoneme ("given
+    atorvastatin": 78 ms early). So a word starts at its first phoneme event, except that a
+    stop in running speech starts at its closure (where the previous phoneme ended, which is
+    the word event), as phoneticians label it; after a pause a stop's closure cannot be heard
+    and the word starts at the burst. Words in running speech are contiguous, as in TIMIT's
+    word tier: a word ends where the next one starts, or earlier at a pause phoneme after its
+    last phoneme (the short silence espeak puts before a fricative stays with the word before).
+    """
+    words: list[list] = []  # [text position, length, word event sample, [(sample, name, is pause)]]
+    for kind, pos, length, sample, name in events:
+        if kind == _EV_WORD:
+            words.append([pos, length, sample, []])
+        elif kind == _EV_PHONEME and words:
+            words[-1][3].append((sample, name, name in _PAUSE_PHONEMES))
+    starts, lasts, paused = [], [], True  # paused: silence before this word (utterance start or a pause)
+    for k, (_, _, event, phonemes) in enumerate(words):
+        spoken = [(sample, name) for sample, name, pause in phonemes if not pause]
+        first = spoken[0] if spoken else (event, b"")
+        start = first[0]
+        if _is_stop(first[1]) and not paused and lasts and lasts[-1] < event < first[0]:
+            start = event  # the closure of a stop in running speech belongs to the word
+        starts.append(start)
+        lasts.append(spoken[-1][0] if spoken else start)
+        paused = any(pause and sample >= lasts[-1] for sample, _, pause in phonemes)
+    out = []
+    for k, (pos, length, _, phonemes) in enumerate(words):
+        last = lasts[k]
+        ends = [sample for sample, _, pause in phonemes if pause and sample > last]
+        if k + 1 < len(words):
+            ends.append(starts[k + 1])
+        end = min([e for e in ends if e > starts[k]] or [n_samples])
         chars = text[pos - 1 : pos - 1 + length].decode("utf-8", "replace")
-        words.append(SpokenWord(chars, pos - 1, sample / rate, end / rate))
-    return words
+        out.append(SpokenWord(chars, pos - 1, starts[k] / rate, min(end, n_samples) / rate))
+    return out
 
 
 _INSTANCE: Espeak | None = None

@@ -6,6 +6,8 @@ and its phoneme mnemonics map onto the 39 ARPAbet phones of the en-us acoustic m
 """
 from __future__ import annotations
 
+import unicodedata
+
 from .espeak import espeak
 
 # espeak-ng English phoneme mnemonics (stress marks removed) -> ARPAbet phones.
@@ -28,6 +30,23 @@ ESPEAK_TO_ARPABET: dict[str, tuple[str, ...]] = {
     "u": ("UW",), "U": ("UH",), "U@": ("UH", "R"), "V": ("AH",), "IR": ("IH", "R"), "VR": ("ER",),
 }
 _IGNORED = {"_", "_:", "_!", "_|", "||", "|"}
+
+
+def foreign_script(word: str) -> str:
+    """The script of the first letter of `word` that is not Latin (e.g. `CJK`, `ARABIC`), or "".
+
+    espeak's English voice reads such letters by their names ("chinese letter …"), which is
+    no pronunciation of the word: an aligner must not place it with one. Digits, symbols and
+    Latin letters with diacritics (café, naïve) are read in English and pass.
+    """
+    for char in word:
+        if unicodedata.category(char).startswith(("L", "M")):
+            name = unicodedata.name(char, "")
+            if not name.startswith("LATIN"):
+                if unicodedata.category(char).startswith("M") and name.startswith("COMBINING"):
+                    continue  # a combining accent on a Latin letter (NFD text)
+                return name.split()[0] if name else "unknown"
+    return ""
 
 
 def arpabet(word: str, voice: str = "en-us") -> list[str]:

@@ -14,15 +14,18 @@ What makes it dependable on real corpora and on synthetic speech:
   than 1e-48 and a retry is rarely needed;
 - the output is checked word for word against the transcript, so a truncated alignment is
   never mistaken for a result;
+- word times are frame centres: frame i describes samples [10 i ms, 10 i ms + 25.6 ms), so a
+  boundary between frames i - 1 and i lies at 10 i ms + 7.8 ms, not at 10 i ms (reading it as
+  the frame's first sample put every boundary 7.8 ms early);
+- a word the search put into the noise pad (outside the audio) is not a placed word;
 - a recording up to `max_full_seconds` (30 s) is aligned in one forced pass: on real
   speech one pass agrees better with MFA than pieces do (a filler placed from a piece's
-  edge drifts);
-- otherwise alignment proceeds in pieces: when a pass stops early, the words it placed (but the last)
-  are kept and the rest is aligned on the rest of the audio; when a pass finds nothing, or
-  the recording is long (`max_full_seconds`), a window of `window_seconds` is decoded with a
-  grammar that may stop after any word, the words ending well inside the window are kept,
-  and the next piece starts at the last kept word's end. Long recordings (minutes) thus cost
-  time linear in their length, and one hard spot (a cough, a cut) no longer fails a recording.
+  edge drifts); when a pass stops early, the words it placed (but the last) are kept and
+  the rest is aligned on the rest of the audio; when a pass finds nothing, a window of
+  `window_seconds` is decoded with a grammar that may stop after any word and the words
+  ending well inside it are kept, so one hard spot (a cough, a cut) does not fail a recording;
+- a longer recording is cut at silences by a voice activity detector and aligned piece by
+  piece (`longform`): the time and memory of one piece, whatever the recording's length.
 """
 from __future__ import annotations
 
@@ -33,10 +36,13 @@ from typing import Sequence
 
 import numpy as np
 
-from manifests.schema import WordSpan
+from manifests.audio import load_audio
+from manifests.errors import JstipError
+from manifests.schema import Utterance, WordSpan
 
-from .base import Aligner, AlignmentFailed
-from .g2p import arpabet
+from .base import MIN_SECONDS, Aligner, AlignmentFailed
+from .g2p import arpabet, foreign_script
+from .longform import LongformSettings, align_long
 
 FRAME_RATE = 100  # pocketsphinx's default: 10 ms frames
 NOISE_FLOOR = 1e-3  # about -60 dBFS: inaudible, but never an exact zero
@@ -63,23 +69,32 @@ class PocketsphinxAligner(Aligner):
         window_seconds: float = WINDOW_SECONDS,
         max_full_seconds: float = MAX_FULL_SECONDS,
         config: dict | None = None,
+        longform: LongformSettings | None = None,
     ) -> None:
         """`beams`: the retry ladder, narrowest first; `config`: extra pocketsphinx decoder settings."""
         if not beams:
-            raise AlignmentFailed("pocketsphinx needs at least one beam width, e.g. beams=(1e-120, 1e-200)")
+            raise JstipError("pocketsphinx needs at least one beam width, e.g. beams=(1e-120, 1e-200)")
         if window_seconds <= 2 * WINDOW_MARGIN:
-            raise AlignmentFailed(f"window_seconds must exceed {2 * WINDOW_MARGIN}s, got {window_seconds}")
+            raise JstipError(f"window_seconds must exceed {2 * WINDOW_MARGIN}s, got {window_seconds}")
         self.beams = tuple(float(b) for b in beams)
         self.noise_floor = noise_floor
         self.window_seconds = window_seconds
         self.max_full_seconds = max_full_seconds
+        self.longform = longform or LongformSettings()
         # bestpath=False: word times from the Viterbi backtrace out of the grammar's final state.
         # The lattice best-path rescoring (pocketsphinx's default) may end on a partial path and
         # drop the last words, which made well-formed utterances fail as "stopped early".
         self._config = {"bestpath": False, **(config or {})}
         # the retry decoders are built when first needed (each loads the acoustic model, ~0.2 s)
         self._decoders: list = [self._build(self.beams[0])] + [None] * (len(self.beams) - 1)
-        self._frate = int(self._decoders[0].config["frate"])
+        config = self._decoders[0].config
+        self._frate = int(config["frate"])
+        # frame i is computed from samples [i * shift, i * shift + window): it describes the audio
+        # around its centre, i * shift + window / 2. A boundary between frames i - 1 and i lies
+        # between their centres, at i * shift + (window - shift) / 2 (7.8 ms for 25.6 ms windows
+        # at 10 ms); reading frame i as "starts at i * shift" puts every boundary that much early.
+        window = int(float(config["wlen"]) * self.sample_rate + 0.5) / self.sample_rate
+        self.frame_offset = (window - 1 / self._frate) / 2
         self._added: dict[str, str] = {}  # word -> phones added from G2P, replayed into later decoders
         self._grammars = 0
         self.passes: Counter = Counter()  # decoding passes by kind and beam (for profiling retries)
@@ -88,9 +103,16 @@ class PocketsphinxAligner(Aligner):
         for word in dict.fromkeys(words):
             if word in self._added or self._decoders[0].lookup_word(word) is not None:
                 continue
+            script = foreign_script(word)
+            if script:
+                raise AlignmentFailed(
+                    f"word {word!r} is written in {script} script: the en-US model has no pronunciation for it and "
+                    "would place letter names instead; transliterate it, or align this corpus with a model of that "
+                    "language", "no_pronunciation")
             phones = arpabet(word)
             if not phones:
-                raise AlignmentFailed(f"no pronunciation for {word!r}: not in cmudict and espeak-ng gave no phones")
+                raise AlignmentFailed(f"no pronunciation for {word!r}: not in cmudict and espeak-ng gave no phones",
+                                      "no_pronunciation")
             self._added[word] = " ".join(phones)
             for decoder in self._decoders:
                 if decoder is not None:
@@ -136,7 +158,7 @@ class PocketsphinxAligner(Aligner):
             else:
                 decoder.set_align_text(" ".join(words))
         except (RuntimeError, ValueError) as exc:
-            raise AlignmentFailed(f"pocketsphinx rejected the transcript: {exc}") from exc
+            raise AlignmentFailed(f"pocketsphinx rejected the transcript: {exc}", "transcript_rejected") from exc
         self.passes[f"{'window' if prefix else 'forced'} beam {decoder.config['beam']:.0e}"] += 1
         decoder.start_utt()
         decoder.process_raw(self._pcm(audio), full_utt=True)
@@ -157,12 +179,48 @@ class PocketsphinxAligner(Aligner):
         return best
 
     def align(self, audio: np.ndarray, words: Sequence[str]) -> list[WordSpan]:
+        words = self._checked(words, len(audio) / self.sample_rate)
+        sr = self.sample_rate
+        if len(audio) / sr > self.max_full_seconds:
+            def read(start: float, seconds: float) -> np.ndarray:
+                return audio[int(round(start * sr)) : int(round((start + seconds) * sr))]
+
+            return align_long(self, read, len(audio) / sr, words, self.longform)
+        return self._align_pieces(audio, words)
+
+    def align_utterance(self, utt: Utterance) -> list[WordSpan]:
+        """A recording over `max_full_seconds` is read piece by piece (`longform`), never whole."""
+        if utt.duration <= self.max_full_seconds:
+            return super().align_utterance(utt)
+        words = self._checked(utt.norm_text.split(), utt.duration)
+
+        def read(start: float, seconds: float) -> np.ndarray:
+            return load_audio(utt.audio_path, utt.offset + start, seconds, self.sample_rate)
+
+        return align_long(self, read, utt.duration, words, self.longform)
+
+    def align_piece(self, audio: np.ndarray, words: Sequence[str], last: bool) -> list[WordSpan]:
+        """The leading words spoken in one piece of a long recording (every word when `last`)."""
+        if last:
+            return self._align_pieces(audio, words)
+        limit = int(MAX_WORDS_PER_SECOND * len(audio) / self.sample_rate) + 1
+        for rung in range(len(self.beams)):
+            spans = self._decode(self._decoder(rung), audio, words[:limit], prefix=True)
+            if spans:
+                return spans
+        return []
+
+    def _checked(self, words: Sequence[str], seconds: float) -> list[str]:
         words = [w for w in words if w]
         if not words:
-            raise AlignmentFailed("empty transcript: nothing to align")
-        if len(audio) < self.sample_rate * 0.05:
-            raise AlignmentFailed(f"audio too short to align ({len(audio) / self.sample_rate:.3f}s)")
+            raise AlignmentFailed("empty transcript: nothing to align", "empty_transcript")
+        if seconds < MIN_SECONDS:
+            raise AlignmentFailed(f"audio too short to align ({seconds:.3f}s)", "too_short")
         self._ensure_pronunciations(words)
+        return words
+
+    def _align_pieces(self, audio: np.ndarray, words: Sequence[str]) -> list[WordSpan]:
+        """One forced pass; where it stops early, the rest in further passes and prefix windows."""
         sr = self.sample_rate
         total = len(audio) / sr
         placed: list[WordSpan] = []
@@ -180,12 +238,11 @@ class PocketsphinxAligner(Aligner):
             if not got and seconds >= 0.05:
                 got = self._window(rest, remaining)
             if not got:
-                kind = "no alignment found" if not placed else "alignment stopped early"
                 where = f"after {placed[-1].word!r} at {placed[-1].end:.2f}s" if placed else "at the start"
                 raise AlignmentFailed(
-                    f"{kind}: placed {len(placed)} of {len(words)} words, stuck {where} "
-                    f"(beams {', '.join(f'{b:g}' for b in self.beams)}); check that the transcript matches the audio"
-                )
+                    f"placed {len(placed)} of {len(words)} words, stuck {where} "
+                    f"(beams {', '.join(f'{b:g}' for b in self.beams)}); check that the transcript matches the audio",
+                    "stopped_early" if placed else "no_alignment")
             placed += _shift(got, t0, total)
             i += len(got)
             t0 = placed[-1].end
@@ -210,7 +267,12 @@ class PocketsphinxAligner(Aligner):
         return []
 
     def _word_spans(self, decoder, duration: float) -> list[WordSpan]:
-        """Transcript words with times relative to the unpadded audio, clipped to it."""
+        """Transcript words with times relative to the unpadded audio, clipped to it.
+
+        The search may put words it cannot fit into the noise pad around the audio; a word lying
+        mostly there is not in the audio, so the spans end before it (the caller then sees a
+        pass that stopped early, never a word squeezed to zero length at an edge).
+        """
         spans = []
         for seg in decoder.seg():
             if seg.word.startswith(("<", "[")):
@@ -219,8 +281,13 @@ class PocketsphinxAligner(Aligner):
             # mean log acoustic score per frame (nats) relative to the best path alive in each
             # frame: 0 is the best there was, strongly negative means the word was a poor fit
             score = math.log(max(seg.ascore, 1e-300)) / frames
-            start = min(max(seg.start_frame / self._frate - PAD_SECONDS, 0.0), duration)
-            end = min(max((seg.end_frame + 1) / self._frate - PAD_SECONDS, start), duration)
+            raw_start = seg.start_frame / self._frate + self.frame_offset - PAD_SECONDS
+            raw_end = (seg.end_frame + 1) / self._frate + self.frame_offset - PAD_SECONDS
+            inside = min(raw_end, duration) - max(raw_start, 0.0)
+            if inside < 0.5 * (raw_end - raw_start):
+                break
+            start = min(max(raw_start, 0.0), duration)
+            end = min(max(raw_end, start), duration)
             spans.append(WordSpan(_VARIANT.sub("", seg.word), start, end, round(score, 4)))
         return spans
 

@@ -1,22 +1,42 @@
-"""Word boundary error of an alignment against a reference, as Aligner-SUPERB defines it.
+"""The alignment quality report, built shard by shard from Arrow columns: counts by failure
+category with a few examples each, and, against a reference, the word boundary error as
+Aligner-SUPERB defines it.
 
-Words are matched by sequence alignment of the two word lists (so a missing or extra
-word does not shift every later comparison); each matched word contributes
-(|Δstart| + |Δend|) / 2.
+Boundary error: words are matched by sequence alignment of the two word lists (so a missing
+or extra word does not shift every later comparison); each matched word contributes
+(|Δstart| + |Δend|) / 2. Only the rows of utterances the reference holds become Python
+objects; counts come from the `status` and `reason` columns, so a report over millions of
+alignments holds one shard's columns at a time.
 """
 from __future__ import annotations
 
 import difflib
+import re
+from collections import Counter
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from manifests.schema import WordSpan
+from manifests.schema import ALIGN_OK, WordSpan
+
+from .base import CATEGORIES, NOTES, TRANSIENT, failure_category
+
+EXAMPLES = 3  # examples kept per category in the report
+REPORT_COLUMNS = ("utt_id", "status", "reason", "words")
+_MARKS = re.compile(r"^[\[<({]+|[\]>)}]+$")
+
+
+def _key(word: str) -> str:
+    """How words are compared with a reference: case and brackets ignored (`[adif]` is `adif`)."""
+    return _MARKS.sub("", word.strip().lower())
 
 
 def matched_word_errors(hyp: Sequence[WordSpan], ref: Sequence[WordSpan]) -> list[tuple[float, float]]:
     """(boundary error, onset error) in seconds for each word matched between `hyp` and `ref`."""
-    matcher = difflib.SequenceMatcher(a=[w.word for w in hyp], b=[w.word for w in ref], autojunk=False)
+    matcher = difflib.SequenceMatcher(a=[_key(w.word) for w in hyp], b=[_key(w.word) for w in ref], autojunk=False)
     errors = []
     for block in matcher.get_matching_blocks():
         for k in range(block.size):
@@ -26,9 +46,8 @@ def matched_word_errors(hyp: Sequence[WordSpan], ref: Sequence[WordSpan]) -> lis
     return errors
 
 
-def boundary_report(pairs: Iterable[tuple[Sequence[WordSpan], Sequence[WordSpan]]]) -> dict:
+def error_summary(errors: Sequence[tuple[float, float]]) -> dict:
     """Mean/median boundary error (ms), onset error and the share within 20, 50 and 100 ms."""
-    errors = [e for hyp, ref in pairs for e in matched_word_errors(hyp, ref)]
     if not errors:
         return {"words_matched": 0}
     boundary = np.array([e[0] for e in errors]) * 1000
@@ -44,37 +63,98 @@ def boundary_report(pairs: Iterable[tuple[Sequence[WordSpan], Sequence[WordSpan]
     return report
 
 
-def failure_kind(reason: str) -> str:
-    """The kind of a failure: its reason up to the first colon (e.g. `no alignment found`)."""
-    return reason.split(":")[0].strip()[:80] or "unspecified"
+def boundary_report(pairs: Iterable[tuple[Sequence[WordSpan], Sequence[WordSpan]]]) -> dict:
+    """`error_summary` over (hypothesis, reference) word lists."""
+    return error_summary([e for hyp, ref in pairs for e in matched_word_errors(hyp, ref)])
 
 
-def quality_report(utterances: Sequence, alignments: Sequence, reference: dict | None = None) -> dict:
-    """Counts (aligned, failed by kind), audio hours and, given reference alignments by id, boundary errors."""
-    from collections import Counter
+class QualityReport:
+    """Accumulates the report over alignment tables (`add`), then gives `metrics()` and `details()`."""
 
-    failed = [a for a in alignments if a.status != "ok"]
-    report: dict = {
-        "utterances": len(alignments),
-        "aligned": len(alignments) - len(failed),
-        "failed": len(failed),
-        "failed_by_reason": dict(sorted(Counter(failure_kind(a.reason) for a in failed).items())),
-        "audio_seconds": round(sum(u.duration for u in utterances), 2),
-    }
-    if reference is not None:
-        pairs = [(a.words, reference[a.utt_id].words) for a in alignments
-                 if a.status == "ok" and a.utt_id in reference]
-        report["utterances_scored"] = len(pairs)
-        report.update(boundary_report(pairs))
-    return report
+    def __init__(self, reference: dict[str, Sequence[WordSpan]] | None = None) -> None:
+        self.reference = reference
+        self.rows = self.aligned = self.words = 0
+        self.failed: Counter = Counter()
+        self.notes: Counter = Counter()
+        self.examples: dict[str, list[dict]] = {}
+        self.errors: list[tuple[float, float]] = []
+        self.scored = 0
+
+    def add(self, table: pa.Table) -> None:
+        """One shard's (or row group's) `utt_id`, `status`, `reason` and `words` columns."""
+        self.rows += table.num_rows
+        ok = pc.fill_null(pc.equal(table["status"], ALIGN_OK), False)
+        self.aligned += int(pc.sum(ok).as_py() or 0)
+        self.words += int(pc.sum(pc.list_value_length(pc.filter(table["words"], ok))).as_py() or 0)
+        has_reason = pc.fill_null(pc.not_equal(table["reason"], ""), False)
+        for kind, mask in (("failed", pc.invert(ok)), ("note", pc.and_(ok, has_reason))):
+            rows = table.select(["utt_id", "reason"]).filter(mask)
+            for utt_id, reason in zip(rows["utt_id"].to_pylist(), rows["reason"].to_pylist()):
+                category = failure_category(reason or "")
+                (self.failed if kind == "failed" else self.notes)[category] += 1
+                kept = self.examples.setdefault(category, [])
+                if len(kept) < EXAMPLES:
+                    kept.append({"utt_id": utt_id, "reason": reason})
+        if self.reference:
+            ids = pa.array(list(self.reference), pa.string())
+            scored = table.filter(pc.and_(ok, pc.is_in(table["utt_id"], value_set=ids)))
+            for utt_id, words in zip(scored["utt_id"].to_pylist(), scored["words"].to_pylist()):
+                hyp = [WordSpan(**w) for w in words]
+                self.errors += matched_word_errors(hyp, self.reference[utt_id])
+                self.scored += 1
+
+    def metrics(self) -> dict:
+        """The numeric metrics (`metrics/align.json`): counts, shares, failures by category, boundary error."""
+        failed = self.rows - self.aligned
+        out = {
+            "utterances": self.rows,
+            "aligned": self.aligned,
+            "failed": failed,
+            "aligned_share": round(self.aligned / self.rows, 4) if self.rows else None,
+            "failed_transient": sum(n for c, n in self.failed.items() if c in TRANSIENT),
+            "partial": sum(self.notes.values()),
+            "words_aligned": self.words,
+            "failed_by_reason": dict(sorted(self.failed.items())),
+        }
+        if self.reference is not None:
+            out["utterances_scored"] = self.scored
+            out.update(error_summary(self.errors))
+        return out
+
+    def details(self) -> dict:
+        """What goes to the report (`reports/align.json`): examples and the meaning of each category."""
+        seen = set(self.failed) | set(self.notes)
+        legend = {**CATEGORIES, **NOTES, "other": "a reason written without a category (an older shard)"}
+        return {
+            "failed_by_reason": dict(sorted(self.failed.items())),
+            "notes_by_reason": dict(sorted(self.notes.items())),
+            "examples": {c: self.examples[c] for c in sorted(self.examples)},
+            "categories": {c: legend[c] for c in sorted(seen)},
+            "transient_categories": sorted(TRANSIENT),
+        }
+
+
+def load_reference(path: str) -> dict[str, list[WordSpan]]:
+    """Reference word spans by utterance id: an alignment manifest (its `ok` records), a TextGrid
+    directory or a CTM file. Files of the directory that cannot be read are left out (a reference
+    is for scoring; it holds a labelled set, small next to the corpus)."""
+    from manifests.io import iter_records
+    from manifests.schema import Alignment
+
+    from .textgrid import read_existing
+
+    p = Path(path)
+    if p.suffix == ".parquet" or (p.is_dir() and any(p.glob("part-*.parquet"))):
+        return {a.utt_id: list(a.words) for a in iter_records(p, Alignment) if a.status == ALIGN_OK}
+    return {utt: found[0] for utt, found in read_existing(p).items() if not isinstance(found, Exception)}
 
 
 def format_report(report: dict) -> str:
-    """The report as a small two-column table for the terminal."""
+    """The metrics as a small two-column table for the terminal."""
     rows = [("aligner", report.get("aligner", "")), ("utterances", report.get("utterances")),
             ("aligned", report.get("aligned")), ("failed", report.get("failed"))]
     rows += [(f"  failed: {k}", v) for k, v in report.get("failed_by_reason", {}).items()]
-    for key in ("audio_seconds", "real_time_factor", "wall_real_time_factor", "workers", "shards", "shards_skipped",
+    for key in ("partial", "audio_hours", "real_time_factor", "workers", "shards", "shards_skipped", "shards_retried",
                 "utterances_scored", "words_matched", "boundary_error_mean_ms", "boundary_error_median_ms",
                 "onset_error_mean_ms", "within_20ms", "within_50ms", "within_100ms"):
         if key in report:

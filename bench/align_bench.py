@@ -6,6 +6,8 @@
    times from espeak's events), aligned by `jstip align`, scored as Aligner-SUPERB does.
 2. Agreement with MFA on real speech: `../shared/data/mfa-sample` (skipped when absent), per
    recording and overall, with the real-time factor including retries and the decoding passes.
+0. The time convention: pocketsphinx's frames read as starting at 10i ms and as centred, against
+   espeak's phoneme-event truth (mean error and signed bias at word starts and ends).
 3. Throughput of 2 workers over 1 on the same shards (dask LocalCluster vs inline), two ways:
    the align step's wall time (cluster start-up and model loading included), and the span
    from the first shard's start to the last shard's end (excluded). The CPU each worker got
@@ -22,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aligners import get_aligner  # noqa: E402
-from aligners.quality import boundary_report  # noqa: E402
+from aligners.quality import boundary_report, matched_word_errors  # noqa: E402
 from aligners.textgrid import read_textgrid  # noqa: E402
 from manifests.audio import load_audio  # noqa: E402
 from manifests.schema import WordSpan  # noqa: E402
@@ -31,7 +33,9 @@ from pipeline.stage_demo_corpus import DemoCorpusConfig, run as demo_corpus  # n
 from pipeline.stage_prepare import PrepareConfig, run as prepare  # noqa: E402
 from pipeline.textnorm import normalize  # noqa: E402
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared/data/mfa-sample"
+# the team's real-speech sample: `shared/` beside the checkout (or inside it, or beside a worktree's parent)
+SAMPLE = next((p / "shared/data/mfa-sample" for p in Path(__file__).resolve().parents[1:4]
+               if (p / "shared/data/mfa-sample").is_dir()), Path("shared/data/mfa-sample"))
 
 
 def demo_and_throughput(n: int, aligner: str, shards: int) -> None:
@@ -43,13 +47,13 @@ def demo_and_throughput(n: int, aligner: str, shards: int) -> None:
         runs = {}
         for workers in (1, 2):
             cfg = AlignConfig(utterances=str(t / "u.parquet"), out=str(t / f"a{workers}"), aligner=aligner,
-                              shard_size=max(1, n // shards), workers=workers,
-                              reference=str(t / "demo/reference.parquet"), metrics=str(t / f"a{workers}.json"))
+                              min_shards=shards, workers=workers, reference=str(t / "demo/reference.parquet"),
+                              metrics=str(t / f"a{workers}.json"), report=str(t / f"r{workers}.json"))
             runs[workers] = align(cfg)
         same = [p.read_bytes() for p in sorted((t / "a1").glob("*.parquet"))] == \
                [p.read_bytes() for p in sorted((t / "a2").glob("*.parquet"))]
     one, two = runs[1], runs[2]
-    print(f"\n== demo ground truth ({aligner}, {one['utterances']} espeak utterances, {one['audio_seconds']} s)")
+    print(f"\n== demo ground truth ({aligner}, {one['utterances']} espeak utterances, {round(one['audio_hours'] * 3600, 1)} s)")
     print(f"aligned {one['aligned']}/{one['utterances']}  failed {one['failed_by_reason']}")
     print(f"boundary error mean {one.get('boundary_error_mean_ms')} ms, median {one.get('boundary_error_median_ms')} ms, "
           f"within 20/50/100 ms {one.get('within_20ms')}/{one.get('within_50ms')}/{one.get('within_100ms')}")
@@ -68,13 +72,46 @@ def demo_and_throughput(n: int, aligner: str, shards: int) -> None:
               f"{one['shards_wall_seconds'] / max(two['shards_wall_seconds'], 1e-9) * share:.2f}x")
 
 
+def conventions(n: int) -> None:
+    """pocketsphinx's frames read as starting at 10i ms (before) and as centred (now), on espeak truth."""
+    import random
+
+    import librosa
+    import numpy as np
+
+    from aligners.espeak import espeak
+    from pipeline import demo_text
+    from pipeline.interleave_tts import tts_words
+
+    voices = "en-us,en-us+f3,en-us+m3,en-us+f2,en,en-gb-x-rp+m2,en-gb-scotland,en-029".split(",")
+    rng, engine, aligner = random.Random(0), espeak(), get_aligner("pocketsphinx")
+    errors: dict[str, list] = {"frame starts": [], "frame centres": []}
+    signed: dict[str, list] = {k: [] for k in errors}
+    for i in range(n):
+        _, sentence = demo_text.speech_sentence(rng, 0.5, 0.1)
+        audio, spoken = engine.synthesize(sentence, voice=voices[i % len(voices)], rate=rng.randint(140, 190), seed=i)
+        truth = tts_words(spoken)
+        hyp = aligner.align(librosa.resample(audio, orig_sr=engine.sample_rate, target_sr=16000),
+                            normalize(sentence).split())
+        for name, shift in (("frame starts", -aligner.frame_offset), ("frame centres", 0.0)):
+            moved = [WordSpan(w.word, w.start + shift, w.end + shift) for w in hyp]
+            errors[name] += [e[0] for e in matched_word_errors(moved, truth)]
+            signed[name] += [(h.start - t.start, h.end - t.end) for h, t in zip(moved, truth)
+                             if h.word == t.word and abs(h.start - t.start) < 0.05 and abs(h.end - t.end) < 0.05]
+    print(f"\n== time convention ({n} espeak utterances, truth from espeak's phoneme events)")
+    for name in errors:
+        e, d = np.array(errors[name]) * 1000, np.array(signed[name]) * 1000
+        print(f"{name}: mean {e.mean():.2f} ms, median {np.median(e):.2f} ms; signed (words within 50 ms) "
+              f"start {d[:, 0].mean():+.2f} ms, end {d[:, 1].mean():+.2f} ms")
+
+
 def mfa_agreement(aligner_name: str) -> None:
     print(f"\n== agreement with MFA on real speech ({SAMPLE})")
     aligner = get_aligner(aligner_name)
     pairs, audio_s, align_s = [], 0.0, 0.0
     for grid in sorted(SAMPLE.glob("*.mfa.TextGrid")):
         name = grid.name.removesuffix(".mfa.TextGrid")
-        reference = [WordSpan(s.word.strip("[]<>").lower(), s.start, s.end) for s in read_textgrid(grid)[0]]
+        reference = read_textgrid(grid)[0]  # compared without case and brackets (`[adif]` is `adif`)
         audio = load_audio(grid.with_name(name + ".wav"), sample_rate=aligner.sample_rate)
         words = normalize(grid.with_name(name + ".lab").read_text()).split()
         passes = dict(getattr(aligner, "passes", {}))
@@ -105,7 +142,10 @@ def main() -> int:
     parser.add_argument("--aligner", default="pocketsphinx")
     parser.add_argument("--shards", type=int, default=32,
                         help="about this many shards (tasks): more even out the workers' last tasks")
+    parser.add_argument("--conventions", type=int, default=80, help="utterances for the time-convention check (0: skip)")
     args = parser.parse_args()
+    if args.conventions and args.aligner == "pocketsphinx":
+        conventions(args.conventions)
     demo_and_throughput(args.utterances, args.aligner, args.shards)
     if SAMPLE.is_dir():
         mfa_agreement(args.aligner)

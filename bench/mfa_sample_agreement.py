@@ -16,18 +16,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from praatio import textgrid  # noqa: E402
-
 from aligners import AlignmentFailed, get_aligner  # noqa: E402
 from aligners.quality import boundary_report  # noqa: E402
+from aligners.textgrid import read_textgrid  # noqa: E402
 from manifests.audio import load_audio  # noqa: E402
-from manifests.schema import WordSpan  # noqa: E402
 from pipeline.textnorm import normalize  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("sample_dir", nargs="?", default=str(Path(__file__).resolve().parents[2] / "shared/data/mfa-sample"))
+    default = next((p / "shared/data/mfa-sample" for p in Path(__file__).resolve().parents[1:4]
+                    if (p / "shared/data/mfa-sample").is_dir()), Path("shared/data/mfa-sample"))
+    parser.add_argument("sample_dir", nargs="?", default=str(default))
     parser.add_argument("--aligner", default="pocketsphinx")
     args = parser.parse_args()
     grids = sorted(Path(args.sample_dir).glob("*.mfa.TextGrid"))
@@ -37,9 +37,8 @@ def main() -> int:
     aligner = get_aligner(args.aligner)
     for grid in grids:
         name = grid.name.removesuffix(".mfa.TextGrid")
-        tier = textgrid.openTextgrid(str(grid), includeEmptyIntervals=False).getTier("words")
         # `<VOCNOISE>`, `[adif]`: the normaliser drops bracketed annotations, so these stay unmatched
-        reference = [WordSpan(e.label.strip("[]<>").lower(), e.start, e.end) for e in tier.entries]
+        reference = read_textgrid(grid)[0]
         audio = load_audio(grid.with_name(name + ".wav"), sample_rate=aligner.sample_rate)
         words = normalize(grid.with_name(name + ".lab").read_text()).split()
         seconds = len(audio) / aligner.sample_rate

@@ -102,7 +102,7 @@ def test_ctc_without_a_model_fails_before_any_shard_is_touched(tmp_path, tiny):
                   Utterance, tmp_path / "u.parquet")
     with pytest.raises(JstipError, match="--model"):
         align(AlignConfig(utterances=str(tmp_path / "u.parquet"), out=str(out), aligner="ctc", shard_size=1,
-                          metrics=str(tmp_path / "m.json")))
+                          metrics=str(tmp_path / "m.json"), report=str(tmp_path / "r.json")))
     assert (out / "part-00000.parquet").exists()  # nothing read or removed
     with pytest.raises(JstipError, match="no transformers model there"):
         check_aligner("ctc", model=str(tmp_path / "nowhere"))
@@ -124,7 +124,8 @@ def test_stage_reruns_when_the_local_model_changes_not_when_a_speed_option_does(
     write_records([Utterance(f"u{i}", str(tmp_path / "x.wav"), 0.0, 0.8, 16000, "s", "hi there", "hi there", "c",
                              "train") for i in range(3)], Utterance, tmp_path / "u.parquet")
     cfg = AlignConfig(utterances=str(tmp_path / "u.parquet"), out=str(tmp_path / "a"), aligner="ctc",
-                      model=str(model), device="cpu", batch_size=2, shard_size=2, metrics=str(tmp_path / "m.json"))
+                      model=str(model), device="cpu", batch_size=2, shard_size=2, min_shards=1,
+                      metrics=str(tmp_path / "m.json"), report=str(tmp_path / "r.json"))
     first = align(cfg)
     assert (first["shards"], first["shards_skipped"], first["aligned"]) == (2, 0, 3)
     again = align(dataclasses.replace(cfg, batch_size=1, device="auto"))  # speed only: nothing redone

@@ -1,10 +1,11 @@
 import dataclasses
+import json
 import os
 
 import pyarrow.parquet as pq
 import pytest
 
-from manifests.io import read_records, write_records
+from manifests.io import file_metadata, read_records, write_records
 from manifests.schema import Alignment, Utterance
 from pipeline.stage_align import AlignConfig, aligner_options, run as align, settings_fingerprint
 from pipeline.stage_demo_corpus import DemoCorpusConfig, run as demo_corpus
@@ -28,20 +29,32 @@ def test_demo_corpus_to_alignments_with_one_and_two_workers(tmp_path):
     write_records(utterances, Utterance, tmp_path / "u.parquet")
     outputs = {}
     for workers in (1, 2):
-        cfg = AlignConfig(utterances=str(tmp_path / "u.parquet"), out=str(tmp_path / f"a{workers}"), shard_size=2,
+        cfg = AlignConfig(utterances=str(tmp_path / "u.parquet"), out=str(tmp_path / f"a{workers}"), min_shards=3,
                           workers=workers, reference=str(tmp_path / "demo" / "reference.parquet"),
-                          metrics=str(tmp_path / "m" / f"align{workers}.json"))
+                          metrics=str(tmp_path / "m" / f"align{workers}.json"),
+                          report=str(tmp_path / "r" / f"align{workers}.json"))
         metrics = align(cfg)
         outputs[workers] = [pq.read_table(p) for p in sorted((tmp_path / f"a{workers}").glob("part-*.parquet"))]
         assert (metrics["utterances"], metrics["aligned"], metrics["failed"]) == (6, 5, 1)
         assert metrics["utterances_scored"] == 5 and metrics["boundary_error_mean_ms"] < 40
-    assert len(outputs[1]) == 3
-    assert all(a.equals(b) for a, b in zip(outputs[1], outputs[2]))
+    assert len(outputs[1]) >= 2
+    assert all(a.equals(b) and a.schema.metadata == b.schema.metadata for a, b in zip(outputs[1], outputs[2]))
+    # shard k holds consecutive utterance rows, and says which
+    ranges = [file_metadata(p, "utt_rows") for p in sorted((tmp_path / "a1").glob("part-*.parquet"))]
+    starts = [int(r.split(":")[0]) for r in ranges]
+    stops = [int(r.split(":")[1]) for r in ranges]
+    assert starts[0] == 0 and stops[-1] == 6 and starts[1:] == stops[:-1]
+    assert [t.num_rows for t in outputs[1]] == [b - a for a, b in zip(starts, stops)]
+    report = json.loads((tmp_path / "r" / "align1.json").read_text())
+    assert report["failed_by_reason"] == {"stopped_early": 1} or report["failed_by_reason"] == {"no_alignment": 1}
+    [example] = next(iter(report["examples"].values()))
+    assert example["utt_id"] == bad
     alignments = read_records(tmp_path / "a1", Alignment)
     assert [a.utt_id for a in alignments] == [u.utt_id for u in utterances]
     for a, u in zip(alignments, utterances):
         if a.utt_id == bad:
             assert a.status == "failed" and a.words == () and "check that the transcript matches" in a.reason
+            assert a.reason.split(":")[0] in ("stopped_early", "no_alignment")
         else:
             assert a.status == "ok" and not a.reason and [w.word for w in a.words] == u.norm_text.split()
 
@@ -62,8 +75,9 @@ def test_rerun_skips_finished_shards_and_scores_against_textgrids(tmp_path, caps
         end = ref.words[-1].end + 0.1
         grid.addTier(textgrid.IntervalTier("words", [Interval(w.start, w.end, w.word) for w in ref.words], 0, end))
         grid.save(str(tmp_path / "grids" / f"{ref.utt_id}.TextGrid"), format="long_textgrid", includeBlankSpaces=True)
-    cfg = AlignConfig(utterances=str(tmp_path / "u.parquet"), out=str(tmp_path / "a"), shard_size=2,
-                      reference=str(tmp_path / "grids"), metrics=str(tmp_path / "m" / "align.json"))
+    cfg = AlignConfig(utterances=str(tmp_path / "u.parquet"), out=str(tmp_path / "a"), shard_size=2, min_shards=1,
+                      reference=str(tmp_path / "grids"), metrics=str(tmp_path / "m" / "align.json"),
+                      report=str(tmp_path / "r.json"))
     first = align(cfg)
     assert first["shards"] == 2 and first["shards_skipped"] == 0 and first["utterances_scored"] == first["aligned"]
     assert first["boundary_error_mean_ms"] < 40 and 0 < first["real_time_factor"] < 1
@@ -106,7 +120,7 @@ def test_editing_the_import_source_at_the_same_path_redoes_the_shards(tmp_path, 
         _write_grid(source / "u1.TextGrid", [(0.2, 0.5, "one"), (0.6, 0.9, "two")])
         _write_grid(source / "u2.TextGrid", [(0.1, 0.3, "three")])
     cfg = AlignConfig(utterances=str(tmp_path / "u.parquet"), out=str(tmp_path / "a"), aligner="import",
-                      source=str(source), shard_size=1, metrics=str(tmp_path / "m.json"))
+                      source=str(source), shard_size=1, metrics=str(tmp_path / "m.json"), report=str(tmp_path / "r.json"))
     assert align(cfg)["shards_skipped"] == 0
     assert align(cfg)["shards_skipped"] == 2  # unchanged source: nothing redone
     # re-exported at the same path with other times (and an mtime that differs even if the size does not)
