@@ -102,15 +102,17 @@ class Prompter:
         return out
 
     @torch.no_grad()
-    def continuation_logprobs(self, samples: Sequence[Sample], n_scored: Sequence[int]) -> list[float | None]:
-        """Log-likelihood of the last `n_scored[i]` tokens of each prompt given everything before them.
+    def continuation_logprobs(self, samples: Sequence[Sample], n_scored: Sequence[int]) -> list[torch.Tensor | None]:
+        """Next-token log-probabilities `[n, vocab]` at each of the last `n = n_scored[i]` tokens of each prompt.
 
-        The prompts are laid out as usual (no eos added); the scored tokens are the end of the
-        last text span. None for a prompt whose audio could not be read.
+        Row j is the distribution the model gave for token `len - n + j` from everything before
+        it, so `out[i][j, id]` scores any candidate there (the tokens actually in the prompt, or
+        others). Prompts are laid out as usual (no eos added); the scored tokens are the end of
+        the last text span. None for a prompt whose audio could not be read.
         """
         items = self._items(samples)
         kept = [i for i, item in enumerate(items) if item is not None]
-        out: list[float | None] = [None] * len(samples)
+        out: list[torch.Tensor | None] = [None] * len(samples)
         if not kept:
             return out
         collator = Collator(self.tok, self.model.spec, max_tokens=10**9, padding_side="right", add_eos=False)
@@ -124,20 +126,16 @@ class Prompter:
             labels[row, end - n:end] = batch["input_ids"][row, end - n:end]
         batch["labels"] = labels
         with self.autocast:
-            logits = self.model(to_device(batch, self.device)).logits.float()
-        targets = labels[:, 1:]
-        if logits.shape[1] == labels.shape[1]:  # every position: position t predicts token t + 1
-            logits = logits[:, :-1]
-        else:  # logits kept only where some row has a target (SpeechLM's logits_to_keep)
-            keep = (targets != IGNORE).any(0).nonzero().squeeze(1)
-            if logits.shape[1] != keep.numel():
-                raise RuntimeError(f"the model returned {logits.shape[1]} logit positions for {keep.numel()} targets; "
-                                   "adapt trainer/lm_calls.continuation_logprobs to SpeechLM.forward")
-            targets = targets[:, keep]
-        logp = logits.log_softmax(-1)
-        mask = targets != IGNORE
-        picked = logp.gather(-1, targets.clamp(min=0).to(logp.device).unsqueeze(-1)).squeeze(-1).cpu()
-        scores = (picked * mask).sum(1).tolist()
+            logits = self.model(to_device(batch, self.device)).logits
+        positions = torch.arange(labels.shape[1] - 1)  # logit position t predicts token t + 1
+        if logits.shape[1] != labels.shape[1]:  # logits kept only where some row has a target (logits_to_keep)
+            positions = (labels[:, 1:] != IGNORE).any(0).nonzero().squeeze(1)
+            if logits.shape[1] != positions.numel():
+                raise RuntimeError(f"the model returned {logits.shape[1]} logit positions for {positions.numel()} "
+                                   "targets; adapt trainer/lm_calls.continuation_logprobs to SpeechLM.forward")
+        where = {int(p): k for k, p in enumerate(positions.tolist())}
         for row, i in enumerate(kept):
-            out[i] = scores[row]
+            n, end = n_scored[i], lengths[row]
+            index = torch.tensor([where[t] for t in range(end - n - 1, end - 1)], device=logits.device)
+            out[i] = logits[row, index].float().log_softmax(-1).cpu()
         return out
