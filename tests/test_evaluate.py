@@ -154,3 +154,22 @@ def test_evaluate_stage_decodes_long_audio_in_pieces_and_counts_skips(tmp_path, 
     report = json.loads(Path(cfg.report).read_text())
     assert set(report["chunked"]) == {"u1", "u3"} and report["categories"] == ["common", "rare"]
     assert [u["utt_id"] for u in report["utterances"]] == ["u0", "u1", "u2", "u3"]
+
+
+def test_asr_prompt_follows_the_formats_and_is_rendered_for_the_current_collator():
+    from tokenizers import AddedToken
+
+    from manifests.formats import ASR, asr_prompt
+    from manifests.schema import SPEECH, TEXT
+    from trainer.decode import prompt_sample
+    from trainer.lm_calls import collatable
+
+    u = utt(0, TEXTS[0], "a.wav", 40.0)
+    piece = prompt_sample(u, start=30.0, end=40.0, sample_id="u0@1")
+    assert piece.spans == asr_prompt(10.0) and piece.offset == 30.0 and piece.duration == 10.0
+    tok = build_tokenizer(TEXTS * 3, vocab_size=120)
+    assert [s.modality for s in collatable(piece.spans, tok)] == [SPEECH]  # bos from the collator; no <|asr|> token
+    tok.add_tokens([AddedToken(ASR, special=True, normalized=False)], special_tokens=True)
+    rendered = collatable(piece.spans, tok)
+    assert [(s.modality, s.text) for s in rendered] == [(SPEECH, ""), (TEXT, ASR)]
+    assert tok(ASR, add_special_tokens=False)["input_ids"] == [tok.convert_tokens_to_ids(ASR)]
