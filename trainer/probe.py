@@ -46,9 +46,10 @@ def plan_letters(tok: PreTrainedTokenizerBase, cue: str, letters: str) -> Letter
     shared = min(_common(fulls[0], f) for f in fulls[1:]) if len(fulls) > 1 else len(fulls[0]) - 1
     conts = tuple(tuple(f[shared:]) for f in fulls)
     if len(set(conts)) < len(conts) or any(not c for c in conts):
-        same = [letters[i] for i, c in enumerate(conts) if conts.count(c) > 1 or not c]
-        raise JstipError(f"the tokenizer cannot tell the answer letters {', '.join(same)} apart after {cue!r} "
-                         f"(tokens {[list(c) for c in conts]}); set probe.letters to letters it knows (e.g. 'abcd')")
+        same = [i for i, c in enumerate(conts) if conts.count(c) > 1 or not c]
+        shown = "; ".join(f"{cue} {letters[i]!s} -> {tok.convert_ids_to_tokens(fulls[i])}" for i in same[:2])
+        raise JstipError(f"the tokenizer cannot tell the answer letters {', '.join(letters[i] for i in same)} apart "
+                         f"({shown}); set probe.letters to letters it knows (e.g. 'abcd')")
     mode = "next_token" if all(len(c) == 1 for c in conts) else "sequence"
     return LetterPlan(mode, letters, conts)
 
