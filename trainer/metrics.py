@@ -18,10 +18,10 @@ here is a hand-written edit distance. Three token views of a transcript:
   recognises every instance. Entity error rate = 1 − recall = missed / instances (the paper's
   EER, scored before normalisation). The normalised variant scores the same instances on
   normalised words (the normalised form of each whitespace-separated reference word it
-  overlaps) against the normalised hypothesis. Insertions just outside an entity, and hypothesis entities absent from the
-  reference, are not counted (recall, not precision). Where two alignments cost the same
-  (ref "new york", hyp "new new york": the extra "new" before or inside the entity), jiwer's
-  choice decides, as it does for the WER of the same pair.
+  overlaps) against the normalised hypothesis. Insertions just outside an entity, and
+  hypothesis entities absent from the reference, are not counted (recall, not precision).
+  Where two alignments cost the same (ref "new york", hyp "new new york": the extra "new"
+  before or inside the entity), jiwer's choice decides, as it does for the WER of the pair.
 
 Each function returns per-utterance counts, so corpus rates and bootstrap intervals
 (`trainer.bootstrap`) come from the same numbers.
