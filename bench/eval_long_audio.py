@@ -6,7 +6,7 @@ weights (params.yaml's train sizes), a recording of espeak-ng speech with pauses
 requested length, and runs `trainer.decode.transcribe` on it.
 
     python bench/eval_long_audio.py --compare        # each case in its own process under /usr/bin/time -v
-    python bench/eval_long_audio.py --minutes 10 --chunk-seconds 30   # one case
+    python bench/eval_long_audio.py --minutes 10 --chunk-seconds 30   # one case (the recording made in-process)
 
 `--compare` runs 2 minutes whole vs in 30 s pieces (the ratio), then 10 and 60 minutes in
 pieces, and prints peak resident memory and wall time of each.
@@ -50,7 +50,7 @@ def recording(path: Path, minutes: float) -> float:
     return n / SR
 
 
-def one(minutes: float, chunk_seconds: float, max_new_tokens: int) -> None:
+def one(audio: str, chunk_seconds: float, max_new_tokens: int) -> None:
     import torch
     import yaml
 
@@ -66,23 +66,27 @@ def one(minutes: float, chunk_seconds: float, max_new_tokens: int) -> None:
     tok = build_tokenizer(["the patient was prescribed metformin for diabetes"] * 5, vocab_size=120)
     torch.manual_seed(0)
     model = SpeechLM(SpeechLMConfig(**sizes), tok).eval()
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "long.wav"
-        duration = recording(path, minutes)
-        utt = Utterance("long", str(path), 0.0, duration, SR, "s", "x", "x", "bench", "test")
-        start = time.perf_counter()
-        out = transcribe(model, tok, [utt], batch_size=4, max_new_tokens=max_new_tokens, progress=False,
-                         chunk_seconds=chunk_seconds)
-        wall = time.perf_counter() - start
-    print(f"RESULT minutes={minutes} chunk_seconds={chunk_seconds} decoded={len(out.hypotheses)} "
+    from manifests.audio import audio_info
+
+    duration = audio_info(audio)[1]
+    utt = Utterance("long", audio, 0.0, duration, SR, "s", "x", "x", "bench", "test")
+    start = time.perf_counter()
+    out = transcribe(model, tok, [utt], batch_size=4, max_new_tokens=max_new_tokens, progress=False,
+                     chunk_seconds=chunk_seconds)
+    wall = time.perf_counter() - start
+    print(f"RESULT minutes={duration / 60:.1f} chunk_seconds={chunk_seconds} decoded={len(out.hypotheses)} "
           f"pieces={out.pieces.get('long', 1)} skipped={dict(out.skipped)} decode_s={wall:.1f}")
 
 
 def compare(max_new_tokens: int) -> None:
     cases = [(2, 1e9), (2, 30), (10, 30), (60, 30)]
     rows = []
+    tmp = tempfile.TemporaryDirectory()
+    files = {m: Path(tmp.name) / f"{m}min.wav" for m in sorted({m for m, _ in cases})}
+    for minutes, path in files.items():  # made here, so the measured processes only decode
+        recording(path, minutes)
     for minutes, chunk in cases:
-        cmd = ["/usr/bin/time", "-v", sys.executable, __file__, "--minutes", str(minutes), "--chunk-seconds",
+        cmd = ["/usr/bin/time", "-v", sys.executable, __file__, "--audio", str(files[minutes]), "--chunk-seconds",
                str(chunk), "--max-new-tokens", str(max_new_tokens)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
@@ -99,14 +103,19 @@ def compare(max_new_tokens: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--compare", action="store_true", help="run the standard cases, each in its own process")
-    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--minutes", type=float, default=10.0, help="length of the recording made for one case")
+    parser.add_argument("--audio", default="", help="decode this recording instead of making one")
     parser.add_argument("--chunk-seconds", type=float, default=30.0, help="1e9: decode the recording whole")
     parser.add_argument("--max-new-tokens", type=int, default=8)
     args = parser.parse_args()
     if args.compare:
         compare(args.max_new_tokens)
+    elif args.audio:
+        one(args.audio, args.chunk_seconds, args.max_new_tokens)
     else:
-        one(args.minutes, args.chunk_seconds, args.max_new_tokens)
+        with tempfile.TemporaryDirectory() as d:
+            recording(Path(d) / "long.wav", args.minutes)
+            one(str(Path(d) / "long.wav"), args.chunk_seconds, args.max_new_tokens)
 
 
 if __name__ == "__main__":
