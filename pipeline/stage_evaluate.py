@@ -64,9 +64,10 @@ class EvaluateConfig:
 
 
 def read_entities(path: str) -> tuple[list[str], str | None]:
-    """The phrases of an entity list and a note when there are none (kept for older callers)."""
+    """The phrases of an entity list, lower-cased, and a note when there are none (kept for older
+    callers; the stage itself matches phrases case-insensitively through `eval_entities`)."""
     source = read_entity_source(path)
-    return [p for p, _ in source.phrases], source.note or None
+    return [p.lower() for p, _ in source.phrases], source.note or None
 
 
 def _key(name: str) -> str:
