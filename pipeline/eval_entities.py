@@ -99,7 +99,7 @@ def read_entity_source(path: str) -> EntitySource:
     else:
         source = EntitySource(path, phrases=_read_list(file))
     if source.empty:
-        source.note = f"entity file {path} holds no entities; entity metrics not computed"
+        source.note = f"entity file {path} is empty (holds no entities); entity metrics not computed"
     return source
 
 
