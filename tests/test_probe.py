@@ -10,7 +10,7 @@ import torch
 from manifests.errors import JstipError
 from manifests.schema import SPEECH, TEXT, TOKEN
 from pipeline.demo_probe import demo_facts, mcq_items, qa_items
-from pipeline.probe_items import (CUE, mcq_parts, normalize_answer, probe_sample, qa_correct, qa_parts, read_mcq,
+from pipeline.probe_items import (CUE, mcq_parts, normalize_answer, probe_sample, qa_correct, read_mcq,
                                   read_qa, shots_for)
 from pipeline.stage_probe import ProbeConfig, Speech, run
 from trainer.checkpoint import save_checkpoint

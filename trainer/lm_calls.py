@@ -28,7 +28,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from manifests.formats import BOS, EOS
-from manifests.schema import SPEECH, TEXT, TOKEN, Sample, Span
+from manifests.schema import TEXT, TOKEN, Sample, Span
 
 from .data import IGNORE, Collator, SampleDataset, to_device
 from .loop import autocast_for
