@@ -33,6 +33,8 @@ STAGES: dict[str, tuple[str, str, str, str]] = {
               "train the speech-LLM on the sample shards"),
     "evaluate": ("pipeline.stage_evaluate", "EvaluateConfig", "evaluate",
                  "decode held-out utterances; WER and entity error rate"),
+    "probe": ("pipeline.stage_probe", "ProbeConfig", "probe",
+              "modality-gap probes: multiple choice (MMLU form) and open questions, text-in vs speech-in"),
 }
 
 # tools that are not DVC stages: verb -> (module with add_arguments(parser) and main(args), one-line help)

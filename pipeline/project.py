@@ -41,6 +41,8 @@ STAGE_FILES: dict[str, dict[str, Any]] = {
               "metrics": "metrics", "report": "report", "plots": [("plot", "step", "loss")]},
     "evaluate": {"deps": ["checkpoints", "utterances"], "optional": ["entities"], "outs": ["hypotheses"],
                  "metrics": "metrics", "report": "report", "plots": []},
+    "probe": {"deps": ["checkpoints"], "optional": [], "outs": ["demo_dir"],
+              "metrics": "metrics", "report": "report", "plots": []},
 }
 # inputs that a fresh project has none of (the demo's are in the repository's params.yaml)
 INIT_DEFAULTS = {"prepare": {"corpus": "", "domain_text": "", "corpus_name": ""}, "align": {"reference": ""},

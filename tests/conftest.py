@@ -39,3 +39,10 @@ def spoken():
         return cache[key]
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _run_in_a_temporary_directory(tmp_path, monkeypatch):
+    """Every test runs in its own directory: stages read ./params.yaml and write metrics/ and
+    reports/ relative to it, which must never be the repository's own."""
+    monkeypatch.chdir(tmp_path)

@@ -72,18 +72,20 @@ def test_train_then_evaluate_end_to_end(tmp_path):
 
     out = evaluate(EvaluateConfig(checkpoints=str(ckpt), utterances=paths["utterances"], entities=paths["entities"],
                                   hypotheses=str(tmp_path / "eval/hypotheses.parquet"),
-                                  metrics=str(tmp_path / "metrics/eval.json"), max_new_tokens=8, batch_size=2,
+                                  metrics=str(tmp_path / "metrics/eval.json"),
+                                  report=str(tmp_path / "reports/evaluate.json"), max_new_tokens=8, batch_size=2,
                                   progress=False))
     hyps = pl.read_parquet(tmp_path / "eval/hypotheses.parquet")
     assert hyps.columns == ["utt_id", "reference", "hypothesis"] and sorted(hyps["utt_id"]) == ["u6", "u7"]
     assert out["utterances"] == 2 and out["reference_words"] == 7 and out["wer"] is not None
-    assert out["entity_occurrences"] == 1  # "ibuprofen" in u6 ("take ibuprofen now"); u7 has no entity
+    assert out["entity_instances"] == 1  # "ibuprofen" in u6 ("take ibuprofen now"); u7 has no entity
     assert json.loads((tmp_path / "metrics/eval.json").read_text())["wer"] == out["wer"]
 
     none = evaluate(EvaluateConfig(checkpoints=str(ckpt), utterances=paths["utterances"],
                                    entities=str(tmp_path / "nope.txt"), hypotheses=str(tmp_path / "h2.parquet"),
-                                   metrics=str(tmp_path / "e2.json"), max_new_tokens=4, progress=False))
-    assert none["entity_error_rate"] is None and "not found" in none["entity_note"]
+                                   metrics=str(tmp_path / "e2.json"), report=str(tmp_path / "r2.json"), max_new_tokens=4,
+                                   progress=False))
+    assert none["eer"] is None and "not found" in json.loads((tmp_path / "r2.json").read_text())["entity_note"]
 
 
 def test_read_entities_normalizes_and_notes_empty(tmp_path):

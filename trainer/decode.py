@@ -1,11 +1,14 @@
-"""Batched greedy or beam-search decoding of utterances with a trained `SpeechLM`.
+"""Batched greedy or beam-search transcription of utterances, long ones in pieces.
 
-Each utterance becomes a prompt in the training layout, left-padded: the `asr` prompt is
-`<bos><|speech|><|audio|>×n<|/speech|>` (what `asr` samples look like before their transcript);
-a free prompt is any text around the speech, written as a template with `{speech}`, e.g.
-`"question: {speech} answer:"` for the spoken-question probe. The LM's `generate` continues it
-(`num_beams=1`: greedy) until `<eos>`. Utterances are decoded in duration order for tight batches
-and returned in input order; an utterance whose audio cannot be read is skipped and counted.
+The ASR prompt is the paper's: `formats.asr_prompt(duration)` = `<s>` A `<|asr|>`, continued
+until `</s>` (rendered for today's collator by `lm_calls.collatable`). A free prompt is any
+text around the speech, written as a template with `{speech}` (e.g. `"question: {speech}
+answer:"`). Utterances longer than `chunk_seconds` are cut at quiet points
+(`trainer.chunking`) and decoded piece by piece, the pieces' texts joined with a space, so
+memory stays bounded by the piece length whatever the recording's; `max_duration` skips
+recordings above it instead. Prompts are decoded in duration order for tight batches and
+returned in input order. An utterance whose audio cannot be read, or that is too long, is
+skipped with its reason, never silently, and the rest of the set is decoded.
 """
 from __future__ import annotations
 
@@ -17,11 +20,12 @@ from typing import Sequence
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from manifests.errors import JstipError
+from manifests.errors import AudioError, JstipError
+from manifests.formats import asr_prompt
 from manifests.schema import SPEECH, TEXT, Hypothesis, Sample, Span, Utterance
 
-from .data import Collator, SampleDataset, to_device
-from .loop import autocast_for
+from .chunking import plan_pieces
+from .lm_calls import Prompter
 from .model import SpeechLM
 
 ASR_PROMPT = "{speech}"
@@ -29,58 +33,107 @@ ASR_PROMPT = "{speech}"
 
 @dataclass
 class DecodeResult:
-    """Hypotheses in input order (skipped utterances left out) and what decoding cost."""
+    """Hypotheses in input order (skipped utterances left out) and what decoding met on the way.
+
+    `skipped` counts reasons by category, `skip_reasons` holds each skipped utterance's reason,
+    `pieces` the number of pieces of every utterance decoded in more than one, `truncated` the
+    utterances whose generation (of some piece) hit `max_new_tokens` before the end token.
+    """
 
     hypotheses: list[Hypothesis] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
     skipped_ids: list[str] = field(default_factory=list)
+    skip_reasons: dict[str, str] = field(default_factory=dict)
+    pieces: dict[str, int] = field(default_factory=dict)
+    truncated: list[str] = field(default_factory=list)
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
 
+    def skip(self, utt_id: str, category: str, reason: str) -> None:
+        self.skipped[category] += 1
+        self.skipped_ids.append(utt_id)
+        self.skip_reasons[utt_id] = reason
 
-def prompt_sample(utt: Utterance, prompt: str = ASR_PROMPT) -> Sample:
-    """The decoding prompt of an utterance as a `Sample`: text before, the whole speech, text after."""
+
+def prompt_sample(utt: Utterance, prompt: str = ASR_PROMPT, start: float = 0.0, end: float | None = None,
+                  sample_id: str | None = None) -> Sample:
+    """The decoding prompt of `start..end` (default: all) of an utterance as a `Sample`.
+
+    `prompt` `"{speech}"` is the ASR prompt `<s>` A `<|asr|>`; any other template gives its
+    text before, the speech, its text after.
+    """
     if prompt.count("{speech}") != 1:
         raise JstipError(f"prompt {prompt!r} must contain '{{speech}}' exactly once (where the audio goes)")
-    before, after = (part.strip() for part in prompt.split("{speech}"))
-    spans = ((Span(TEXT, before),) if before else ()) + (Span(SPEECH, "", 0.0, utt.duration),) + \
-        ((Span(TEXT, after),) if after else ())
-    return Sample(sample_id=utt.utt_id, kind="asr", source_id=utt.utt_id, audio_path=utt.audio_path,
-                  offset=utt.offset, duration=utt.duration, spans=spans, n_speech_words=0,
-                  n_text_words=len(before.split()) + len(after.split()))
+    end = utt.duration if end is None else end
+    duration = end - start
+    if prompt == ASR_PROMPT:
+        spans: tuple[Span, ...] = asr_prompt(duration)
+        words = 0
+    else:
+        before, after = (part.strip() for part in prompt.split("{speech}"))
+        spans = ((Span(TEXT, before),) if before else ()) + (Span(SPEECH, "", 0.0, duration),) + \
+            ((Span(TEXT, after),) if after else ())
+        words = len(before.split()) + len(after.split())
+    return Sample(sample_id=sample_id or utt.utt_id, kind="prompt", source_id=utt.utt_id, audio_path=utt.audio_path,
+                  offset=utt.offset + start, duration=duration, spans=spans, n_speech_words=0, n_text_words=words)
+
+
+def _category(reason: str) -> str:
+    return reason.split(":")[0]
 
 
 def transcribe(model: SpeechLM, tok: PreTrainedTokenizerBase, utterances: Sequence[Utterance], batch_size: int = 8,
-               max_new_tokens: int = 64, progress: bool = True, num_beams: int = 1,
-               prompt: str = ASR_PROMPT) -> DecodeResult:
-    """Continuations of each utterance's prompt (reference = `norm_text`), batched and left-padded."""
-    if num_beams < 1:
-        raise JstipError(f"num_beams must be at least 1, got {num_beams}")
-    device = next(model.parameters()).device
-    model.eval()
-    dataset = SampleDataset([prompt_sample(u, prompt) for u in utterances], model.spec)
-    collator = Collator(tok, model.spec, max_tokens=10**9, padding_side="left", add_eos=False)
-    order = sorted(range(len(utterances)), key=lambda i: utterances[i].duration)
-    texts: dict[int, str] = {}
+               max_new_tokens: int = 64, progress: bool = True, num_beams: int = 1, prompt: str = ASR_PROMPT,
+               chunk_seconds: float = 30.0, max_duration: float = 0.0) -> DecodeResult:
+    """Hypotheses of each utterance (reference: `Utterance.text`, the transcript as written)."""
+    if num_beams < 1 or batch_size < 1 or max_new_tokens < 1:
+        raise JstipError(f"num_beams ({num_beams}), batch_size ({batch_size}) and max_new_tokens "
+                         f"({max_new_tokens}) must be at least 1")
+    if chunk_seconds <= 0:
+        raise JstipError(f"chunk_seconds must be positive, got {chunk_seconds}; it bounds the audio decoded at once")
     result = DecodeResult()
     start = time.perf_counter()
-    autocast = autocast_for(device)
-    for b in tqdm(range(0, len(order), batch_size), desc="decode", disable=not progress, unit="batch"):
-        idx = order[b:b + batch_size]
-        items = [dataset[i] for i in idx]
-        for i, item in zip(idx, items):
-            if item is None:
-                result.skipped[dataset.skipped[utterances[i].utt_id].split(":")[0]] += 1
-                result.skipped_ids.append(utterances[i].utt_id)
-        kept = [i for i, item in zip(idx, items) if item is not None]
-        batch = collator([item for item in items if item is not None])
-        if batch is None:
+    prompts: list[tuple[int, int, Sample]] = []  # (utterance index, piece index, prompt)
+    n_pieces: dict[int, int] = {}
+    for i, utt in enumerate(utterances):
+        if max_duration > 0 and utt.duration > max_duration:
+            result.skip(utt.utt_id, "too long", f"too long: {utt.duration:.1f}s is above max_duration={max_duration}s")
             continue
-        with autocast:
-            new_ids = model.generate(to_device(batch, device), max_new_tokens=max_new_tokens, num_beams=num_beams)
-        for i, ids in zip(kept, new_ids.tolist()):
-            texts[i] = tok.decode(ids, skip_special_tokens=True).strip()
-        result.audio_seconds += batch["audio_seconds"]
+        try:
+            pieces = plan_pieces(utt.audio_path, utt.offset, utt.duration, chunk_seconds)
+        except AudioError as exc:
+            result.skip(utt.utt_id, "audio unreadable", f"audio unreadable: {exc}")
+            continue
+        n_pieces[i] = len(pieces)
+        for k, (a, b) in enumerate(pieces):
+            sid = utt.utt_id if len(pieces) == 1 else f"{utt.utt_id}@{k}"
+            prompts.append((i, k, prompt_sample(utt, prompt, a, b, sid)))
+    prompter = Prompter(model, tok)
+    prompts.sort(key=lambda p: p[2].duration)
+    texts: dict[int, dict[int, str]] = {}
+    failed: dict[int, str] = {}
+    truncated: set[int] = set()
+    for b in tqdm(range(0, len(prompts), batch_size), desc="decode", disable=not progress, unit="batch"):
+        chunk = prompts[b:b + batch_size]
+        outs = prompter.generate([p for _, _, p in chunk], max_new_tokens, num_beams)
+        for (i, k, sample), out in zip(chunk, outs):
+            if out is None:
+                failed.setdefault(i, prompter.skipped.get(sample.sample_id, "audio unreadable: unknown"))
+                continue
+            texts.setdefault(i, {})[k] = out.text
+            result.audio_seconds += sample.duration
+            if out.truncated:
+                truncated.add(i)
+    for i, utt in enumerate(utterances):
+        if i in failed:
+            result.skip(utt.utt_id, _category(failed[i]), failed[i])
+        elif i in n_pieces:
+            pieces = texts.get(i, {})
+            result.hypotheses.append(Hypothesis(utt.utt_id, utt.text,
+                                                " ".join(t for _, t in sorted(pieces.items()) if t)))
+            if n_pieces[i] > 1:
+                result.pieces[utt.utt_id] = n_pieces[i]
+            if i in truncated:
+                result.truncated.append(utt.utt_id)
     result.wall_seconds = time.perf_counter() - start
-    result.hypotheses = [Hypothesis(u.utt_id, u.norm_text, texts[i]) for i, u in enumerate(utterances) if i in texts]
     return result
