@@ -71,10 +71,17 @@ def write_table(table: pa.Table, path: str | Path, fingerprint: str = "", metada
     return Path(path)
 
 
+ROW_GROUP_ROWS = 65536  # rows per row group: the unit a sharded reader (an align task) fetches alone
+
+
 def write_records(records: Iterable[Any], record_type: type, path: str | Path, fingerprint: str = "") -> int:
-    """Write records of one type to a single Parquet file; returns how many were written."""
+    """Write records of one type to a single Parquet file; returns how many were written.
+
+    Row groups hold at most `ROW_GROUP_ROWS` rows (pyarrow's default of a million would make
+    every reader of a slice read nearly the whole manifest).
+    """
     table = to_table(list(records), record_type)
-    write_table(table, path, fingerprint)
+    write_table(table, path, fingerprint, row_group_size=ROW_GROUP_ROWS)
     return table.num_rows
 
 

@@ -32,7 +32,7 @@ STAGES: dict[str, tuple[str, str, str, str]] = {
     "train": ("pipeline.stage_train", "TrainConfig", "train",
               "train the speech-LLM on the sample shards"),
     "evaluate": ("pipeline.stage_evaluate", "EvaluateConfig", "evaluate",
-                 "decode held-out utterances; WER and entity error rate"),
+                 "decode held-out utterances; TER, WER and entity error rate with intervals"),
     "probe": ("pipeline.stage_probe", "ProbeConfig", "probe",
               "modality-gap probes: multiple choice (MMLU form) and open questions, text-in vs speech-in"),
 }

@@ -74,7 +74,10 @@ def run(cfg: DemoCorpusConfig) -> dict:
     write_records(references, Alignment, out / "reference.parquet")
     domain_lines = [demo_text.domain_sentence(rng) for _ in range(cfg.n_domain_texts)]
     write_text_atomic("\n".join(domain_lines) + "\n", out / "domain_text.txt")
-    write_text_atomic("\n".join(demo_text.entities()) + "\n", out / "entities.txt")
+    rare = set(demo_text.DRUGS_RARE + demo_text.CONDITIONS_RARE + demo_text.PROCEDURES_RARE)
+    # phrase TAB category: evaluate reports the entity error rate of rare and common entities apart
+    write_text_atomic("".join(f"{e}\t{'rare' if e in rare else 'common'}\n" for e in demo_text.entities()),
+                      out / "entities.txt")
     wall = time.perf_counter() - started
     metrics = {
         "utterances": cfg.n_utterances,

@@ -31,6 +31,7 @@ TINY = {
               "lm_layers": 1, "lm_heads": 2, "lm_intermediate": 128, "enc_dim": 64, "enc_layers": 1,
               "enc_heads": 2, "proj_hidden": 128, "progress": False},
     "evaluate": {"max_new_tokens": 12, "progress": False},
+    "probe": {"demo_items": 6, "shots": 2, "bootstrap": 100, "progress": False},
 }
 
 
@@ -64,14 +65,16 @@ def test_dvc_repro_runs_the_whole_flow_and_reruns_only_what_changed(tmp_path):
     _run(tmp_path, "init", "--no-scm", "-q", code=tmp_path)
 
     first = _run(tmp_path, "repro", code=tmp_path)
-    for stage in ("demo/dvc.yaml:demo_corpus", "prepare", "align", "interleave", "train", "evaluate"):
+    for stage in ("demo/dvc.yaml:demo_corpus", "prepare", "align", "interleave", "train", "evaluate", "probe"):
         assert f"Running stage '{stage}'" in first
     metrics = {m: json.loads((tmp_path / "metrics" / f"{m}.json").read_text())
-               for m in ("demo_corpus", "prepare", "align", "interleave", "train", "eval")}
+               for m in ("demo_corpus", "prepare", "align", "interleave", "train", "eval", "probe")}
     assert metrics["prepare"]["utterances"] == 12 and metrics["prepare"]["rejected"] == 0
     assert metrics["align"]["aligned"] >= 10 and "boundary_error_mean_ms" in metrics["align"]
     assert metrics["train"]["steps"] == 20
     assert 0.0 <= metrics["eval"]["wer"]
+    assert set(metrics["eval"]["eer_by_category"]) == {"common", "rare"}  # the demo's entity list has categories
+    assert "mcq_gap" in metrics["probe"] and "qa_s2t" in metrics["probe"]
     assert json.loads((tmp_path / "reports" / "prepare.json").read_text())["rejected_utterances"] == {}
     kinds = pl.read_parquet(tmp_path / "data" / "samples" / "*.parquet")["kind"].unique().to_list()
     assert sorted(kinds) == ["asr", "interleave_segment", "interleave_word", "text"]
