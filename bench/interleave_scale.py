@@ -224,7 +224,7 @@ def run_stage(root: Path, out: Path, recipe: str, workers: int, extra: list[str]
     cmd = [py, "-m", "pipeline.cli", "interleave", "--utterances", str(root / "utterances.parquet"),
            "--alignments", str(root / "alignments"), "--texts", str(root / "texts.parquet"), "--out", str(out),
            "--recipe", recipe, "--workers", str(workers), "--metrics", str(out) + ".metrics.json",
-           "--report", str(out) + ".report.json", "--plot", str(out) + ".csv", "--figure", str(out) + ".png", *extra]
+           "--report", str(out) + ".report.json", "--plot", str(out) + "_{segmenter}.csv", "--figure", str(out) + ".png", *extra]
     got = timed(cmd, env)
     got["metrics"] = json.loads(Path(str(out) + ".metrics.json").read_text())
     got["digest"] = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(out.glob("part-*.parquet")))).hexdigest()[:16]

@@ -47,20 +47,15 @@ def concat(parts: Sequence[Built]) -> Built:
 
 
 def suffixes(kind: str, repeats: np.ndarray, level: np.ndarray | None = None, variant: np.ndarray | None = None) -> pa.Array:
-    """`:kind[:level][:a1|:t1][#r]` for each sample (levels and variants as small codes)."""
-    n = len(repeats)
-    parts = [np.full(n, f":{kind}", dtype=object)]
-    if level is not None:
-        parts.append(np.where(np.asarray(level) == 0, ":word", ":segment"))
-    if variant is not None:
-        v = np.asarray(variant)
-        parts.append(np.where(v == 0, ":a1", np.where(v == 1, ":t1", "")))
-    r = np.asarray(repeats)
-    parts.append(np.where(r > 0, np.char.add("#", r.astype(str)), ""))
-    keys = parts[0]
-    for p in parts[1:]:
-        keys = keys + p.astype(object)
-    return pa.array(keys, pa.string())
+    """`:kind[:level][:a1|:t1][#r]` for each sample (levels and variants as small codes), built by
+    taking from the few distinct suffixes rather than string by string."""
+    r = np.asarray(repeats, np.int64)
+    n_rep = int(r.max(initial=0)) + 1
+    lv = np.zeros(len(r), np.int64) if level is None else np.asarray(level, np.int64) + 1
+    va = np.zeros(len(r), np.int64) if variant is None else np.asarray(variant, np.int64) + 1
+    names = [f":{kind}{['', ':word', ':segment'][a]}{['', ':a1', ':t1'][b]}{f'#{c}' if c else ''}"
+             for a in range(3) for b in range(3) for c in range(n_rep)]
+    return pa.array(names, pa.string()).take(pa.array((lv * 3 + va) * n_rep + r))
 
 
 def assemble(kind: str, ids: pa.Array, suffix: pa.Array, audio_path: pa.Array | None, offset: np.ndarray,

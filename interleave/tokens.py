@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .units import Words
 
 
 @dataclass(frozen=True)
@@ -36,22 +35,6 @@ def estimate_asr(durations: np.ndarray, n_words: np.ndarray, rates: Rates, tagge
 def estimate_text(n_words: np.ndarray, n_sentences: np.ndarray, rates: Rates) -> np.ndarray:
     """`<s>` S1 `</s>` …: every word and an end token per sentence."""
     return count(0.0, n_words, 1 + np.asarray(n_sentences), rates)
-
-
-def word_stats(words: Words, max_pause: float) -> dict[str, np.ndarray]:
-    """Per source: word count, seconds inside words, seconds of pauses shorter than `max_pause`
-    (inside silence segments), and pauses at least that long (where silence cuts)."""
-    n = len(words.offsets) - 1
-    src = np.repeat(np.arange(n), words.counts)
-    inside = np.bincount(src, weights=words.end - words.start, minlength=n)
-    if len(src) > 1:
-        same = src[1:] == src[:-1]
-        gap = np.maximum(words.start[1:] - words.end[:-1], 0.0)
-        short = np.bincount(src[1:][same & (gap < max_pause)], weights=gap[same & (gap < max_pause)], minlength=n)
-        long_ = np.bincount(src[1:][same & (gap >= max_pause)], minlength=n)
-    else:
-        short, long_ = np.zeros(n), np.zeros(n, np.int64)
-    return {"words": words.counts, "inside": inside, "short_pauses": short, "cuts": long_}
 
 
 def estimate_interleave(stats: dict[str, np.ndarray], level: str, variants: str, rates: Rates,

@@ -102,15 +102,63 @@ def token_info(token: str, normalize: Callable[[str], str]) -> tuple[tuple[str, 
     return tuple(normalize(token).split()), bool(CLAUSE_END.search(token))
 
 
+# A plain word, maybe quoted or bracketed by ( ), maybe ending with punctuation: it normalises to
+# itself in lower case without the punctuation around it, which Arrow does for all of them at once;
+# every other token (digits, hyphens, symbols, annotations, non-ASCII) goes through `normalize`.
+_PLAIN = r"^[\"'(]*[A-Za-z]+(?:'[A-Za-z]+)*[.,;:!?\"')]*$"
+_AROUND = r"^[\"'(]+|[.,;:!?\"')]+$"
+_CLAUSE = r"[.,;:!?]['\")\]]*$"
+
+
+class TokenCache(dict):
+    """Raw tokens that are not plain words, with their normalised words and clause flag (per
+    process; memoisation only, bounded by `limit` entries)."""
+
+    def __init__(self, limit: int = 200_000):
+        super().__init__()
+        self.limit = limit
+
+
+def _token_pieces(tokens: pa.Array, normalize: Callable[[str], str], cache: TokenCache | None = None):
+    """Per token: how many normalised words it gives, whether it ends a clause, and where its words
+    start in a pool of strings. Worked out once per distinct token of the batch: plain words by
+    Arrow, the others by `normalize` (cached)."""
+    cache = TokenCache() if cache is None else cache
+    if len(cache) > cache.limit:
+        cache.clear()
+    encoded = pc.dictionary_encode(tokens)
+    distinct = encoded.dictionary.cast(pa.string())
+    n = len(distinct)
+    plain = np.asarray(pc.match_substring_regex(distinct, _PLAIN).fill_null(False))
+    clause = np.asarray(pc.match_substring_regex(distinct, _CLAUSE).fill_null(False))
+    pieces = np.ones(n, np.int64)
+    start = np.arange(n, dtype=np.int64)
+    pool = [pc.replace_substring_regex(pc.utf8_lower(distinct), _AROUND, "")]
+    other = np.flatnonzero(~plain)
+    if len(other):
+        info = []
+        for token in distinct.take(pa.array(other)).to_pylist():
+            got = cache.get(token)
+            if got is None:
+                got = cache[token] = token_info(token, normalize)
+            info.append(got)
+        counts = np.array([len(p) for p, _ in info], np.int64)
+        pieces[other] = counts
+        clause[other] = [c for _, c in info]
+        start[other] = n + np.concatenate([[0], np.cumsum(counts)])[:-1]
+        pool.append(pa.array([w for p, _ in info for w in p], pa.string()))
+    index = np.asarray(encoded.indices, np.int64)
+    return pieces[index], clause[index], pa.concat_arrays(pool), start[index]
+
+
 def word_units(texts: pa.Array, words: Words, normalize: Callable[[str], str], form: str = "raw",
-               cache: dict | None = None, with_text: bool = True) -> Units:
+               cache: TokenCache | None = None, with_text: bool = True) -> Units:
     """Word units of each source from its raw transcript and aligned words (see the module doc).
 
     `with_text=False` (the first pass, which only counts) skips the unit strings (`text` is None)
     and trusts a mapping whose word counts agree without comparing the words themselves."""
     if form not in FORMS:
         raise ValueError(f"text form must be one of {', '.join(FORMS)}, got {form!r}")
-    cache = {} if cache is None else cache
     n = len(texts)
     n_words = words.counts
     split = pc.utf8_split_whitespace(pc.fill_null(texts, ""))
@@ -119,19 +167,7 @@ def word_units(texts: pa.Array, words: Words, normalize: Callable[[str], str], f
     nonempty = np.asarray(pc.greater(pc.binary_length(tokens), 0).fill_null(False))
     if not nonempty.all():
         tokens, tok_src = tokens.filter(pa.array(nonempty)), tok_src[nonempty]
-    encoded = pc.dictionary_encode(tokens)
-    index = np.asarray(encoded.indices, dtype=np.int64)
-    info = []
-    for token in encoded.dictionary.to_pylist():
-        got = cache.get(token)
-        if got is None:
-            got = cache[token] = token_info(token, normalize)
-        info.append(got)
-    pieces_u = np.array([len(p) for p, _ in info], dtype=np.int64)
-    clause_u = np.array([c for _, c in info], dtype=bool)
-    piece_pool = pa.array([w for p, _ in info for w in p], pa.string())
-    pieces = pieces_u[index] if len(index) else np.zeros(0, np.int64)
-    clause = clause_u[index] if len(index) else np.zeros(0, bool)
+    pieces, clause, piece_pool, piece_start = _token_pieces(tokens, normalize, cache)
 
     # does each source's token sequence normalise to exactly its aligned words?
     cum = np.concatenate([[0], np.cumsum(pieces)])
@@ -143,7 +179,7 @@ def word_units(texts: pa.Array, words: Words, normalize: Callable[[str], str], f
     piece_rank = np.arange(len(piece_src)) - cum[first_tok][piece_src]
     sel = ok[piece_src]
     if sel.any() and with_text:
-        piece_idx = np.repeat(np.concatenate([[0], np.cumsum(pieces_u)])[index] - cum[:-1], pieces) + np.arange(cum[-1])
+        piece_idx = np.repeat(piece_start - cum[:-1], pieces) + np.arange(cum[-1])
         wpos = words.offsets[piece_src[sel]] + piece_rank[sel]
         same = pc.equal(pc.take(piece_pool, pa.array(piece_idx[sel])),
                         pc.utf8_lower(pc.take(words.word, pa.array(wpos))))
@@ -199,6 +235,8 @@ def _raw_units(tokens, tok_src, pieces, clause, ok, words: Words, with_text: boo
 
 def _merge(a: Units, b: Units, n: int, ok: np.ndarray) -> Units:
     """Units of two disjoint sets of sources, in source order."""
+    if not len(b.start) or not len(a.start):
+        return a if len(a.start) else b
     order = np.argsort(np.concatenate([a.source, b.source]), kind="stable")
     cat = lambda x, y: np.concatenate([x, y])[order]  # noqa: E731
     counts = a.counts + b.counts

@@ -11,6 +11,7 @@ depends only on the task, so 1 and N workers write identical bytes.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,9 +21,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from interleave.batch import (BuildSettings, Facts, TextBatch, UtteranceBatch, build_texts, build_utterances, histograms,
-                              needs_text, text_measures, utterance_measures)
+from interleave.batch import (BuildSettings, Facts, UtteranceBatch, build_utterances, histograms, needs_text,
+                              utterance_measures)
+from interleave.text_batch import TextBatch, build_texts, text_measures
 from interleave.samples import Built
+from interleave.units import TokenCache
 from manifests.errors import JstipError
 from manifests.io import file_metadata, shard_fingerprint, shard_path, write_records, write_table, write_text_atomic
 from manifests.schema import SPEECH, Alignment, audio_cell
@@ -32,9 +35,11 @@ from .interleave_tts import TTS_DIR, synthesizer
 from .textnorm import normalize
 
 STATS_KEY = "interleave_stats"  # Parquet metadata: the shard's counts as JSON, read back when it is reused
+# min/max statistics only where readers filter (kind, ids, lengths): on span texts they cost a third
+# of the write time and serve no reader
+STATISTICS = ["sample_id", "kind", "source_id", "duration", "n_speech_words", "n_text_words"]
 EMPTY_DIR = "_empty"  # tasks that give no sample write no shard (readers choke on 0-row files), only their counts
-_TOKENS: dict = {}  # raw token -> (normalised words, clause end), per worker process
-_TOKEN_CACHE_LIMIT = 500_000
+_TOKENS = TokenCache()  # distinct raw tokens and their normalised words, per worker process
 
 
 @dataclass
@@ -51,14 +56,30 @@ class Job:
     tts: dict[str, Any] = field(default_factory=dict)
 
 
-def _cache() -> dict:
-    if len(_TOKENS) > _TOKEN_CACHE_LIMIT:
-        _TOKENS.clear()
+def _cache() -> TokenCache:
     return _TOKENS
+
+
+def _one_thread_in_workers() -> None:
+    """In a dask worker, Arrow and polars use one thread: the worker process is the unit of
+    parallelism, and more threads per worker only contend for the same cores."""
+    if os.environ.get("JSTIP_INTERLEAVE_THREADS") == "1":
+        return
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return
+    os.environ["JSTIP_INTERLEAVE_THREADS"] = "1"
+    os.environ.setdefault("POLARS_MAX_THREADS", "1")  # read when polars is first imported, below
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
 
 
 def measure(job: Job) -> dict[str, Any]:
     """Pass 1: each kind's measure per (repeat, bucket) over the task's candidates."""
+    _one_thread_in_workers()
     task, s = job.task, job.settings
     if task.source == "utterances":
         columns = ["utt_id", "split", "duration"] + (["text"] if needs_text(s) else []) + \
@@ -103,6 +124,7 @@ def _has_tts(job: Job) -> bool:
 
 def build(job: Job) -> dict[str, Any]:
     """Pass 2: build, embed and write the task's shard; returns its counts."""
+    _one_thread_in_workers()
     reused = finished_stats(job)
     if reused is not None:
         return {**reused, "reused": 1}
@@ -134,7 +156,8 @@ def build(job: Job) -> dict[str, Any]:
     path, empty = shard_path(job.out, task.index), empty_path(job.out, task.index)
     if samples.num_rows:
         k = row_group_rows(_row_bytes(samples), int(job.row_group_mb * 2**20))
-        write_table(samples, path, job.fingerprint, {STATS_KEY: json.dumps(stats, sort_keys=True)}, row_group_size=k)
+        write_table(samples, path, job.fingerprint, {STATS_KEY: json.dumps(stats, sort_keys=True)}, row_group_size=k,
+                    write_statistics=STATISTICS)
         empty.unlink(missing_ok=True)
     else:
         write_text_atomic(json.dumps({"fingerprint": job.fingerprint, "stats": stats}, sort_keys=True), empty)

@@ -116,9 +116,9 @@ def _rows(file: str) -> int:
 
 
 def alignment_pieces(files: Sequence[str], utt_groups: Sequence[Group], max_rows: int) -> list[Piece]:
-    """Alignment files cut into pieces of at most `max_rows` records, each with the utterance rows it
+    """Alignment files cut into pieces of about `max_rows` records, each with the utterance rows it
     covers: from the files' `utt_rows` metadata, else by a streaming merge join on `utt_id` (see the
-    module doc). A file larger than `max_rows` is placed record by record (its ids only)."""
+    module doc). A file of more than twice `max_rows` records is placed record by record (its ids only)."""
     total = sum(g[3] for g in utt_groups)
     stored = [file_metadata(f, "utt_rows") for f in files]
     pieces: list[Piece] = []
@@ -129,13 +129,14 @@ def alignment_pieces(files: Sequence[str], utt_groups: Sequence[Group], max_rows
             except ValueError:
                 raise JstipError(f"{f}: metadata utt_rows={value!r} is not 'start:stop'; rerun `jstip align`") from None
             n = _rows(f)
-            if n <= max_rows or not 0 <= a <= b <= total:
+            if n <= 2 * max_rows or not 0 <= a <= b <= total:  # whole files up to twice a task's rows
                 pieces.append((f, 0, n, a, b))
             else:
                 pieces += _cut(f, _positions_within(f, utt_groups, a, b), max_rows)
     else:
         for f, positions in _merge_join(files, utt_groups):
-            pieces += _cut(f, positions, max_rows) if len(positions) else [(f, 0, 0, -1, -1)]
+            size = max_rows if len(positions) > 2 * max_rows else max(len(positions), 1)
+            pieces += _cut(f, positions, size) if len(positions) else [(f, 0, 0, -1, -1)]
     previous = 0
     for f, _, _, a, b in pieces:
         if a < 0:

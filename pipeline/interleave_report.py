@@ -130,14 +130,13 @@ def speech_left(selection: Selection) -> dict[str, float]:
 
 
 def write_segment_plots(segments: dict[str, list[int]], csv_path: str, png_path: str) -> None:
-    """The paper's Figure 2: share of segments by words per segment, per segmenter (CSV + PNG)."""
+    """The paper's Figure 2: share of segments by words per segment, one CSV per segmenter
+    (`{segmenter}` in `csv_path` names it; what `dvc plots` draws) and both side by side as a PNG."""
     hists = {name: np.asarray(segments.get(name, [0] * (MAX_BIN + 1)), np.float64) for name in HIST_SEGMENTERS}
     shares = {name: h / h.sum() if h.sum() else h for name, h in hists.items()}
-    lines = ["words," + ",".join(HIST_SEGMENTERS)]
-    for w in range(1, MAX_BIN + 1):
-        lines.append(f"{w}," + ",".join(f"{shares[n][w]:.6f}" for n in HIST_SEGMENTERS))
-    if csv_path:
-        write_text_atomic("\n".join(lines) + "\n", csv_path)
+    for name in HIST_SEGMENTERS if csv_path else ():
+        lines = ["words,share,segments"] + [f"{w},{shares[name][w]:.6f},{int(hists[name][w])}" for w in range(1, MAX_BIN + 1)]
+        write_text_atomic("\n".join(lines) + "\n", csv_path.replace("{segmenter}", name))
     if not png_path:
         return
     import matplotlib

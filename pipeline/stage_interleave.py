@@ -101,7 +101,8 @@ class InterleaveConfig:
     scheduler: str = field(default="", metadata={"help": "dask scheduler address (tcp://HOST:8786) instead of local workers"})
     metrics: str = field(default="metrics/interleave.json", metadata={"help": "numeric metrics (dvc metrics)"})
     report: str = field(default="reports/interleave.json", metadata={"help": "the report: mixture, pools, reasons with examples"})
-    plot: str = field(default="plots/interleave_segments.csv", metadata={"help": "words-per-segment histogram per segmenter (dvc plots)"})
+    plot: str = field(default="plots/interleave_segments_{segmenter}.csv",
+                      metadata={"help": "words-per-segment histogram of each segmenter, {segmenter} in the name (dvc plots)"})
     figure: str = field(default="plots/interleave_segments.png", metadata={"help": "the same as a PNG, like the paper's Figure 2"})
 
 
@@ -162,6 +163,8 @@ def check_config(cfg: InterleaveConfig) -> tuple[InterleaveConfig, dict[str, flo
     if not 1 <= cfg.max_repeats <= 100 or cfg.segment_words < 1 or cfg.min_words < 1 or cfg.shard_size < 0:
         raise JstipError("--max-repeats must lie in 1..100, --segment-words and --min-words be at least 1 and "
                          "--shard-size at least 0")
+    if cfg.plot and "{segmenter}" not in cfg.plot:
+        raise JstipError(f"--plot {cfg.plot!r} must contain {{segmenter}} (one CSV per segmenter), or be ''")
     if cfg.target_shard_mb <= 0 or cfg.row_group_mb <= 0 or cfg.workers < 1:
         raise JstipError("--target-shard-mb and --row-group-mb must be positive and --workers at least 1")
     if cfg.speech_tokens_per_second <= 0 or cfg.tokens_per_word <= 0:

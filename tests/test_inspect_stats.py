@@ -12,7 +12,7 @@ def shards(tmp_path_factory, spoken_module):  # noqa: F811
     root = tmp_path_factory.mktemp("inspect")
     paths = make_corpus(root, spoken_module)
     run(InterleaveConfig(**paths, out=str(root / "samples"), metrics=str(root / "m.json"), report=str(root / "r.json"),
-                         plot=str(root / "p.csv"), figure="", recipe="asr:1,interleave_word:1,text:1", mix_by="samples",
+                         plot=str(root / "p_{segmenter}.csv"), figure="", recipe="asr:1,interleave_word:1,text:1", mix_by="samples",
                          embed_audio=True))
     return root, paths
 

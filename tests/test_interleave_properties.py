@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from interleave.sampling import SAMPLERS, SamplerParams, poisson_speech_mask, rng_for
 from interleave.sequences import alternation, spans_column
-from interleave.units import SEGMENTERS, Words, segment_cuts, segment_units, word_units
+from interleave.units import SEGMENTERS, Words, _token_pieces, segment_cuts, segment_units, token_info, word_units
 from manifests.formats import BOS, EOS, SEGMENT
 from pipeline.textnorm import normalize
 
@@ -92,3 +92,15 @@ def test_poisson_speech_fraction_converges_to_eta(lam, eta, seed):
     mask = poisson_speech_mask(30000, lam, eta, rng_for(seed, "long"))
     assert abs(np.mean(mask) - eta) < 0.03
     assert set(SAMPLERS) >= {"alternate", "poisson"} and SamplerParams().lam == 3.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet="aZé'-.,;:!?\"()[]<>{}09 %&_", min_size=1, max_size=8).map(str.strip).filter(bool),
+                min_size=1, max_size=20))
+def test_the_vectorised_token_normalisation_agrees_with_normalize(tokens):
+    tokens = [t for t in tokens if " " not in t] or ["a"]
+    pieces, clause, pool, start = _token_pieces(pa.array(tokens), normalize)
+    words = pool.to_pylist()
+    for i, token in enumerate(tokens):
+        expected, ends = token_info(token, normalize)
+        assert tuple(words[start[i]: start[i] + pieces[i]]) == expected and clause[i] == ends, token

@@ -36,7 +36,7 @@ def test_the_paper_mixed_recipe_balances_interleaved_and_asr_tokens(scale, tmp_p
     metrics = run(InterleaveConfig(utterances=str(root / "utterances.parquet"), alignments=str(root / "alignments"),
                                    texts=str(root / "texts.parquet"), out=str(tmp_path / "s"), recipe="jstip_mixed",
                                    metrics=str(tmp_path / "m.json"), report=str(tmp_path / "r.json"),
-                                   plot=str(tmp_path / "p.csv"), figure="", shard_size=25))
+                                   plot=str(tmp_path / "p_{segmenter}.csv"), figure="", shard_size=25))
     share = metrics["token_share_by_kind"]
     assert share["asr"] == pytest.approx(share["interleave_word"] + share["interleave_segment"], abs=0.03)
     assert share["interleave_word"] == pytest.approx(share["interleave_segment"], abs=0.03)

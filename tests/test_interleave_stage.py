@@ -39,7 +39,7 @@ def corpus(tmp_path_factory, spoken_module):
 def _run(corpus, tmp_path, **kw):
     out = tmp_path / "samples"
     cfg = InterleaveConfig(**corpus, out=str(out), metrics=str(tmp_path / "m.json"), report=str(tmp_path / "r.json"),
-                           plot=str(tmp_path / "p.csv"), figure=kw.pop("figure", ""), **kw)
+                           plot=str(tmp_path / "p_{segmenter}.csv"), figure=kw.pop("figure", ""), **kw)
     return run(cfg), pl.read_parquet(out / "*.parquet")
 
 
@@ -209,9 +209,11 @@ def test_metrics_report_and_the_segment_length_plot(corpus, tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["paper_row"].startswith("Table I") and report["mix_by"] == "tokens"
     assert report["pools"]["asr"]["share_of_pool_used"] == 1.0
-    lines = (tmp_path / "p.csv").read_text().splitlines()
-    assert lines[0] == "words,silence,silence_punct" and len(lines) == 61
-    assert sum(float(x.split(",")[2]) for x in lines[1:]) == pytest.approx(1.0, abs=1e-3)
+    for name in ("silence", "silence_punct"):
+        lines = (tmp_path / f"p_{name}.csv").read_text().splitlines()
+        assert lines[0] == "words,share,segments" and len(lines) == 61
+        assert sum(float(x.split(",")[1]) for x in lines[1:]) == pytest.approx(1.0, abs=1e-3)
+        assert sum(int(x.split(",")[2]) for x in lines[1:]) == metrics["segments"][name]["segments"]
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
