@@ -94,7 +94,7 @@ def _polars_slice(file: str, offset: int, length: int, columns: list[str], schem
     import polars as pl
 
     try:
-        table = pl.scan_parquet(file).select(columns).slice(offset, length).collect().to_arrow(
+        table = pl.scan_parquet(file, low_memory=True).select(columns).slice(offset, length).collect().to_arrow(
             compat_level=pl.CompatLevel.oldest())
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise JstipError(f"cannot read rows {offset}:{offset + length} of {file}: {exc}") from exc

@@ -65,7 +65,8 @@ def segment_summary(hist: list[int]) -> dict[str, float]:
 
 
 def metrics_and_report(results: list[dict], selection: Selection, cfg: Any, candidates: dict[str, int],
-                       dropped_reasons: dict[str, str], wall: float) -> tuple[dict, dict]:
+                       dropped_reasons: dict[str, str], wall: float) -> tuple[dict, dict, dict[str, list[int]]]:
+    """The metrics, the report and the words-per-segment histograms of all shards."""
     m = merge(results)
     by_kind, sums, reasons = m["by_kind"], m["sums"], m["reasons"]
     tokens = sum(v["tokens"] for v in by_kind.values())
@@ -120,7 +121,7 @@ def metrics_and_report(results: list[dict], selection: Selection, cfg: Any, cand
                                                   "word_sampler", "segment_sampler", "word_probability", "split")},
         "plots": {"csv": cfg.plot, "png": cfg.figure},
     }
-    return metrics, report
+    return metrics, report, m["segments"]
 
 
 def speech_left(selection: Selection) -> dict[str, float]:
