@@ -108,7 +108,7 @@ def _ids(groups: Sequence[Group], chunk: int = 65536) -> Iterator[tuple[int, lis
             yield first + lo, ids.slice(lo, chunk).to_pylist()
 
 
-Piece = tuple[str, int, int, int, int]  # alignment file, its rows [lo, hi), the utterance rows [lo, hi) they cover
+Piece = tuple[str, int, int, int, int]  # alignment file, its rows [lo, hi) (hi -1: all), the utterance rows [lo, hi)
 
 
 def _rows(file: str) -> int:
@@ -128,9 +128,9 @@ def alignment_pieces(files: Sequence[str], utt_groups: Sequence[Group], max_rows
                 a, b = (int(x) for x in str(value).split(":"))
             except ValueError:
                 raise JstipError(f"{f}: metadata utt_rows={value!r} is not 'start:stop'; rerun `jstip align`") from None
-            n = _rows(f)
+            n = _rows(f) if b - a > 2 * max_rows else b - a  # a file of `jstip align` holds a record per row
             if n <= 2 * max_rows or not 0 <= a <= b <= total:  # whole files up to twice a task's rows
-                pieces.append((f, 0, n, a, b))
+                pieces.append((f, 0, -1, a, b))
             else:
                 pieces += _cut(f, _positions_within(f, utt_groups, a, b), max_rows)
     else:
@@ -219,7 +219,7 @@ def plan_tasks(utterances: str, alignments: str, texts: dict[str, tuple[str, ...
         spans: list[tuple[int, int, list]] = []  # [lo, hi) and the alignment pieces inside
         lo, members = 0, []
         for f, a_lo, a_hi, _, b in pieces:
-            if a_hi > a_lo:
+            if a_hi > a_lo or a_hi < 0:
                 members.append((f, a_lo, a_hi))
             if b - lo >= rows_per_task:
                 spans.append((lo, b, members))
@@ -249,7 +249,7 @@ def read_utterance_task(task: Task, columns: Sequence[str] = UTT_COLUMNS) -> tup
     utts = read_rows(task.groups, task.start, task.stop, list(columns), UTTERANCE_SCHEMA) if task.rows else None
     if utts is None or utts.num_rows == 0:
         return pa.table({c: [] for c in columns}), {}, {}
-    parts = [read_rows(manifest_groups(f, Alignment), lo, hi, ALIGN_COLUMNS, ALIGNMENT_SCHEMA) for f, lo, hi in task.alignments]
+    parts = [_read_alignments(f, lo, hi) for f, lo, hi in task.alignments]
     words_type = pa.list_(pa.struct([("word", pa.string()), ("start", pa.float64()), ("end", pa.float64()),
                                      ("score", pa.float64())]))
     counts, examples = {}, {}
@@ -270,6 +270,12 @@ def read_utterance_task(task: Task, columns: Sequence[str] = UTT_COLUMNS) -> tup
         status = pa.nulls(utts.num_rows, pa.string())
         words = pa.nulls(utts.num_rows, words_type)
     return utts.append_column("status", status).append_column("words", words), counts, examples
+
+
+def _read_alignments(file: str, lo: int, hi: int) -> pa.Table:
+    """Records [lo, hi) of an alignment file (hi < 0: all of it)."""
+    groups = manifest_groups(file, Alignment)
+    return read_rows(groups, lo, hi if hi >= 0 else sum(g[3] for g in groups), ALIGN_COLUMNS, ALIGNMENT_SCHEMA)
 
 
 def read_text_task(task: Task) -> pa.Table:
