@@ -60,9 +60,17 @@ def _cache() -> TokenCache:
     return _TOKENS
 
 
+def one_thread() -> None:
+    """In a worker process, Arrow and polars use one thread: the process is the unit of parallelism,
+    and more threads per worker only contend for the same cores (a pool initializer)."""
+    os.environ["JSTIP_INTERLEAVE_THREADS"] = "1"
+    os.environ.setdefault("POLARS_MAX_THREADS", "1")  # read when polars is first imported
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+
+
 def _one_thread_in_workers() -> None:
-    """In a dask worker, Arrow and polars use one thread: the worker process is the unit of
-    parallelism, and more threads per worker only contend for the same cores."""
+    """The same in a dask worker (which runs no initializer)."""
     if os.environ.get("JSTIP_INTERLEAVE_THREADS") == "1":
         return
     try:
@@ -71,10 +79,7 @@ def _one_thread_in_workers() -> None:
         get_worker()
     except (ImportError, ValueError):
         return
-    os.environ["JSTIP_INTERLEAVE_THREADS"] = "1"
-    os.environ.setdefault("POLARS_MAX_THREADS", "1")  # read when polars is first imported, below
-    pa.set_cpu_count(1)
-    pa.set_io_thread_count(1)
+    one_thread()
 
 
 def measure(job: Job) -> dict[str, Any]:
