@@ -219,6 +219,10 @@ def timed(cmd: list[str], env: dict | None = None) -> dict:
 
 
 def run_stage(root: Path, out: Path, recipe: str, workers: int, extra: list[str] = ()) -> dict:
+    """One fresh run of the stage (earlier shards are removed: a rerun would keep them)."""
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
     py = sys.executable
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [py, "-m", "pipeline.cli", "interleave", "--utterances", str(root / "utterances.parquet"),
@@ -320,7 +324,7 @@ def main() -> None:
             speech_h = m["speech_hours_in_split"]
             row = {"hours": hours, "system": f"jstip --workers {workers}", "wall_s": round(got["wall"], 1),
                    "hours_per_s": round(speech_h / got["wall"], 1), "max_rss_gb": round(got["max_rss_gb"], 2),
-                   "tree_rss_gb": round(got["tree_gb"], 2), "samples": m["samples"],
+                   "tree_rss_gb": round(got["tree_gb"], 2), "samples": m["samples"], "reused": m["shards_reused"],
                    "token_share": m["token_share_by_kind"]}
             rows.append(row)
             print(json.dumps(row), flush=True)
