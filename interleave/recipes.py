@@ -1,33 +1,68 @@
-"""Recipes: mixtures of sample kinds, by sample count or by token count.
+"""Recipes: the paper's data mixtures by name, and the hash-threshold selection that realises them.
 
-A recipe is a spec like `asr:2,interleave_mixed:2,text:1` (weights, normalised). Each kind
-draws from a pool of candidates (aligned utterances for speech kinds, domain texts for `text`
-and `tts_pair`); the mixture is exact up to rounding and limited by the scarcest pool
-(scaled by `max_repeats`, the most samples one source may give one kind). A kind with an
-empty pool leaves the mixture and the others keep their ratios. Which candidates
-are taken is decided by a hash of (seed, kind, source id), so the choice never depends on
-sharding, worker count or input order.
+A recipe is a mixture of sample kinds, `asr:2,interleave_word:1,interleave_segment:1` (weights,
+normalised), optionally with settings it fixes (`segmenter`, `mix_by`, …). Mixing by `tokens`
+(the paper's way: "2.3B interleaved tokens per run to balance the ASR data") gives each kind
+weight x T estimated tokens; by `samples`, weight x N samples. T (N) is the largest total no pool
+runs short of: the scarcest pool limits the mixture, and a kind with an empty pool leaves it.
+
+Selection is streaming. Every candidate (kind, source id, repeat) gets a stable hash bucket
+(`interleave/hashing.py`); a first pass sums each kind's measure per bucket (`histogram`);
+`thresholds` walks the buckets in order (all sources once before any repeat) until each kind's
+budget is filled; a second pass keeps a candidate iff its (repeat, bucket) lies below its kind's
+threshold. No pass holds the corpus, and the choice never depends on sharding or workers.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any
 
-from manifests.schema import SAMPLE_KINDS, SPEECH, TEXT, Sample
+import numpy as np
+
+from manifests.schema import SAMPLE_KINDS
+
+from .hashing import buckets, string_hash
 
 MIX_BY = ("samples", "tokens")
+BUCKET_BITS = 12  # 4096 buckets: the mixture is exact to within one bucket's share of a pool
+UTTERANCE_KINDS = ("asr", "interleave_word", "interleave_segment", "interleave_mixed")
+TEXT_KINDS = ("text", "tts_text", "tts_pair", "tts_interleave")
+SPEECH_KINDS = UTTERANCE_KINDS + ("tts_pair", "tts_interleave")
+INTERLEAVED_KINDS = ("interleave_word", "interleave_segment", "interleave_mixed", "tts_interleave")
 
-
-@dataclass(frozen=True)
-class Candidate:
-    """A sample that could be built: `kind` from source `index` (its position in its pool)."""
-
-    kind: str
-    source_id: str
-    index: int
-    tokens: float = 1.0
-    repeat: int = 0
+# name -> (mixture or {mixture, settings...}, the paper's row). Paper token counts: ASR 2.3B (38k h),
+# interleaved 2.3B ("to balance the ASR data": word and segment halves), PubMed 2.3B, TTS-pair
+# transcripts 0.1B, TTS pairs 9k h (~0.55B, also the size of their interleaved sequences).
+_IL = "interleave_word:1,interleave_segment:1"
+PAPER_RECIPES: dict[str, tuple[Any, str]] = {
+    "demo": ({"mixture": f"asr:2,{_IL},text:1", "mix_by": "samples"}, "the demo's small mixture (no paper row)"),
+    "asr_only": ("asr:1", "Table I: ASR-only"),
+    "asr_il": (f"asr:2,{_IL}", "Table I: ASR-only +Interleave (= Table III mixed, silence+punct.)"),
+    "asr_text": ("asr:1,text:1", "Table I: ASR+PubMed (domain text)"),
+    "asr_text_il": (f"asr:2,{_IL},text:2", "Table I: ASR+PubMed +Interleave"),
+    "asr_tts": ("asr:38,tts_pair:9", "Table I: ASR+TTS-pairs"),
+    "asr_tts_il": ("asr:38,interleave_word:19,interleave_segment:19,tts_pair:9", "Table I: ASR+TTS-pairs +Interleave"),
+    "asr_ttstext": ("asr:23,tts_text:1", "Table I: ASR+TTS-transcription"),
+    "asr_ttstext_il": ("asr:23,interleave_word:11.5,interleave_segment:11.5,tts_text:1",
+                       "Table I: ASR+TTS-transcription +Interleave (Table III: + Mixed-IL sil.+punc.)"),
+    "jstip_best": ("asr:23,interleave_word:11.5,interleave_segment:11.5,tts_interleave:5.5,text:23,tts_text:1",
+                   "Table I: JSTIP-Best-EER (ASR + Interleave + TTS-Interleave + PubMed + TTS-transcription)"),
+    "il_word": ("asr:1,interleave_word:1", "Table III: + Word-IL"),
+    "il_segment_silence": ({"mixture": "asr:1,interleave_segment:1", "segmenter": "silence"},
+                           "Table III: + Segment-IL, silence"),
+    "il_segment_silence_punct": ({"mixture": "asr:1,interleave_segment:1", "segmenter": "silence_punct"},
+                                 "Table III: + Segment-IL, sil. + punc."),
+    "il_mixed_silence": ({"mixture": f"asr:2,{_IL}", "segmenter": "silence"}, "Table III: + Mixed-IL, silence"),
+    "il_mixed_silence_punct": ({"mixture": f"asr:2,{_IL}", "segmenter": "silence_punct"},
+                               "Table III: + Mixed-IL, sil. + punc."),
+    "asr_ttstext_il_silence": ({"mixture": "asr:23,interleave_word:11.5,interleave_segment:11.5,tts_text:1",
+                                "segmenter": "silence"}, "Table III: ASR+TTS-trans. + Mixed-IL, silence"),
+}
+DEFAULT_RECIPES: dict[str, Any] = {name: spec for name, (spec, _) in PAPER_RECIPES.items()}
+RECIPE_ROWS: dict[str, str] = {name: row for name, (_, row) in PAPER_RECIPES.items()}
+# names of our first build, kept working: each now means the paper's recipe closest to it
+ALIASES = {"joint": "asr_text", "jstip_word": "il_word", "jstip_segment": "il_segment_silence_punct",
+           "jstip_mixed": "il_mixed_silence_punct", "jstip_tts": "asr_tts_il"}
 
 
 def parse_mixture(spec: str) -> dict[str, float]:
@@ -44,8 +79,8 @@ def parse_mixture(spec: str) -> dict[str, float]:
             weight = float(value) if value.strip() else 1.0
         except ValueError:
             raise ValueError(f"recipe {spec!r} gives {kind} the weight {value!r}; write kind:number") from None
-        if weight < 0 or kind in weights:
-            raise ValueError(f"recipe {spec!r}: {kind} is repeated or has a negative weight")
+        if not weight >= 0 or kind in weights or weight == float("inf"):
+            raise ValueError(f"recipe {spec!r}: {kind} is repeated or has a negative or infinite weight")
         if weight > 0:
             weights[kind] = weight
     total = sum(weights.values())
@@ -54,64 +89,83 @@ def parse_mixture(spec: str) -> dict[str, float]:
     return {k: w / total for k, w in weights.items()}
 
 
-def rank(seed: int, kind: str, source_id: str, repeat: int) -> bytes:
-    """The order in which candidates of one kind are taken."""
-    return hashlib.sha256(f"{seed}:{kind}:{source_id}:{repeat}".encode()).digest()[:8]
+def resolve(recipe: str, recipes: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
+    """(normalised weights, settings the recipe fixes) of a recipe name or an inline mixture."""
+    spec = recipes.get(recipe)
+    if spec is None and recipe in ALIASES and ALIASES[recipe] in recipes:
+        spec = recipes[ALIASES[recipe]]
+    if spec is None:
+        if ":" in recipe or recipe in SAMPLE_KINDS:
+            spec = recipe
+        else:
+            raise ValueError(f"unknown recipe {recipe!r}; known: {', '.join(recipes)} (or write kind:weight,...)")
+    settings: dict[str, Any] = {}
+    if isinstance(spec, dict):
+        settings = {k: v for k, v in spec.items() if k != "mixture"}
+        if "mixture" not in spec:
+            raise ValueError(f"recipe {recipe!r} is a mapping without `mixture:` (e.g. mixture: 'asr:1,text:1')")
+        spec = spec["mixture"]
+    return parse_mixture(spec), settings
 
 
-def sample_tokens(sample: Sample, speech_tokens_per_second: float, tokens_per_word: float) -> float:
-    """Sequence-length estimate: speech frames plus tokens of the text spans."""
-    seconds = sum(s.end - s.start for s in sample.spans if s.modality == SPEECH)
-    words = sum(len(s.text.split()) for s in sample.spans if s.modality == TEXT)
-    return seconds * speech_tokens_per_second + words * tokens_per_word
+def candidate_buckets(ids, seed: int, kind: str, repeat: int) -> np.ndarray:
+    """Each candidate's place in its kind's order: repeat-major, then its hash bucket."""
+    return repeat * (1 << BUCKET_BITS) + buckets(string_hash(ids, f"{seed}:{kind}:{repeat}"), BUCKET_BITS)
 
 
-def select(
-    pools: dict[str, Sequence[Candidate]], weights: dict[str, float], mix_by: str, seed: int, max_repeats: int = 1
-) -> tuple[list[Candidate], dict]:
-    """The candidates a recipe takes, with a summary (targets, the limiting kind).
+def histogram(ids, measure: np.ndarray, seed: int, kind: str, max_repeats: int) -> np.ndarray:
+    """Sum of `measure` per (repeat, bucket) over the candidates `ids` of `kind`."""
+    out = np.zeros(max_repeats << BUCKET_BITS)
+    for r in range(max_repeats):
+        out += np.bincount(candidate_buckets(ids, seed, kind, r), weights=measure, minlength=len(out))
+    return out
 
-    Kinds are filled in hash order of their candidates, all sources once before any repeat.
-    By `samples` each kind gets weight x N samples; by `tokens` weight x T estimated tokens,
-    N (T) being the largest total that no pool runs short of. A kind whose pool is empty is
-    dropped from the mixture (listed in `summary["dropped"]`) and the others renormalised, so
-    one missing source does not empty the run; `summary["weights"]` is the mixture used and
-    `summary["empty"]` is set only when every pool is empty.
-    """
-    if mix_by not in MIX_BY:
-        raise ValueError(f"mix_by must be one of {', '.join(MIX_BY)}, got {mix_by!r}")
-    if max_repeats < 1:
-        raise ValueError(f"max_repeats must be at least 1, got {max_repeats}")
-    ordered: dict[str, list[Candidate]] = {}
-    for kind in weights:
-        pool = pools.get(kind, ())
-        ordered[kind] = [
-            Candidate(c.kind, c.source_id, c.index, c.tokens, r)
-            for r in range(max_repeats)
-            for c in sorted(pool, key=lambda c: rank(seed, kind, c.source_id, r))
-        ]
-    measure = (lambda c: 1.0) if mix_by == "samples" else (lambda c: c.tokens)
-    capacity = {k: sum(measure(c) for c in ordered[k]) for k in weights}
+
+def chosen(ids, seed: int, kind: str, max_repeats: int, threshold: int) -> list[tuple[int, np.ndarray]]:
+    """(repeat, indices of the candidates taken) for each repeat that takes any."""
+    out = []
+    for r in range(max_repeats):
+        if threshold <= r << BUCKET_BITS:
+            break
+        keep = np.flatnonzero(candidate_buckets(ids, seed, kind, r) < threshold)
+        if len(keep):
+            out.append((r, keep))
+    return out
+
+
+@dataclass
+class Selection:
+    """The outcome of mixing: per kind the threshold, the pool and what is taken (in the measure)."""
+
+    weights: dict[str, float]
+    thresholds: dict[str, int]
+    capacity: dict[str, float]
+    taken: dict[str, float]
+    targets: dict[str, float]
+    limited_by: str
+    dropped: list[str]
+
+
+def thresholds(hists: dict[str, np.ndarray], weights: dict[str, float]) -> Selection:
+    """Per kind, the (repeat, bucket) below which candidates are taken so that the kinds meet their
+    weights; a kind whose pool is empty is dropped and the others keep their ratios."""
+    capacity = {k: float(hists[k].sum()) if k in hists else 0.0 for k in weights}
     dropped = [k for k in weights if capacity[k] <= 0]
-    summary: dict = {"mix_by": mix_by, "dropped": dropped, "pool_sizes": {k: len(pools.get(k, ())) for k in weights}}
     kept = {k: w for k, w in weights.items() if k not in dropped}
-    if not kept:  # every pool is empty: nothing to mix
-        summary.update(limited_by=dropped[0], targets={k: 0.0 for k in weights}, weights={},
-                       empty=f"every pool is empty ({', '.join(weights)})")
-        return [], summary
-    weights = {k: w / sum(kept.values()) for k, w in kept.items()}  # empty kinds leave, the rest keep their ratios
-    limiting = min(weights, key=lambda k: capacity[k] / weights[k])
-    total = capacity[limiting] / weights[limiting]
-    chosen: list[Candidate] = []
-    targets = {}
-    for kind, weight in weights.items():
+    if not kept:
+        return Selection({}, {k: 0 for k in weights}, capacity, {k: 0.0 for k in weights}, {k: 0.0 for k in weights},
+                         dropped[0], dropped)
+    norm = {k: w / sum(kept.values()) for k, w in kept.items()}
+    limiting = min(norm, key=lambda k: capacity[k] / norm[k])
+    total = capacity[limiting] / norm[limiting]
+    out, taken, targets = {k: 0 for k in dropped}, {k: 0.0 for k in dropped}, {}
+    for kind, weight in norm.items():
         budget = weight * total
-        targets[kind] = round(budget, 3)
-        taken = 0.0
-        for c in ordered[kind]:
-            if taken + measure(c) / 2 > budget + 1e-6:
-                break
-            chosen.append(c)
-            taken += measure(c)
-    summary.update(limited_by=limiting, targets=targets, weights=weights)
-    return chosen, summary
+        hist = hists[kind]
+        before = np.concatenate([[0.0], np.cumsum(hist)[:-1]])
+        over = np.flatnonzero((before + hist / 2 > budget * (1 + 1e-9) + 1e-9) & (hist > 0))
+        cut = int(over[0]) if len(over) else len(hist)
+        out[kind] = cut
+        taken[kind] = float(hist[:cut].sum())
+        targets[kind] = budget
+    return Selection(norm, out, capacity, taken, targets, limiting, dropped)

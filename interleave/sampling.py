@@ -1,8 +1,10 @@
-"""Seeded choice of which units (words or segments) are spoken and which are written.
+"""Seeded random choice of which units are spoken and which are written: an extension.
 
-Four span samplers, each a parameter of the interleave stage; every one returns a mask over
-units (True = speech) that starts with speech, so each text span follows acoustic and textual
-context, and keeps at least one text unit when there are two or more units:
+The paper alternates deterministically (`alternate`, see `interleave/sequences.py`) and leaves
+random or word-type-based modality choice to future work; these samplers are that future work.
+Each returns a mask over units (True = speech) that starts with speech, so each text span follows
+acoustic and textual context, and keeps at least one text unit when there are two or more units
+(the builder then drops trailing speech units, so the sequence ends with text as in the paper):
 - `poisson`: speech runs of 1 + Poisson(λ - 1) units, text runs of mean λ(1-η)/η, so a
   fraction η of units is speech (slamkit/SIMS style);
 - `alternate`: speech, text, speech, … one unit each (the segment-level default);
@@ -18,7 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SAMPLERS = ("poisson", "alternate", "random", "spirit")
+SAMPLERS = ("alternate", "poisson", "random", "spirit")
+# Sane ranges: outside them a sampler degenerates (all speech, all text) or, before the bounds on
+# run lengths, asked for runs of billions of units (issue 13: eta=1e-9 needed ~24 GB).
+LAMBDA_RANGE = (1.0, 1000.0)
+FRACTION_RANGE = (0.01, 0.99)
+MAX_RUN = 10_000
 
 
 def rng_for(seed: int, key: str) -> np.random.Generator:
@@ -41,14 +48,16 @@ class SamplerParams:
         """Raise ValueError naming the bad value for sampler `name`."""
         if name not in SAMPLERS:
             raise ValueError(f"unknown span sampler {name!r}; choose among {', '.join(SAMPLERS)}")
-        if name == "poisson" and not (0.0 < self.eta < 1.0 and self.lam > 0):
-            raise ValueError(f"poisson needs λ > 0 and 0 < η < 1, got λ={self.lam}, η={self.eta}")
-        if name == "random" and not 0.0 < self.p < 1.0:
-            raise ValueError(f"random needs 0 < p < 1, got p={self.p}")
+        lo, hi = FRACTION_RANGE
+        if name == "poisson" and not (lo <= self.eta <= hi and LAMBDA_RANGE[0] <= self.lam <= LAMBDA_RANGE[1]):
+            raise ValueError(f"poisson needs {LAMBDA_RANGE[0]:g} <= λ <= {LAMBDA_RANGE[1]:g} and {lo} <= η <= {hi}, "
+                             f"got λ={self.lam}, η={self.eta}")
+        if name == "random" and not lo <= self.p <= hi:
+            raise ValueError(f"random needs {lo} <= p <= {hi}, got p={self.p}")
         if name == "spirit":
-            for label, (lo, hi) in (("speech", self.speech_range), ("text", self.text_range)):
-                if not 1 <= lo <= hi:
-                    raise ValueError(f"spirit {label} range must satisfy 1 <= min <= max, got {lo}..{hi}")
+            for label, (a, b) in (("speech", self.speech_range), ("text", self.text_range)):
+                if not 1 <= a <= b <= MAX_RUN:
+                    raise ValueError(f"spirit {label} range must satisfy 1 <= min <= max <= {MAX_RUN}, got {a}..{b}")
 
 
 def _finish(mask: list[bool], n: int) -> list[bool]:
@@ -61,10 +70,13 @@ def _finish(mask: list[bool], n: int) -> list[bool]:
 
 
 def _runs(n: int, speech_len, text_len) -> list[bool]:
+    """Alternating runs; each draw adds at least one unit and runs are cut at n, so the work is O(n)
+    whatever the run lengths (at most n draws)."""
     mask: list[bool] = []
     speech = True
     while len(mask) < n:
-        mask.extend([speech] * max(1, int(speech_len() if speech else text_len())))
+        length = max(1, min(n - len(mask), int(min(speech_len() if speech else text_len(), n))))
+        mask.extend([speech] * length)
         speech = not speech
     return mask
 
@@ -76,8 +88,8 @@ def poisson_speech_mask(n_words: int, lam: float, eta: float, rng: np.random.Gen
     text runs have mean λ(1-η)/η, so the expected speech share is η (reachable while that
     mean is at least 1, i.e. η <= λ/(λ+1)).
     """
-    if not 0.0 < eta < 1.0:
-        raise ValueError(f"eta must lie strictly between 0 and 1, got {eta}")
+    if not FRACTION_RANGE[0] <= eta <= FRACTION_RANGE[1]:
+        raise ValueError(f"eta must lie in [{FRACTION_RANGE[0]}, {FRACTION_RANGE[1]}], got {eta}")
     text_mean = lam * (1.0 - eta) / eta
     return _finish(_runs(n_words, lambda: 1 + rng.poisson(max(lam - 1.0, 0.0)),
                          lambda: 1 + rng.poisson(max(text_mean - 1.0, 0.0))), n_words)

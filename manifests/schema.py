@@ -22,7 +22,10 @@ TOKEN = "token"  # a span holding one special token by name (see manifests/forma
 MODALITIES = (SPEECH, TEXT, TOKEN)
 ALIGN_OK = "ok"
 ALIGN_FAILED = "failed"
-SAMPLE_KINDS = ("asr", "text", "interleave_word", "interleave_segment", "interleave_mixed", "tts_pair")
+# `tts_text`: transcripts of the TTS pairs given as text; `tts_interleave`: interleaved sequences of
+# the TTS pairs over the synthesizer's word times (the paper's Table I, best row)
+SAMPLE_KINDS = ("asr", "text", "interleave_word", "interleave_segment", "interleave_mixed", "tts_pair", "tts_text",
+                "tts_interleave")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 The PNG shows the log-mel spectrogram of the sample's audio with the aligned word boundaries,
 each word shaded by the modality it has in the sample (speech blue, text orange), and the
 span sequence printed underneath; text-only samples get the sequence alone. The same
-sequence is printed to stdout, speech spans as `<|speech|>[N frames @40ms: "words"]<|/speech|>`.
+sequence is printed to stdout exactly as the sample's spans give it (manifests/formats.py): special
+tokens by name (`<s>`, `<N>`, `<|asr|>`, `</s>`), speech spans as `[speech N frames @40ms a-b s: "words"]`,
+text as written.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 from manifests.errors import JstipError
 from manifests.frames import FrameSpec
 from manifests.io import atomic_path
-from manifests.schema import SPEECH, Sample, WordSpan
+from manifests.schema import SPEECH, TOKEN, Sample, WordSpan
 
 from .sample_view import alignment_index, find_sample, model_view, sample_audio, sample_words
 
@@ -95,6 +97,8 @@ def main(args: argparse.Namespace) -> int:
     except JstipError as exc:
         raise JstipError(f"cannot draw {sample.sample_id}: {exc}") from exc
     print(view)
-    print(f"[{sample.kind}] {len(sample.spans)} spans, {sample.n_speech_words} speech / {sample.n_text_words} text words, "
+    tokens = sum(s.modality == TOKEN for s in sample.spans)
+    print(f"[{sample.kind}] {len(sample.spans)} spans ({tokens} special tokens), {sample.n_speech_words} speech / "
+          f"{sample.n_text_words} text words, "
           f"{len(words)} aligned words; picture: {png}")
     return 0

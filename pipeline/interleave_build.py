@@ -1,124 +1,247 @@
-"""Building the samples of one shard task and writing them: the worker side of `jstip interleave`.
+"""The worker side of `jstip interleave`: a task reads its own slice of the inputs, then measures
+it (pass 1) or builds, embeds and writes its shard (pass 2). Module-level functions for `run_shards`.
 
-A task is a list of chosen candidates (kind, source record, repeat) plus the settings; it
-builds each sample (utterance kinds from the alignment, `text` from a text record, `tts_pair`
-by synthesis), optionally embeds the source audio as FLAC bytes, and writes one zstd Parquet
-shard whose row groups are bounded in bytes, with the shard's counts as JSON in its metadata
-(a rerun that reuses the shard reads them back instead of the rows, failures included). A
-sample that cannot be built is counted with its reason, never dropped silently and never
-fatal to the run. Everything depends only on
-the task, so 1 and N workers write identical bytes.
+Pass 1 returns each kind's measure per hash bucket (a few KB). Pass 2 keeps the candidates under
+the thresholds the stage computed from all of pass 1, builds them (`interleave.batch`), orders
+them by source row, optionally embeds each sample's audio as FLAC bytes, and writes one zstd
+Parquet shard whose row groups are bounded in bytes, with the shard's counts as JSON in its
+metadata: a rerun whose fingerprint matches keeps the shard and reads the counts back. Everything
+depends only on the task, so 1 and N workers write identical bytes.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
+import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from interleave.builders import (asr_sample, interleaved_sample, segment_runs, text_sample, transcript_text_sample,
-                                 tts_pair_sample, word_runs)
-from interleave.recipes import sample_tokens
-from interleave.sampling import SamplerParams, parse_range, rng_for, speech_mask
-from interleave.spans import (clause_ends, every_n_spans, punctuation_spans, segment_spans,
-                              split_at_longest_pause)
+from interleave.batch import (BuildSettings, Facts, UtteranceBatch, build_utterances, histograms, needs_text,
+                              utterance_measures)
+from interleave.text_batch import TextBatch, build_texts, text_measures
+from interleave.samples import Built
+from interleave.units import TokenCache
 from manifests.errors import JstipError
-from manifests.io import file_metadata, shard_fingerprint, shard_path, write_records, write_table
-from manifests.schema import SPEECH, Alignment, Sample, Text, Utterance, WordSpan, to_table
+from manifests.io import file_metadata, shard_fingerprint, shard_path, write_records, write_table, write_text_atomic
+from manifests.schema import SPEECH, Alignment, audio_cell
 
-from .interleave_tts import synthesize_pairs
+from .interleave_inputs import Task, read_text_task, read_utterance_task
+from .interleave_tts import TTS_DIR, synthesizer
 from .textnorm import normalize
 
-FLAC_BYTES_PER_SECOND = 20000.0  # 16 kHz 16-bit speech compresses to about 60 %: a shard-size estimate only
-TTS_DIR = "tts"
 STATS_KEY = "interleave_stats"  # Parquet metadata: the shard's counts as JSON, read back when it is reused
-TRANSCRIPT_TEXT = "transcript_text"  # the id part of a `text` sample made from a training transcript
-
-
-@dataclass(frozen=True)
-class Item:
-    """One chosen candidate with its source record(s)."""
-
-    kind: str
-    repeat: int
-    utterance: Utterance | None = None
-    alignment: Alignment | None = None
-    text: Text | None = None
+# min/max statistics only where readers filter (kind, ids, lengths): on span texts they cost a third
+# of the write time and serve no reader
+STATISTICS = ["sample_id", "kind", "source_id", "duration", "n_speech_words", "n_text_words"]
+EMPTY_DIR = "_empty"  # tasks that give no sample write no shard (readers choke on 0-row files), only their counts
+_TOKENS = TokenCache()  # distinct raw tokens and their normalised words, per worker process
 
 
 @dataclass
-class Task:
-    """One output shard: its index, items and the settings (a plain dict, picklable)."""
+class Job:
+    """One task of one pass, with everything a worker needs (small and picklable)."""
 
-    index: int
-    items: list[Item]
-    settings: dict[str, Any]
+    task: Task
+    settings: BuildSettings
+    thresholds: dict[str, int] = field(default_factory=dict)
     fingerprint: str = ""
-    has_tts: bool = field(default=False)
+    out: str = ""
+    embed_audio: bool = False
+    row_group_mb: float = 32.0
+    tts: dict[str, Any] = field(default_factory=dict)
 
 
-def sample_id(source_id: str, kind: str, repeat: int, level: str = "") -> str:
-    """`utt:kind`, `utt:interleave_mixed:word`, with `#r` for the r-th repeat (r > 0)."""
-    base = f"{source_id}:{kind}" + (f":{level}" if level else "")
-    return base + (f"#{repeat}" if repeat else "")
+def _cache() -> TokenCache:
+    return _TOKENS
 
 
-def base_sample_id(item: Item) -> str:
-    """The id of the item's sample, without the `:word`/`:segment` level of `interleave_mixed`."""
-    if item.utterance is not None:
-        kind = TRANSCRIPT_TEXT if item.kind == "text" else item.kind
-        return sample_id(item.utterance.utt_id, kind, item.repeat)
-    assert item.text is not None
-    return sample_id(item.text.text_id, item.kind, item.repeat)
+def one_thread() -> None:
+    """In a worker process, Arrow and polars use one thread: the process is the unit of parallelism,
+    and more threads per worker only contend for the same cores (a pool initializer)."""
+    os.environ["JSTIP_INTERLEAVE_THREADS"] = "1"
+    os.environ.setdefault("POLARS_MAX_THREADS", "1")  # read when polars is first imported
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
 
 
-def sampler_params(s: dict[str, Any]) -> SamplerParams:
-    return SamplerParams(lam=s["poisson_lambda"], eta=s["speech_fraction"], p=s["random_p"],
-                         speech_range=parse_range(s["spirit_speech_words"], "spirit_speech_words"),
-                         text_range=parse_range(s["spirit_text_words"], "spirit_text_words"))
+def _one_thread_in_workers() -> None:
+    """The same in a dask worker (which runs no initializer)."""
+    if os.environ.get("JSTIP_INTERLEAVE_THREADS") == "1":
+        return
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return
+    one_thread()
 
 
-def segments_of(utt: Utterance, words: Sequence[WordSpan], s: dict[str, Any], notes: Counter) -> list[list[WordSpan]]:
-    """Segment spans of an utterance by the configured segmenter (falls back to pauses, counted)."""
-    if s["segmenter"] == "every_n":
-        segments = every_n_spans(words, s["segment_words"])
-    elif s["segmenter"] == "punctuation":
-        ends = clause_ends(utt.text, normalize)
-        try:
-            segments = punctuation_spans(words, ends or [], s["min_words"], s["max_segment_duration"])
-        except ValueError:
-            notes["punctuation: transcript and alignment differ, split at pauses"] += 1
-            segments = segment_spans(words, s["max_pause"], s["min_words"], s["max_segment_duration"])
+def measure(job: Job) -> dict[str, Any]:
+    """Pass 1: each kind's measure per (repeat, bucket) over the task's candidates."""
+    _one_thread_in_workers()
+    task, s = job.task, job.settings
+    if task.source == "utterances":
+        columns = ["utt_id", "split", "duration"] + (["text"] if needs_text(s) else []) + \
+            (["norm_text"] if s.transcripts_as_text else [])
+        table, _, _ = read_utterance_task(task, columns)
+        measures = utterance_measures(UtteranceBatch.from_table(table), s, normalize, _cache()) if table.num_rows else {}
     else:
-        segments = segment_spans(words, s["max_pause"], s["min_words"], s["max_segment_duration"])
-    return segments if len(segments) >= 2 else split_at_longest_pause(words)
+        measures = text_measures(TextBatch.from_table(read_text_task(task)), s, task.roles)
+    return {"hists": histograms(measures, s), "candidates": {k: len(ids) for k, (ids, _) in measures.items()}}
 
 
-def utterance_sample(item: Item, s: dict[str, Any], notes: Counter) -> Sample:
-    """An `asr` or interleaved sample of an aligned utterance."""
-    utt, kind = item.utterance, item.kind
-    assert utt is not None and item.alignment is not None
-    if kind == "asr":
-        return asr_sample(utt, s["asr_prompt"], sample_id(utt.utt_id, kind, item.repeat))
-    if kind == "text":
-        return transcript_text_sample(utt, sample_id(utt.utt_id, TRANSCRIPT_TEXT, item.repeat))
-    words = list(item.alignment.words)
-    rng = rng_for(s["seed"], sample_id(utt.utt_id, kind, item.repeat))
-    level = kind.removeprefix("interleave_")
-    if kind == "interleave_mixed":
-        level = "word" if rng.random() < s["word_probability"] else "segment"
-    params = sampler_params(s)
-    sid = sample_id(utt.utt_id, kind, item.repeat, level if kind == "interleave_mixed" else "")
-    if level == "word":
-        mask = speech_mask(s["word_sampler"], len(words), params, rng)
-        return interleaved_sample(utt, kind, word_runs(words, mask), s["layout"], sid)
-    segments = segments_of(utt, words, s, notes)
-    mask = speech_mask(s["segment_sampler"], len(segments), params, rng)
-    return interleaved_sample(utt, kind, segment_runs(segments, mask), s["layout"], sid)
+def empty_path(out: str, index: int) -> Path:
+    return Path(out) / EMPTY_DIR / shard_path("", index).with_suffix(".json").name
+
+
+def finished_stats(job: Job) -> dict[str, Any] | None:
+    """The stored counts of a shard written earlier with the same fingerprint (then kept), else None."""
+    path = shard_path(job.out, job.task.index)
+    if not job.fingerprint:
+        return None
+    empty = empty_path(job.out, job.task.index)
+    if empty.is_file() and not path.exists():
+        try:
+            stored = json.loads(empty.read_text())
+        except ValueError:
+            return None
+        return stored["stats"] if stored.get("fingerprint") == job.fingerprint else None
+    if shard_fingerprint(path) != job.fingerprint:
+        return None
+    if _has_tts(job) and shard_fingerprint(Path(job.out) / TTS_DIR / "alignments" / path.name) != job.fingerprint:
+        return None
+    stored = file_metadata(path, STATS_KEY)
+    try:
+        return json.loads(stored) if stored else None
+    except ValueError:
+        return None
+
+
+def _has_tts(job: Job) -> bool:
+    return "tts" in job.task.roles and any(k in job.settings.kinds for k in ("tts_pair", "tts_interleave"))
+
+
+def build(job: Job) -> dict[str, Any]:
+    """Pass 2: build, embed and write the task's shard; returns its counts."""
+    _one_thread_in_workers()
+    reused = finished_stats(job)
+    if reused is not None:
+        return {**reused, "reused": 1}
+    task, s = job.task, job.settings
+    join: dict[str, int] = {}
+    join_examples: dict[str, list[str]] = {}
+    tts_alignments: list[Alignment] = []
+    tts_files: list[str] = []
+    if task.source == "utterances":
+        table, join, join_examples = read_utterance_task(task)
+        built, facts = (build_utterances(UtteranceBatch.from_table(table), s, job.thresholds, normalize, _cache())
+                        if table.num_rows else (Built.empty(), Facts()))
+    else:
+        speak = synthesizer({**job.tts, "seed": s.seed, "out": job.out}, tts_alignments) if _has_tts(job) else None
+        built, facts, results = build_texts(TextBatch.from_table(read_text_task(task)), s, task.roles, job.thresholds,
+                                            normalize, speak, _cache())
+        tts_files = sorted(Path(r[0]).name for r in results if not isinstance(r, str))
+    order = np.lexsort((built.rank, built.row))
+    samples = built.table.take(pa.array(order))
+    _check_unique(samples.column("sample_id"))
+    seconds, tokens = built.speech_seconds[order], built.tokens[order]
+    failed: Counter = Counter()
+    examples: dict[str, list[str]] = {}
+    if job.embed_audio:
+        samples = _embed(samples, failed, examples)
+    stats = {"by_kind": kind_stats(samples, seconds, tokens), "facts": asdict(facts), "join": join,
+             "join_examples": join_examples, "dropped_final_unit": built.dropped, "variants_too_short": built.skipped,
+             "failed": dict(failed), "failed_examples": examples, "tts_files": tts_files}
+    path, empty = shard_path(job.out, task.index), empty_path(job.out, task.index)
+    if samples.num_rows:
+        k = row_group_rows(_row_bytes(samples), int(job.row_group_mb * 2**20))
+        write_table(samples, path, job.fingerprint, {STATS_KEY: json.dumps(stats, sort_keys=True)}, row_group_size=k,
+                    write_statistics=STATISTICS)
+        empty.unlink(missing_ok=True)
+    else:
+        write_text_atomic(json.dumps({"fingerprint": job.fingerprint, "stats": stats}, sort_keys=True), empty)
+        path.unlink(missing_ok=True)
+    if _has_tts(job):
+        write_records(tts_alignments, Alignment, Path(job.out) / TTS_DIR / "alignments" / shard_path("", task.index).name,
+                      job.fingerprint)
+    return json.loads(json.dumps(stats))  # what a reuse reads back, so a rerun reports the same
+
+
+def _check_unique(ids: pa.ChunkedArray) -> None:
+    """Two samples with one id would be two rows no reader can tell apart: a JstipError naming it."""
+    counts = pc.value_counts(ids.combine_chunks()) if len(ids) else None
+    if counts is not None and len(counts) < len(ids):
+        twice = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
+        raise JstipError(f"two samples would have the id {twice!r}: its source id appears twice in its manifest "
+                         "(ids must be unique; fix or drop the duplicate)")
+
+
+def kind_stats(samples: pa.Table, seconds: np.ndarray, tokens: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per kind: samples, speech seconds, speech and text words, tokens, embedded audio bytes."""
+    out: dict[str, dict[str, float]] = {}
+    if not samples.num_rows:
+        return out
+    kinds = pc.dictionary_encode(samples.column("kind").combine_chunks())
+    code = np.asarray(kinds.indices)
+    audio = samples.column("audio").combine_chunks()
+    audio_bytes = np.asarray(pc.binary_length(pc.struct_field(audio, "bytes")).fill_null(0), np.int64) if audio.null_count < len(audio) \
+        else np.zeros(len(code), np.int64)
+    sw = np.asarray(samples.column("n_speech_words"), np.int64)
+    tw = np.asarray(samples.column("n_text_words"), np.int64)
+    for i, kind in enumerate(kinds.dictionary.to_pylist()):
+        m = code == i
+        out[kind] = {"samples": int(m.sum()), "speech_seconds": float(seconds[m].sum()), "speech_words": int(sw[m].sum()),
+                     "text_words": int(tw[m].sum()), "tokens": float(tokens[m].sum()), "audio_bytes": int(audio_bytes[m].sum())}
+    return out
+
+
+def _embed(samples: pa.Table, failed: Counter, examples: dict[str, list[str]]) -> pa.Table:
+    """The `audio` column filled with FLAC bytes of each speech sample's stretch of its audio file."""
+    from manifests.audio import audio_info, encode_flac, load_audio
+
+    rates: dict[str, int] = {}
+    cells: list[Any] = []
+    last: tuple = ()
+    data = b""
+    ids = samples.column("sample_id").to_pylist()
+    for sid, path, offset, duration, spans in zip(ids, samples.column("audio_path").to_pylist(),
+                                                  samples.column("offset").to_pylist(),
+                                                  samples.column("duration").to_pylist(),
+                                                  samples.column("spans").to_pylist()):
+        if not path or not any(sp["modality"] == SPEECH for sp in spans):
+            cells.append(None)
+            continue
+        key = (path, offset, duration)
+        try:
+            if key != last:
+                rate = rates.get(path) or rates.setdefault(path, audio_info(path)[0])
+                data, last = encode_flac(load_audio(path, offset, duration, rate), rate), key
+            cells.append(audio_cell(data, sid))
+        except JstipError as exc:
+            failed["audio_unreadable"] += 1
+            examples.setdefault("audio_unreadable", []).append(f"{sid}: {exc}")
+            cells.append(None)
+    column = pa.array(cells, samples.schema.field("audio").type)
+    return samples.set_column(samples.schema.get_field_index("audio"), samples.schema.field("audio"), column)
+
+
+def _row_bytes(samples: pa.Table) -> list[int]:
+    """Approximate in-memory size of each row (what bounds a row group)."""
+    n = samples.num_rows
+    if not n:
+        return []
+    base = (samples.drop_columns(["audio"]).nbytes // n) + 64
+    audio = samples.column("audio").combine_chunks()
+    if audio.null_count == len(audio):
+        return [int(base)] * n
+    lengths = np.asarray(pc.binary_length(pc.struct_field(audio, "bytes")).fill_null(0), np.int64)
+    return (lengths + base).tolist()
 
 
 def row_group_rows(row_bytes: Sequence[int], max_bytes: int) -> int:
@@ -131,96 +254,3 @@ def row_group_rows(row_bytes: Sequence[int], max_bytes: int) -> int:
     while k > 1 and any(prefix[min(i + k, n)] - prefix[i] > max_bytes for i in range(0, n, k)):
         k -= 1
     return k
-
-
-def row_bytes(sample: Sample) -> int:
-    """Approximate in-memory size of a sample row (what bounds a row group)."""
-    return 64 + len(sample.audio or b"") + sum(len(sp.text) + 40 for sp in sample.spans) + len(sample.sample_id) * 2
-
-
-def finished_stats(task: Task, out: str) -> dict[str, Any] | None:
-    """The stored counts of a shard written earlier with the same fingerprint (and its synthesized
-    audio), which is then kept; None if it must be built. Reads the file footer only."""
-    path = shard_path(out, task.index)
-    if not task.fingerprint or shard_fingerprint(path) != task.fingerprint:
-        return None
-    if task.has_tts and shard_fingerprint(Path(out) / TTS_DIR / "alignments" / path.name) != task.fingerprint:
-        return None
-    stored = file_metadata(path, STATS_KEY)
-    try:
-        return json.loads(stored) if stored else None
-    except ValueError:
-        return None
-
-
-def build_shard(task: Task) -> dict[str, Any]:
-    """Build, embed and write one shard; returns its counts (module-level, for `run_shards`)."""
-    s, out = task.settings, task.settings["out"]
-    reused = finished_stats(task, out)
-    if reused is not None:
-        return {**reused, "reused": 1}
-    samples: list[Sample] = []
-    notes: Counter = Counter()
-    examples: dict[str, list[str]] = {}
-    tts_alignments: list[Alignment] = []
-    audio_cache: dict[str, bytes] = {}
-    tts = iter(synthesize_pairs([(x.text, x.repeat) for x in task.items if x.kind == "tts_pair"], s)
-               if task.has_tts else [])
-    for item in task.items:
-        source = item.utterance.utt_id if item.utterance else item.text.text_id  # type: ignore[union-attr]
-        try:
-            if item.kind == "tts_pair":
-                result = next(tts)
-                if isinstance(result, str):
-                    raise JstipError(result)
-                sample, alignment, audio = result
-                tts_alignments.append(alignment)
-            elif item.utterance is not None:
-                sample, audio = utterance_sample(item, s, notes), None
-                if s["embed_audio"] and item.kind != "text":
-                    audio = audio_cache.get(source) or embedded_audio(item.utterance)
-                    audio_cache = {source: audio}
-            else:
-                sample, audio = text_sample(item.text, sample_id(source, "text", item.repeat)), None  # type: ignore[arg-type]
-            if audio is not None and s["embed_audio"]:
-                sample = dataclasses.replace(sample, audio=audio)
-            samples.append(sample)
-        except JstipError as exc:
-            reason = f"{item.kind}: {type(exc).__name__}"
-            notes[reason] += 1
-            examples.setdefault(reason, []).append(f"{source}: {exc}")
-    stats = shard_stats(samples, notes, s)
-    stats["failed_examples"] = {r: v[:3] for r, v in examples.items()}
-    table = to_table(samples, Sample)
-    k = row_group_rows([row_bytes(x) for x in samples], int(s["row_group_mb"] * 2**20))
-    write_table(table, shard_path(out, task.index), task.fingerprint, {STATS_KEY: json.dumps(stats, sort_keys=True)},
-                row_group_size=k)
-    if task.has_tts:
-        write_records(tts_alignments, Alignment, Path(out) / TTS_DIR / "alignments" / shard_path("", task.index).name,
-                      task.fingerprint)
-    return json.loads(json.dumps(stats))  # what a reuse reads back, so a rerun reports the same
-
-
-def embedded_audio(utt: Utterance) -> bytes:
-    """FLAC bytes of the utterance's stretch of its audio file, at the file's own rate."""
-    from manifests.audio import encode_flac, load_audio
-
-    samples = load_audio(utt.audio_path, utt.offset, utt.duration, utt.sample_rate)
-    return encode_flac(samples, utt.sample_rate)
-
-
-def shard_stats(samples: Sequence[Sample], notes: Counter, s: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Per-kind counts of a shard: samples, speech seconds, words and estimated tokens."""
-    sps = (s or {}).get("speech_tokens_per_second", 25.0)
-    tpw = (s or {}).get("tokens_per_word", 1.5)
-    by_kind: dict[str, dict[str, float]] = {}
-    for x in samples:
-        k = by_kind.setdefault(x.kind, {"samples": 0, "speech_seconds": 0.0, "speech_words": 0, "text_words": 0,
-                                        "tokens": 0.0, "audio_bytes": 0})
-        k["samples"] += 1
-        k["speech_seconds"] += sum(sp.end - sp.start for sp in x.spans if sp.modality == SPEECH)
-        k["speech_words"] += x.n_speech_words
-        k["text_words"] += x.n_text_words
-        k["tokens"] += sample_tokens(x, sps, tpw)
-        k["audio_bytes"] += len(x.audio or b"")
-    return {"by_kind": by_kind, "notes": dict(notes)}

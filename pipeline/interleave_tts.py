@@ -1,25 +1,27 @@
-"""`tts_pair` samples: domain text spoken by espeak-ng, with the synthesizer's own word times.
+"""The TTS kinds' speech: domain text spoken by espeak-ng, with the synthesizer's own word times.
 
-The synthetic speech-text pairs the JSTIP paper compares domain text against. Voice, rate
-and espeak's noise seed are drawn from (global seed, sample id), so a pair is the same in
-any worker. The audio goes to `<out>/tts/<text id>-<hash>.flac` (always, so `audio_path` is valid)
-and, with `embed_audio`, into the sample itself; the word times go to an alignment record.
+The synthetic speech-text pairs the JSTIP paper compares domain text against (`tts_pair`) and
+their interleaved sequences (`tts_interleave`) share one synthesis per (text, repeat). Voice, rate
+and espeak's noise seed are drawn from (global seed, text id, repeat), so a pair is the same in any
+worker. The audio goes to `<out>/tts/<text id>-<hash>[.repeat].flac` (always, so `audio_path` is
+valid); the word times go to an alignment record (`<out>/tts/alignments/`) for `jstip inspect`.
 """
 from __future__ import annotations
 
 import hashlib
 import re
-from types import SimpleNamespace
 from pathlib import Path
-from typing import Any, Iterable
+from types import SimpleNamespace
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from interleave.builders import tts_pair_sample
 from interleave.sampling import rng_for
-from manifests.schema import ALIGN_OK, Alignment, Sample, Text, WordSpan
+from manifests.schema import ALIGN_OK, Alignment, WordSpan
 
 from .textnorm import normalize
+
+TTS_DIR = "tts"
 
 
 def tts_words(spoken: Iterable[Any]) -> list[WordSpan]:
@@ -44,45 +46,45 @@ def tts_audio_path(out: str, text_id: str, repeat: int) -> Path:
     alike (`a/b`, `a_b`) keep distinct files."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", text_id)[:80]
     digest = hashlib.sha256(text_id.encode()).hexdigest()[:8]
-    return Path(out) / "tts" / f"{safe}-{digest}{f'.{repeat}' if repeat else ''}.flac"
+    return Path(out) / TTS_DIR / f"{safe}-{digest}{f'.{repeat}' if repeat else ''}.flac"
 
 
-def tts_request(text: Text, repeat: int, s: dict[str, Any]) -> tuple[str, str, int, int]:
-    """(text, voice, rate, noise seed) of a pair, drawn from (seed, sample id)."""
-    from .interleave_build import sample_id
-
-    rng = rng_for(s["seed"], sample_id(text.text_id, "tts_pair", repeat))
+def tts_request(text_id: str, text: str, repeat: int, s: dict[str, Any]) -> tuple[str, str, int, int]:
+    """(text, voice, rate, noise seed) of a synthesis, drawn from (seed, text id, repeat)."""
+    rng = rng_for(s["seed"], f"{text_id}:tts_pair" + (f"#{repeat}" if repeat else ""))
     voices = [v.strip() for v in s["tts_voices"].split(",") if v.strip()]
     voice = voices[int(rng.integers(len(voices)))]
     rate = int(rng.integers(s["tts_min_rate"], s["tts_max_rate"] + 1))
-    return text.text, voice, rate, int(rng.integers(2**31 - 1))
+    return text, voice, rate, int(rng.integers(2**31 - 1))
 
 
-def synthesize_pairs(items: list[tuple[Text, int]], s: dict[str, Any]) -> list[tuple[Sample, Alignment, bytes | None] | str]:
-    """Speak each (text, repeat) in one fresh espeak process; per item the sample, its word times
-    and (to embed) FLAC bytes, or the reason it failed."""
-    import librosa
+def synthesizer(s: dict[str, Any], alignments: list[Alignment]) -> Callable[[list[tuple[str, str, int]]], list]:
+    """A function speaking (text id, text, repeat) requests in one fresh espeak process; per request
+    (audio path, duration, [(word, start, end)]) or the reason it failed. Word times are appended
+    to `alignments` (id: the text id, `#r` for repeats)."""
 
-    from manifests.audio import encode_flac, write_audio
+    def speak(requests: list[tuple[str, str, int]]) -> list:
+        import librosa
 
-    from .interleave_build import sample_id
-    from .tts_subprocess import synthesize_fresh
+        from manifests.audio import write_audio
 
-    requests = [tts_request(text, repeat, s) for text, repeat in items]
-    out: list[Any] = []
-    for (text, repeat), request, result in zip(items, requests, synthesize_fresh(requests)):
-        if isinstance(result, str) or result[0].size == 0 or not result[1]:
-            out.append(f"tts: espeak-ng produced no speech for {text.text_id} ({text.text[:40]!r}) {result if isinstance(result, str) else ''}")
-            continue
-        audio, spoken, rate = result
-        audio = librosa.resample(audio, orig_sr=rate, target_sr=s["tts_sample_rate"]).astype(np.float32)
-        path = tts_audio_path(s["out"], text.text_id, repeat)
-        write_audio(audio, path, s["tts_sample_rate"])
-        duration = len(audio) / s["tts_sample_rate"]
-        words = tts_words([SimpleNamespace(text=t, start=a, end=b) for t, a, b in spoken])
-        norm = Text(text.text_id, text.text, " ".join(w.word for w in words), text.source)
-        sid = sample_id(text.text_id, "tts_pair", repeat)
-        sample = tts_pair_sample(norm, str(path), duration, sid, s["asr_prompt"])
-        alignment = Alignment(sid, f"espeak:{request[1]}:{request[2]}", ALIGN_OK, "", tuple(words))
-        out.append((sample, alignment, encode_flac(audio, s["tts_sample_rate"]) if s["embed_audio"] else None))
-    return out
+        from .tts_subprocess import synthesize_fresh
+
+        asked = [tts_request(i, t, r, s) for i, t, r in requests]
+        out: list[Any] = []
+        for (text_id, text, repeat), request, result in zip(requests, asked, synthesize_fresh(asked)):
+            if isinstance(result, str) or result[0].size == 0 or not result[1]:
+                why = result if isinstance(result, str) else "no speech"
+                out.append(f"{text_id}: espeak-ng produced no speech for {text[:40]!r} ({why})")
+                continue
+            audio, spoken, rate = result
+            audio = librosa.resample(audio, orig_sr=rate, target_sr=s["tts_sample_rate"]).astype(np.float32)
+            path = tts_audio_path(s["out"], text_id, repeat)
+            write_audio(audio, path, s["tts_sample_rate"])
+            words = tts_words([SimpleNamespace(text=t, start=a, end=b) for t, a, b in spoken])
+            alignments.append(Alignment(text_id + (f"#{repeat}" if repeat else ""), f"espeak:{request[1]}:{request[2]}",
+                                        ALIGN_OK, "", tuple(words)))
+            out.append((str(path), len(audio) / s["tts_sample_rate"], [(w.word, w.start, w.end) for w in words]))
+        return out
+
+    return speak

@@ -1,7 +1,8 @@
 """`jstip stats DIR`: a summary table of a manifest directory (or file).
 
 Sample shards: one row per kind with samples, shares, speech hours, words, the speech/text
-word ratio, estimated tokens and embedded audio; alignment shards: counts by status and
+word ratio, tokens (speech seconds x rate + text words x tokens per word + special tokens, as
+`jstip interleave` counts them) and embedded audio; alignment shards: counts by status and
 reason. Reads through `manifests.io` so the schema is checked on the way.
 """
 from __future__ import annotations
@@ -10,15 +11,15 @@ import argparse
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from interleave.recipes import sample_tokens
+from interleave.tokens import Rates, count
 from manifests.errors import ManifestError
 from manifests.io import iter_records, manifest_files
-from manifests.schema import SPEECH, Alignment, Sample
+from manifests.schema import SPEECH, TOKEN, Alignment, Sample
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="DIR", help="a manifest directory (part-*.parquet) or file, e.g. data/samples")
-    parser.add_argument("--speech-tokens-per-second", type=float, default=25.0, help="token estimate per speech second")
+    parser.add_argument("--speech-tokens-per-second", type=float, default=12.5, help="tokens per speech second (the paper: 12.5)")
     parser.add_argument("--tokens-per-word", type=float, default=1.5, help="token estimate per text word")
 
 
@@ -35,11 +36,12 @@ def sample_table(path: str, sps: float, tpw: float) -> str:
     for s in iter_records(path, Sample):
         a = agg[s.kind]
         a["samples"] += 1
-        a["seconds"] += sum(sp.end - sp.start for sp in s.spans if sp.modality == SPEECH)
+        seconds = sum(sp.end - sp.start for sp in s.spans if sp.modality == SPEECH)
+        a["seconds"] += seconds
         a["speech_words"] += s.n_speech_words
         a["text_words"] += s.n_text_words
         a["spans"] += len(s.spans)
-        a["tokens"] += sample_tokens(s, sps, tpw)
+        a["tokens"] += float(count(seconds, s.n_text_words, sum(sp.modality == TOKEN for sp in s.spans), Rates(sps, tpw)))
         a["audio"] += len(s.audio or b"")
     total = Counter()
     for a in agg.values():
@@ -53,7 +55,7 @@ def sample_table(path: str, sps: float, tpw: float) -> str:
     files = manifest_files(path)
     size = sum(f.stat().st_size for f in files) / 2**20
     head = ["kind", "samples", "share", "speech_h", "speech_words", "text_words", "speech/text", "spans/sample",
-            "est_tokens", "token_share", "audio_MB"]
+            "tokens", "token_share", "audio_MB"]
     return f"{path}: {len(files)} shard(s), {size:.2f} MB on disk\n" + table(head, rows)
 
 

@@ -29,14 +29,16 @@ from manifests.io import write_text_atomic
 HEADER = "# written by `jstip init`"
 
 # verb -> which config fields are inputs (deps), optional inputs (left out when empty), outputs,
-# metrics, reports (kept in git, not in the DVC cache) and plots (field, x, y)
+# metrics and plots (field, x, y; both kept in git, not in the DVC cache) and reports (cached outputs:
+# an uncached plain output would switch off DVC's run-cache)
 STAGE_FILES: dict[str, dict[str, Any]] = {
     "prepare": {"deps": [], "optional": ["corpus", "domain_text"], "outs": ["utterances", "texts", "rejected", "audio_dir"],
                 "metrics": "metrics", "report": "report", "plots": []},
     "align": {"deps": ["utterances"], "optional": ["reference", "source"], "outs": ["out"],
               "metrics": "metrics", "report": "report", "plots": []},
-    "interleave": {"deps": ["utterances", "alignments", "texts"], "optional": [], "outs": ["out"],
-                   "metrics": "metrics", "report": "report", "plots": []},
+    "interleave": {"deps": ["utterances", "alignments", "texts"], "optional": ["tts_texts"], "outs": ["out", "figure"],
+                   "metrics": "metrics", "report": "report",
+                   "plots": [("plot", "words", "share")]},
     "train": {"deps": ["samples", "utterances", "texts"], "optional": [], "outs": ["checkpoints"],
               "metrics": "metrics", "report": "report", "plots": [("plot", "step", "loss")]},
     "evaluate": {"deps": ["checkpoints", "utterances"], "optional": ["entities"], "outs": ["hypotheses"],
@@ -132,17 +134,31 @@ def render_dvc(params: dict[str, dict[str, Any]], code_deps: dict[str, list[str]
             stage["deps"] = deps
         stage["params"] = [section]
         outs: list[Any] = [o for name in files["outs"] for o in ref(name)]
-        outs += [{o: {"cache": False}} for o in ref(files["report"])]
+        outs += ref(files["report"])
         if outs:
             stage["outs"] = outs
         metrics = ref(files["metrics"])
         if metrics:
             stage["metrics"] = [{metrics[0]: {"cache": False}}]
-        plots = [{p: {"cache": False, "x": x, "y": y}} for name, x, y in files["plots"] for p in ref(name)]
+        plots = [{p: {"cache": False, "x": x, "y": y}} for name, x, y in files["plots"] for t in ref(name)
+                 for p in _expand(t, str(values.get(name, defaults.get(name, ""))))]
         if plots:
             stage["plots"] = plots
         stages[verb.replace("-", "_")] = stage
     return {"stages": stages}
+
+
+# a plot path may name one file per value of a setting (`{segmenter}`): DVC cannot expand it
+PLOT_EXPANSIONS = {"{segmenter}": ("silence", "silence_punct")}
+
+
+def _expand(path: str, value: str) -> list[str]:
+    """The files a plot option (`path`, its template; `value`, its setting) names: the template
+    itself, or the literal files, one per value of a `{setting}` in it."""
+    for key, options in PLOT_EXPANSIONS.items():
+        if key in value:
+            return [value.replace(key, option) for option in options]
+    return [path]
 
 
 def dump_dvc(pipeline: dict[str, Any], header: str) -> str:

@@ -53,17 +53,17 @@ def sample_words(sample: Sample, alignments: dict[str, Alignment]) -> tuple[Word
 
 
 def model_view(sample: Sample, spec: FrameSpec = FrameSpec()) -> str:
-    """The sequence as the model sees it: speech spans as frame placeholders, text as text."""
+    """The sequence as the model sees it, span by span: special tokens by name (`<s>`, `<N>`,
+    `<|asr|>`, `</s>`, …), speech spans as frame placeholders, text as text."""
     n_frames = encoded_frames(mel_frames(int(round(sample.duration * spec.sample_rate)), spec), spec)
-    parts = ["<bos>"]
+    parts = []
     for span in sample.spans:
         if span.modality == SPEECH:
             first, last = span_frames(span.start, span.end, spec, n_frames)
-            parts.append(f'<|speech|>[{last - first} frames @{spec.frame_duration * 1000:.0f}ms '
-                         f'{span.start:.2f}-{span.end:.2f}s: "{span.text}"]<|/speech|>')
+            parts.append(f'[speech {last - first} frames @{spec.frame_duration * 1000:.0f}ms '
+                         f'{span.start:.2f}-{span.end:.2f}s: "{span.text}"]')
         else:
             parts.append(span.text)
-    parts.append("<eos>")
     return " ".join(parts)
 
 

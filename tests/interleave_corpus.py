@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from manifests.audio import write_audio
-from manifests.io import write_records
-from manifests.schema import ALIGN_FAILED, ALIGN_OK, Alignment, Text, Utterance, WordSpan
+from manifests.io import write_records, write_table
+from manifests.schema import ALIGN_FAILED, ALIGN_OK, Alignment, Text, Utterance, WordSpan, to_table
 from pipeline.textnorm import normalize
 
 SENTENCES = [
@@ -30,8 +30,11 @@ TEXTS = [
 ]
 
 
-def make_corpus(root: Path, spoken, failed: bool = True) -> dict[str, str]:
-    """Write utterances (+ one held out, + one failed alignment), alignments and texts; their paths."""
+def make_corpus(root: Path, spoken, failed: bool = True, align_rows: int = 0) -> dict[str, str]:
+    """Write utterances (+ one held out, + one failed alignment), alignments and texts; their paths.
+
+    Alignments go to one file without row metadata (older alignments: the stage joins them by id),
+    or, with `align_rows`, to files of that many utterance rows with `utt_rows` as `jstip align` writes."""
     utterances, alignments = [], []
     for i, sentence in enumerate(SENTENCES):
         audio, spoken_words = spoken(sentence)
@@ -54,6 +57,12 @@ def make_corpus(root: Path, spoken, failed: bool = True) -> dict[str, str]:
     paths = {"utterances": str(root / "utterances.parquet"), "alignments": str(root / "alignments"),
              "texts": str(root / "texts.parquet")}
     write_records(utterances, Utterance, paths["utterances"])
-    write_records(alignments, Alignment, Path(paths["alignments"]) / "part-00000.parquet")
+    if align_rows:
+        for k, lo in enumerate(range(0, len(alignments), align_rows)):
+            part = alignments[lo: lo + align_rows]
+            write_table(to_table(part, Alignment), Path(paths["alignments"]) / f"part-{k:05d}.parquet",
+                        metadata={"utt_rows": f"{lo}:{lo + len(part)}"})
+    else:
+        write_records(alignments, Alignment, Path(paths["alignments"]) / "part-00000.parquet")
     write_records(texts, Text, paths["texts"])
     return paths
