@@ -1,23 +1,35 @@
-"""Sample shards as row groups: the unit a DDP rank (and a loader worker) reads.
+"""Where training samples come from: row groups of sample shards (or an in-memory list), read lazily.
 
-The trainer plans batches from the samples' metadata (spans, durations: small) and reads the
-embedded FLAC bytes (`Sample.audio`, large) only when a batch is built, one row group at a time.
-Row groups are dealt to ranks round-robin, so ranks read disjoint parts of the data; when there
-are fewer row groups than ranks, rows are dealt instead. Row groups are read through
-`manifests.io` (which checks the columns) and turned into `Sample`s by `manifests.schema.from_row`.
+The unit of reading is a row group: ranks take disjoint row groups (round-robin; rows when there
+are fewer groups than ranks), loader workers take disjoint pools of them, and a pool's samples
+are turned into Python objects only when its batches are planned (`batching.py`). Start-up reads
+footers only (`row_groups`), then one columnar pass (`scan`: durations, kinds and span columns
+with pyarrow compute, a row group at a time) gives the sizes the schedule needs and checks every
+sample ends with `</s>`; memory stays flat in the corpus size. Embedded FLAC bytes are read from
+their row group when a batch needs them. Everything goes through `manifests.io` and
+`manifests.schema.from_row`.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import dataclass
+import random
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Sequence
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from manifests import formats
+from manifests.errors import JstipError
 from manifests.io import manifest_files, read_row_group, row_group_sizes
-from manifests.schema import ADDED_COLUMNS, Sample, audio_bytes, from_row, schema_of
+from manifests.schema import ADDED_COLUMNS, SPEECH, TEXT, TOKEN, Sample, audio_bytes, from_row, schema_of
+
+from .features import FrameSpec
 
 AUDIO = "audio"
+_EPS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -28,6 +40,10 @@ class RowGroup:
     index: int
     rows: int
     take: tuple[int, ...] | None = None
+
+    @property
+    def n(self) -> int:
+        return self.rows if self.take is None else len(self.take)
 
 
 def row_groups(path: str | Path) -> list[RowGroup]:
@@ -66,31 +82,143 @@ def read_metadata(group: RowGroup) -> list[Sample]:
     return [from_row({**row, AUDIO: None}, Sample) for row in _read(group, columns).to_pylist()]
 
 
-class AudioReader:
-    """Embedded audio bytes of a row group's rows, keeping the last few row groups' columns in memory."""
+class ShardSource:
+    """This rank's row groups of a sample manifest; samples read per group, audio per row when needed."""
 
-    def __init__(self, cache_groups: int = 4) -> None:
-        self.cache: OrderedDict[RowGroup, list[bytes | None]] = OrderedDict()
+    def __init__(self, path: str | Path, rank: int = 0, world_size: int = 1, cache_groups: int = 4) -> None:
+        self.path = str(path)
+        self.groups = split_for_rank(row_groups(path), rank, world_size)
+        if not self.groups:
+            raise JstipError(f"{path} holds no samples for rank {rank} of {world_size}; run the interleave stage first")
         self.cache_groups = cache_groups
+        self._audio: OrderedDict[int, list[bytes | None]] = OrderedDict()
 
-    def __call__(self, group: RowGroup, row: int) -> bytes | None:
-        if group not in self.cache:
-            cells = _read(group, [AUDIO]).column(AUDIO).to_pylist()  # None where shards lack audio
-            self.cache[group] = [audio_bytes(c) for c in cells]
-            while len(self.cache) > self.cache_groups:
-                self.cache.popitem(last=False)
-        self.cache.move_to_end(group)
-        return self.cache[group][row]
+    def read(self, g: int) -> list[Sample]:
+        return read_metadata(self.groups[g])
+
+    def audio(self, g: int, row: int) -> bytes | None:
+        if g not in self._audio:
+            cells = _read(self.groups[g], [AUDIO]).column(AUDIO).to_pylist()  # None where shards lack audio
+            self._audio[g] = [audio_bytes(c) for c in cells]
+            while len(self._audio) > self.cache_groups:
+                self._audio.popitem(last=False)
+        self._audio.move_to_end(g)
+        return self._audio[g][row]
+
+    def table(self, g: int, columns: list[str]) -> pa.Table:
+        return _read(self.groups[g], columns)
 
 
-class EmbeddedAudio:
-    """`Sample -> bytes | None` for `data.Features`: the sample's FLAC bytes, read from its row group."""
+@dataclass(frozen=True)
+class _Range:
+    start: int
+    stop: int
 
-    def __init__(self, refs: dict[str, tuple[RowGroup, int]], cache_groups: int = 4) -> None:
-        self.refs, self.reader = refs, AudioReader(cache_groups)
+    @property
+    def n(self) -> int:
+        return self.stop - self.start
 
-    def __call__(self, sample: Sample) -> bytes | None:
-        if sample.audio is not None:
-            return sample.audio
-        ref = self.refs.get(sample.sample_id)
-        return self.reader(*ref) if ref is not None else None
+
+class MemorySource:
+    """Samples held in memory (tests, benchmarks), in groups of `group_size` standing in for row groups."""
+
+    def __init__(self, samples: Sequence[Sample], group_size: int = 1024) -> None:
+        if not samples:
+            raise JstipError("no samples to train on")
+        self.samples = list(samples)
+        self.groups = [_Range(i, min(i + group_size, len(samples))) for i in range(0, len(samples), group_size)]
+
+    def read(self, g: int) -> list[Sample]:
+        r = self.groups[g]
+        return self.samples[r.start:r.stop]
+
+    def audio(self, g: int, row: int) -> bytes | None:
+        return self.samples[self.groups[g].start + row].audio
+
+    def table(self, g: int, columns: list[str]) -> pa.Table:
+        from manifests.schema import to_table
+
+        return to_table(self.read(g), Sample).select(columns)
+
+
+@dataclass
+class CorpusStats:
+    """What one columnar pass over a rank's samples tells the schedule (token counts are estimates:
+    speech positions exact from span times, text tokens from characters / `chars_per_token`)."""
+
+    rows: int = 0
+    rows_by_kind: Counter = field(default_factory=Counter)
+    tokens_by_kind: Counter = field(default_factory=Counter)  # estimated sequence positions
+    chars_per_token: float = 4.0
+
+    @property
+    def tokens(self) -> float:
+        return float(sum(self.tokens_by_kind.values()))
+
+    def mean_length(self, kinds: Sequence[str] | None = None) -> float:
+        rows = sum(n for k, n in self.rows_by_kind.items() if kinds is None or k in kinds)
+        toks = sum(n for k, n in self.tokens_by_kind.items() if kinds is None or k in kinds)
+        return toks / rows if rows else 0.0
+
+
+def scan(source: Any, spec: FrameSpec, chars_per_token: float = 4.0, check_format: bool = True) -> CorpusStats:
+    """One columnar pass over every group of `source`: rows and estimated positions per kind.
+
+    With `check_format`, a sample that does not end with `</s>` (a shard from before the token
+    formats) is a JstipError naming it. Arrow compute only: no Python object per sample or span.
+    """
+    stats = CorpusStats(chars_per_token=chars_per_token)
+    d = spec.frame_duration
+    for g in range(len(source.groups)):
+        t = source.table(g, ["sample_id", "kind", "spans"])
+        if t.num_rows == 0:
+            continue
+        spans = t.column("spans").combine_chunks()
+        offsets = spans.offsets.to_numpy()
+        values = spans.flatten()
+        mod, text = values.field("modality"), values.field("text")
+        is_speech = pc.equal(mod, SPEECH).to_numpy(zero_copy_only=False)
+        is_text = pc.equal(mod, TEXT).to_numpy(zero_copy_only=False)
+        is_token = pc.equal(mod, TOKEN).to_numpy(zero_copy_only=False)
+        start = values.field("start").to_numpy(zero_copy_only=False)
+        end = values.field("end").to_numpy(zero_copy_only=False)
+        chars = pc.utf8_length(text).to_numpy(zero_copy_only=False).astype(np.float64)
+        frames = np.maximum(np.ceil(end / d - _EPS) - np.floor(start / d + _EPS), 1.0)
+        positions = np.where(is_speech, frames, 0.0) + np.where(is_text, chars / chars_per_token, 0.0) + is_token
+        counts = np.diff(offsets)
+        owner = np.repeat(np.arange(t.num_rows), counts)
+        per_row = np.bincount(owner, weights=positions, minlength=t.num_rows)
+        if check_format:
+            last = offsets[1:] - offsets[0] - 1
+            eos = pc.equal(text, formats.EOS).to_numpy(zero_copy_only=False)
+            ok = (counts > 0) & is_token[np.maximum(last, 0)] & eos[np.maximum(last, 0)]
+            if not ok.all():
+                from .render import not_formatted
+
+                raise not_formatted(t.column("sample_id")[int(np.argmin(ok))].as_py())
+        kinds = pc.dictionary_encode(t.column("kind").combine_chunks())
+        names = kinds.dictionary.to_pylist()
+        idx = kinds.indices.to_numpy(zero_copy_only=False)
+        for k, name in enumerate(names):
+            mine = idx == k
+            stats.rows_by_kind[name] += int(mine.sum())
+            stats.tokens_by_kind[name] += float(per_row[mine].sum())
+        stats.rows += t.num_rows
+    return stats
+
+
+def text_sample(source: Any, max_chars: int, seed: int = 0) -> list[str]:
+    """Text spans from row groups spread over the corpus (a seeded order), up to `max_chars` characters."""
+    order = list(range(len(source.groups)))
+    random.Random(seed).shuffle(order)
+    out, total = [], 0
+    for g in order:
+        values = source.table(g, ["spans"]).column("spans").combine_chunks().flatten()
+        texts = pc.filter(values.field("text"), pc.equal(values.field("modality"), TEXT))
+        for s in texts.to_pylist():
+            if s:
+                out.append(s)
+                total += len(s)
+                if total >= max_chars:
+                    return out
+    return out
