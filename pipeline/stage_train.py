@@ -64,7 +64,10 @@ class TrainConfig:
     span_encoding: str = field(default="concat", metadata={"help": "concat: a sample's speech spans concatenated and "
                                                                    "encoded once (the paper); slice: the whole utterance "
                                                                    "encoded, spans sliced (their frames hear the text words too)"})
-    dropout: float = field(default=0.1, metadata={"help": "dropout in encoder and LM attention"})
+    dropout: float = field(default=0.1, metadata={"help": "dropout in the speech encoder"})
+    lm_dropout: float = field(default=0.0, metadata={"help": "attention dropout of an LM built from sizes (pretrained "
+                                                             "LMs keep theirs; Llama/Qwen2 use 0); on CPU it makes "
+                                                             "attention memory quadratic in the row length"})
     ctc_weight: float = field(default=1.0, metadata={"help": "weight of an auxiliary CTC loss of the speech frames on "
                                                            "asr-format transcripts (0 disables); makes small models listen"})
     lora_r: int = field(default=0, metadata={"help": "LoRA rank on the LM (peft); 0 trains the LM fully"})

@@ -62,3 +62,11 @@ def test_a_tokenizer_from_before_the_formats_is_refused(tmp_path):
     old.save_pretrained(tmp_path)
     with pytest.raises(JstipError, match="before the token formats"):
         load_tokenizer(tmp_path)
+
+
+def test_fast_batch_tokenization_matches_the_tokenizer_call():
+    from trainer.render import tokenize_pieces
+
+    tok = build_tokenizer(TEXTS, vocab_size=200)
+    pieces = ["The patient", " takes Metformin", "<|asr|> daily.", "", "Zebra 42%!"]
+    assert tokenize_pieces(tok, pieces) == [tok(p, add_special_tokens=False)["input_ids"] for p in pieces]

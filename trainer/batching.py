@@ -33,7 +33,7 @@ from manifests.schema import Sample
 
 from .data import Collator, Features, load_item
 from .features import FrameSpec
-from .render import BadSample, check_spans, rendered_lengths
+from .render import BadSample, check_spans, rendered_lengths, tokenize_pieces
 from .shards import CorpusStats, MemorySource, ShardSource, scan, text_sample
 from .tokenizer import TokenIds
 
@@ -310,7 +310,7 @@ def chars_per_token(tok: PreTrainedTokenizerBase, texts: Sequence[str], max_char
         total += len(t)
         if total >= max_chars:
             break
-    n = sum(len(x) for x in tok(chosen, add_special_tokens=False)["input_ids"]) if chosen else 0
+    n = sum(len(x) for x in tokenize_pieces(tok, chosen))
     return total / n if n else 4.0
 
 

@@ -58,7 +58,8 @@ class SpeechLMConfig:
     lm_heads: int = 4
     lm_intermediate: int = 512
     max_positions: int = 2048
-    dropout: float = 0.1
+    dropout: float = 0.1  # speech encoder
+    lm_dropout: float = 0.0  # attention dropout of an LM built from sizes (pretrained LMs keep their own)
     ctc_weight: float = 0.0  # > 0 adds a CTC loss of the projected frames on `asr` transcripts
     lora_r: int = 0  # > 0 wraps the LM with LoRA adapters of this rank (peft)
     lora_alpha: int = 16
@@ -127,7 +128,7 @@ def build_lm(cfg: SpeechLMConfig, tok: PreTrainedTokenizerBase, pretrained: bool
                       num_attention_heads=cfg.lm_heads, num_key_value_heads=cfg.lm_heads,
                       intermediate_size=cfg.lm_intermediate, max_position_embeddings=cfg.max_positions,
                       pad_token_id=ids.pad, bos_token_id=ids.bos, eos_token_id=ids.eos, tie_word_embeddings=True,
-                      attention_dropout=cfg.dropout)
+                      attention_dropout=cfg.lm_dropout)
         if cfg.lm_type not in ("llama", "qwen2"):
             raise JstipError(f"lm_type {cfg.lm_type!r} is unknown; use 'llama' or 'qwen2' (or lm_config for others)")
         lm = AutoModelForCausalLM.from_config((LlamaConfig if cfg.lm_type == "llama" else Qwen2Config)(**common),

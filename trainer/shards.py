@@ -3,9 +3,10 @@
 The unit of reading is a row group: ranks take disjoint row groups (round-robin; rows when there
 are fewer groups than ranks), loader workers take disjoint pools of them, and a pool's samples
 are turned into Python objects only when its batches are planned (`batching.py`). Start-up reads
-footers only (`row_groups`), then one columnar pass (`scan`: durations, kinds and span columns
-with pyarrow compute, a row group at a time) gives the sizes the schedule needs and checks every
-sample ends with `</s>`; memory stays flat in the corpus size. Embedded FLAC bytes are read from
+footers only (`row_groups`), then `scan` reads the `kind` column of every row group and the span
+columns of a bounded sample of them (pyarrow compute, a row group at a time) for the sizes the
+schedule needs, checking those samples end with `</s>`; memory and time stay flat in the corpus
+size (the kind column aside). Embedded FLAC bytes are read from
 their row group when a batch needs them. Everything goes through `manifests.io` and
 `manifests.schema.from_row`.
 """
@@ -161,58 +162,83 @@ class CorpusStats:
         return toks / rows if rows else 0.0
 
 
-def scan(source: Any, spec: FrameSpec, chars_per_token: float = 4.0, check_format: bool = True) -> CorpusStats:
-    """One columnar pass over every group of `source`: rows and estimated positions per kind.
+def _spread(n: int, seed: int) -> list[int]:
+    """Indices 0..n-1 in a seeded order: reading a prefix samples the whole corpus evenly."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return order
 
-    With `check_format`, a sample that does not end with `</s>` (a shard from before the token
-    formats) is a JstipError naming it. Arrow compute only: no Python object per sample or span.
+
+def _positions(t: pa.Table, spec: FrameSpec, chars_per_token: float, check_format: bool) -> np.ndarray:
+    """Estimated sequence positions of each row of a (sample_id, spans) table; checks the final `</s>`."""
+    spans = t.column("spans").combine_chunks()
+    offsets = spans.offsets.to_numpy()
+    values = spans.flatten()
+    mod, text = values.field("modality"), values.field("text")
+    is_speech = pc.equal(mod, SPEECH).to_numpy(zero_copy_only=False)
+    is_text = pc.equal(mod, TEXT).to_numpy(zero_copy_only=False)
+    is_token = pc.equal(mod, TOKEN).to_numpy(zero_copy_only=False)
+    d = spec.frame_duration
+    start = values.field("start").to_numpy(zero_copy_only=False)
+    end = values.field("end").to_numpy(zero_copy_only=False)
+    chars = pc.utf8_length(text).to_numpy(zero_copy_only=False).astype(np.float64)
+    frames = np.maximum(np.ceil(end / d - _EPS) - np.floor(start / d + _EPS), 1.0)
+    positions = np.where(is_speech, frames, 0.0) + np.where(is_text, chars / chars_per_token, 0.0) + is_token
+    counts = np.diff(offsets)
+    per_row = np.bincount(np.repeat(np.arange(t.num_rows), counts), weights=positions, minlength=t.num_rows)
+    if check_format:
+        last = np.maximum(offsets[1:] - offsets[0] - 1, 0)
+        eos = pc.equal(text, formats.EOS).to_numpy(zero_copy_only=False)
+        ok = (counts > 0) & is_token[last] & eos[last]
+        if not ok.all():
+            from .render import not_formatted
+
+            raise not_formatted(t.column("sample_id")[int(np.argmin(ok))].as_py())
+    return per_row
+
+
+def scan(source: Any, spec: FrameSpec, chars_per_token: float = 4.0, check_format: bool = True,
+         sample_rows: int = 100_000, seed: int = 0) -> CorpusStats:
+    """Rows per kind (the `kind` column of every row group) and estimated positions per kind.
+
+    Positions come from the span columns of row groups spread over the corpus (a seeded order),
+    up to `sample_rows` rows, scaled to each kind's row count: the cost is bounded whatever the
+    corpus size. With `check_format`, a sampled sample that does not end with `</s>` (a shard
+    from before the token formats) is a JstipError naming it; planning checks every sample
+    again when its pool is read. Arrow compute only: no Python object per sample or span.
     """
     stats = CorpusStats(chars_per_token=chars_per_token)
-    d = spec.frame_duration
     for g in range(len(source.groups)):
+        kinds = pc.value_counts(source.table(g, ["kind"]).column("kind").combine_chunks())
+        for item in kinds.to_pylist():
+            stats.rows_by_kind[item["values"]] += item["counts"]
+    stats.rows = sum(stats.rows_by_kind.values())
+    seen_rows: Counter = Counter()
+    seen_tokens: Counter = Counter()
+    for g in _spread(len(source.groups), seed):
+        if sum(seen_rows.values()) >= sample_rows:
+            break
         t = source.table(g, ["sample_id", "kind", "spans"])
         if t.num_rows == 0:
             continue
-        spans = t.column("spans").combine_chunks()
-        offsets = spans.offsets.to_numpy()
-        values = spans.flatten()
-        mod, text = values.field("modality"), values.field("text")
-        is_speech = pc.equal(mod, SPEECH).to_numpy(zero_copy_only=False)
-        is_text = pc.equal(mod, TEXT).to_numpy(zero_copy_only=False)
-        is_token = pc.equal(mod, TOKEN).to_numpy(zero_copy_only=False)
-        start = values.field("start").to_numpy(zero_copy_only=False)
-        end = values.field("end").to_numpy(zero_copy_only=False)
-        chars = pc.utf8_length(text).to_numpy(zero_copy_only=False).astype(np.float64)
-        frames = np.maximum(np.ceil(end / d - _EPS) - np.floor(start / d + _EPS), 1.0)
-        positions = np.where(is_speech, frames, 0.0) + np.where(is_text, chars / chars_per_token, 0.0) + is_token
-        counts = np.diff(offsets)
-        owner = np.repeat(np.arange(t.num_rows), counts)
-        per_row = np.bincount(owner, weights=positions, minlength=t.num_rows)
-        if check_format:
-            last = offsets[1:] - offsets[0] - 1
-            eos = pc.equal(text, formats.EOS).to_numpy(zero_copy_only=False)
-            ok = (counts > 0) & is_token[np.maximum(last, 0)] & eos[np.maximum(last, 0)]
-            if not ok.all():
-                from .render import not_formatted
-
-                raise not_formatted(t.column("sample_id")[int(np.argmin(ok))].as_py())
+        per_row = _positions(t, spec, chars_per_token, check_format)
         kinds = pc.dictionary_encode(t.column("kind").combine_chunks())
-        names = kinds.dictionary.to_pylist()
         idx = kinds.indices.to_numpy(zero_copy_only=False)
-        for k, name in enumerate(names):
+        for k, name in enumerate(kinds.dictionary.to_pylist()):
             mine = idx == k
-            stats.rows_by_kind[name] += int(mine.sum())
-            stats.tokens_by_kind[name] += float(per_row[mine].sum())
-        stats.rows += t.num_rows
+            seen_rows[name] += int(mine.sum())
+            seen_tokens[name] += float(per_row[mine].sum())
+    overall = sum(seen_tokens.values()) / max(sum(seen_rows.values()), 1)
+    for name, rows in stats.rows_by_kind.items():
+        mean = seen_tokens[name] / seen_rows[name] if seen_rows[name] else overall
+        stats.tokens_by_kind[name] = rows * mean
     return stats
 
 
 def text_sample(source: Any, max_chars: int, seed: int = 0) -> list[str]:
     """Text spans from row groups spread over the corpus (a seeded order), up to `max_chars` characters."""
-    order = list(range(len(source.groups)))
-    random.Random(seed).shuffle(order)
     out, total = [], 0
-    for g in order:
+    for g in _spread(len(source.groups), seed):
         values = source.table(g, ["spans"]).column("spans").combine_chunks().flatten()
         texts = pc.filter(values.field("text"), pc.equal(values.field("modality"), TEXT))
         for s in texts.to_pylist():
