@@ -28,11 +28,13 @@ def items(tmp_path_factory):
     return [ds[i] for i in range(len(samples))], tok
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager", "flattened"])
+@pytest.mark.parametrize("attn", ["sdpa_varlen", "sdpa", "eager", "flattened"])
 def test_each_sample_in_a_packed_batch_has_the_loss_it_has_alone(items, attn):
     items, tok = items
     torch.manual_seed(0)
-    model = SpeechLM(SpeechLMConfig(**TINY, attn_implementation="eager" if attn == "eager" else "sdpa"), tok).eval()
+    impl = attn if attn != "flattened" else "sdpa"
+    model = SpeechLM(SpeechLMConfig(**TINY, attn_implementation=impl), tok).eval()
+    assert model.base_lm().config._attn_implementation == impl
     model._flatten = attn == "flattened"  # the flash-attention layout: one row of real positions (sdpa masks it)
     collator = Collator(tok)
     with torch.no_grad():
@@ -45,6 +47,15 @@ def test_each_sample_in_a_packed_batch_has_the_loss_it_has_alone(items, attn):
     assert torch.equal(packed.example_tokens, torch.stack([o.example_tokens[0] for o in alone]))
     assert torch.allclose(packed.example_loss, want, rtol=1e-5, atol=1e-5), (packed.example_loss, want)
     assert packed.loss.item() == pytest.approx(want.sum().item() / packed.n_labels, rel=1e-5)
+
+
+def test_segments_cover_every_position_once():
+    from trainer.attention import segments
+
+    pos = torch.tensor([[0, 1, 2, 0, 1, 0, 0, 1], [0, 1, 2, 3, 4, 5, 0, 1]])
+    index, valid = segments(pos)
+    assert index[valid].tolist() == list(range(16))
+    assert valid.sum(1).tolist() == [3, 2, 1, 2, 6, 2]
 
 
 def test_packed_and_padded_batches_give_the_same_gradients(items):

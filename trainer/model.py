@@ -8,10 +8,11 @@ placeholder embeddings in order.
   name; frozen by default; run on the batch length, see `encoders.py`);
 - LM: `from_pretrained(lm)` (a path or a name), or built from `lm_config` (a config file or model
   directory) or from the Llama/Qwen2 sizes below; LoRA through peft when `lora_r > 0`;
-- attention: `sdpa` (default on CPU) or `flash_attention_2` (auto when flash-attn is installed and
-  CUDA is there). Packed rows (several samples per row) pass position ids that restart at each
-  sample and no attention mask: transformers then masks block-diagonally (sdpa/eager), and the
-  flash path runs the varlen kernel on one flattened row (cu_seqlens from the position ids);
+- attention: `flash_attention_2` when flash-attn is installed and CUDA is there, else
+  `sdpa_varlen` (attention.py). Packed rows (several samples per row) pass position ids that
+  restart at each sample and no attention mask: the flash path runs the varlen kernel on one
+  flattened row (cu_seqlens from the position ids), sdpa_varlen runs causal SDPA per sample,
+  and plain `sdpa`/`eager` mask the rows block-diagonally (full row × row cost);
 - `freeze`: any of encoder, projector, lm (comma-separated); `auto` freezes a Whisper encoder;
   `set_trainable` narrows the trained parts further (stage 1 of the schedule: the adapter only).
 The loss is the sum of the text-token cross-entropies divided by `num_items` (the label count of
@@ -30,6 +31,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, PreTrain
 
 from manifests.errors import JstipError
 
+from .attention import NAME as VARLEN
 from .encoders import ConvEncoder, WhisperSpeechEncoder, load_whisper_encoder
 from .features import FrameSpec, encoded_frames, span_frames
 from .tokenizer import TokenIds
@@ -86,18 +88,18 @@ class SpeechLMConfig:
         return parts
 
 
-ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2")
+ATTENTION = ("auto", VARLEN, "sdpa", "eager", "flash_attention_2")
 
 
 def attention_implementation(name: str = "auto") -> str:
-    """`auto` → flash_attention_2 when the flash-attn package and CUDA are there, else sdpa."""
+    """`auto` → flash_attention_2 when the flash-attn package and CUDA are there, else sdpa_varlen."""
     if name not in ATTENTION:
         raise JstipError(f"attn_implementation {name!r} is unknown; use one of {', '.join(ATTENTION)}")
     if name != "auto":
         return name
     import importlib.util
 
-    return "flash_attention_2" if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") else "sdpa"
+    return "flash_attention_2" if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") else VARLEN
 
 
 def build_lm(cfg: SpeechLMConfig, tok: PreTrainedTokenizerBase, pretrained: bool = True,
@@ -232,7 +234,8 @@ class SpeechLM(nn.Module):
         self.always_frozen = frozen
         self.frozen: set[str] = set()
         self.set_trainable(set(PARTS))
-        self._flatten = getattr(self.base_lm().config, "_attn_implementation", "") == "flash_attention_2"
+        attn = getattr(self.base_lm().config, "_attn_implementation", "")
+        self._flatten, self._varlen = attn == "flash_attention_2", attn == VARLEN
 
     def base_lm(self) -> nn.Module:
         """The transformers model under any LoRA wrapping."""
@@ -258,15 +261,39 @@ class SpeechLM(nn.Module):
             getattr(self, part).eval()
         return self
 
-    def encode(self, mel: torch.Tensor, mel_lens: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
-        """Projected speech frames `[A, F, H]` and each row's valid frame count."""
+    def encode(self, mel: torch.Tensor, mel_lens: torch.Tensor, max_padding: float = 0.1) -> tuple[torch.Tensor, list[int]]:
+        """Projected speech frames `[A, F, H]` and each row's valid frame count.
+
+        Rows are encoded in groups of similar length (each padded by at most `max_padding`): a
+        packed batch mixes short word-level spans with whole utterances, and one padded encoder
+        batch would spend a third of its work on padding. Each row's output does not depend on
+        the others (the encoders mask their padding).
+        """
+        lens = [int(n) for n in mel_lens]
+        n_frames = [encoded_frames(n, self.spec) for n in lens]
+        order = sorted(range(len(lens)), key=lambda i: lens[i])
+        groups, cur = [], []
+        for i in order:
+            if cur and 1 - (sum(lens[j] for j in cur) + lens[i]) / (lens[i] * (len(cur) + 1)) > max_padding:
+                groups.append(cur)
+                cur = []
+            cur.append(i)
+        if cur:
+            groups.append(cur)
+        pieces = []
         with torch.set_grad_enabled(torch.is_grad_enabled() and "encoder" not in self.frozen):
-            hidden, _ = self.encoder(mel, mel_lens)
-        frames = self.projector(hidden)
-        n_frames = [encoded_frames(int(n), self.spec) for n in mel_lens]
-        if frames.shape[1] != max(n_frames, default=0):
-            raise JstipError(f"encoder produced {frames.shape[1]} frames but features.encoded_frames expects "
-                             f"{max(n_frames)}; FrameSpec and the encoder disagree")
+            for group in groups:
+                width = max(lens[i] for i in group)
+                hidden, _ = self.encoder(mel[group, :width], mel_lens[group])
+                pieces.append(hidden)
+        outs = [self.projector(h) for h in pieces]
+        width = max(n_frames, default=0)
+        if any(o.shape[1] != max(n_frames[i] for i in g) for o, g in zip(outs, groups)):
+            raise JstipError("the encoder produced a different number of frames than features.encoded_frames "
+                             "expects; FrameSpec and the encoder disagree")
+        frames = outs[0].new_zeros(len(lens), width, outs[0].shape[-1]) if outs else mel.new_zeros(0, 0, 0)
+        for o, g in zip(outs, groups):
+            frames[g, : o.shape[1]] = o
         return frames, n_frames
 
     def embed(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -305,6 +332,8 @@ class SpeechLM(nn.Module):
         if self._flatten:
             real = batch["example_ids"] >= 0
             return {"inputs_embeds": embeds[real][None], "position_ids": positions[real][None]}, real
+        if self._varlen:  # attention.py: causal attention within each sample, Σ length² instead of row²
+            return {"inputs_embeds": embeds, "position_ids": positions, "jstip_packed": True}, None
         return {"inputs_embeds": embeds, "position_ids": positions}, None
 
     def forward(self, batch: dict[str, Any], num_items: int | None = None) -> SpeechLMOutput:
