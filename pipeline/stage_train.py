@@ -85,7 +85,7 @@ class TrainConfig:
     pool: int = field(default=32, metadata={"help": "batches' worth of samples planned together (sorted or packed)"})
     length_jitter: float = field(default=0.1, metadata={"help": "padded: sort by length x (1 ± this) per epoch so "
                                                                 "batches vary (0: exact sort, least padding)"})
-    steps: int = field(default=1200, metadata={"help": "optimizer steps of stage 2 (ignored when epochs > 0)"})
+    steps: int = field(default=500, metadata={"help": "optimizer steps of stage 2 (ignored when epochs > 0)"})
     epochs: float = field(default=0.0, metadata={"help": "> 0: stage 2 runs this many passes over the samples "
                                                          "(steps derived from the estimated tokens)"})
     stage1_share: float = field(default=0.1, metadata={"help": "stage 1 (adapter only, ASR data) runs for this share "

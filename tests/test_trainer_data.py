@@ -8,7 +8,7 @@ import pytest
 from manifests.errors import JstipError
 from manifests.io import write_shards, write_table
 from manifests.schema import SPEECH, TEXT, Sample, Span, to_table
-from tests.trainer_samples import asr, flac, text, tone, word_interleave
+from tests.trainer_samples import asr, flac, text, tone
 from trainer.batching import Batching, Stage, cut_batches, data_from_samples, data_from_shards, pack_rows
 from trainer.features import FrameSpec
 from trainer.render import rendered_lengths

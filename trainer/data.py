@@ -27,7 +27,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from manifests.audio import decode_audio_bytes, load_audio
-from manifests.errors import AudioError
+from manifests.errors import AudioError, JstipError
 from manifests.frames import span_mel
 from manifests.schema import SPEECH, Sample
 
@@ -160,7 +160,6 @@ class Collator:
                  padding_side: str = "right", add_eos: bool = True, span_encoding: str = "concat",
                  prompt: bool | None = None) -> None:
         if span_encoding not in SPAN_ENCODINGS:
-            from manifests.errors import JstipError
             raise JstipError(f"span_encoding {span_encoding!r} is unknown; use {' or '.join(SPAN_ENCODINGS)}")
         self.tok, self.ids, self.spec = tok, TokenIds(tok), spec
         self.max_tokens, self.padding_side, self.span_encoding = max_tokens, padding_side, span_encoding

@@ -16,7 +16,6 @@ them as they come (the stage writes its plots from it).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import signal
@@ -34,7 +33,7 @@ from tqdm import tqdm
 from manifests.errors import JstipError
 from manifests.io import write_text_atomic
 
-from .batching import Stage, TrainData
+from .batching import TrainData
 from .checkpoint import latest_state, load_optimizer, load_state, save_state
 from .data import to_device
 from .dist import init_distributed
@@ -369,12 +368,3 @@ def train(model: SpeechLM, data: TrainData, cfg: LoopConfig, out_dir: str | Path
     result.mfu = sum(mfus) / len(mfus) if mfus else None
     model.eval()
     return result
-
-
-def loop_config(values: Any) -> LoopConfig:
-    """A `LoopConfig` from any object with (some of) its field names (the stage config)."""
-    names = {f.name for f in dataclasses.fields(LoopConfig)}
-    return LoopConfig(**{k: getattr(values, k) for k in names if hasattr(values, k)})
-
-
-__all__ += ["loop_config", "Stage"]

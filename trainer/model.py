@@ -33,7 +33,7 @@ from manifests.errors import JstipError
 
 from .attention import NAME as VARLEN
 from .encoders import ConvEncoder, WhisperSpeechEncoder, load_whisper_encoder
-from .features import FrameSpec, encoded_frames, span_frames
+from .features import FrameSpec, encoded_frames
 from .tokenizer import TokenIds
 
 PARTS = ("encoder", "projector", "lm")
