@@ -129,3 +129,16 @@ def test_stage_kinds_filter_and_streams_resume_from_their_cursor(tok):
     cursors = [full[4]["cursor"], full[3]["cursor"]]
     resumed = [b for _, b in zip(range(4), data.loader(Stage(), cursors, next_stream=1))]
     assert [b["sample_ids"] for b in resumed] == [b["sample_ids"] for b in full[5:9]]
+
+
+def test_large_row_groups_are_read_in_chunks_with_their_own_audio(tmp_path):
+    from trainer.shards import ShardSource
+
+    originals = samples(7)
+    write_table(to_table(originals, Sample), tmp_path / "s/part-00000.parquet", row_group_size=5)
+    source = ShardSource(tmp_path / "s", chunk_rows=2)
+    assert [g.n for g in source.groups] == [2, 2, 1, 2] and len(source.physical) == 2
+    read = [(g, row, s) for g in range(len(source.groups)) for row, s in enumerate(source.read(g))]
+    assert [s.sample_id for _, _, s in read] == [s.sample_id for s in originals]
+    assert all(source.audio(g, row) == originals[int(s.sample_id[1:])].audio for g, row, s in read)
+    assert source.kinds() == {"asr": 7}

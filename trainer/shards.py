@@ -16,7 +16,7 @@ import random
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -35,16 +35,36 @@ _EPS = 1e-6
 
 @dataclass(frozen=True)
 class RowGroup:
-    """One row group of one shard, and which of its rows this rank takes (None: all)."""
+    """One row group of one shard, which of its rows this rank takes (None: all), and optionally
+    a slice [start, stop) of those rows (a chunk: the unit a pool is made of)."""
 
     file: str
     index: int
     rows: int
     take: tuple[int, ...] | None = None
+    start: int = 0
+    stop: int | None = None
+
+    @property
+    def taken(self) -> int:
+        return self.rows if self.take is None else len(self.take)
 
     @property
     def n(self) -> int:
-        return self.rows if self.take is None else len(self.take)
+        return (self.taken if self.stop is None else self.stop) - self.start
+
+    @property
+    def physical(self) -> tuple[str, int, tuple[int, ...] | None]:
+        return self.file, self.index, self.take
+
+
+def chunked(groups: list[RowGroup], chunk_rows: int) -> list[RowGroup]:
+    """Row groups cut into slices of at most `chunk_rows` rows, so a pool need not hold a huge group."""
+    out = []
+    for g in groups:
+        for a in range(0, g.taken, chunk_rows):
+            out.append(RowGroup(g.file, g.index, g.rows, g.take, a, min(a + chunk_rows, g.taken)))
+    return out
 
 
 def row_groups(path: str | Path) -> list[RowGroup]:
@@ -72,9 +92,10 @@ def split_for_rank(groups: list[RowGroup], rank: int, world_size: int) -> list[R
     return out
 
 
-def _read(group: RowGroup, columns: list[str]) -> pa.Table:
+def _read(group: RowGroup, columns: list[str], whole: bool = False) -> pa.Table:
     table = read_row_group(group.file, group.index, columns, optional=ADDED_COLUMNS[Sample])
-    return table.take(list(group.take)) if group.take is not None else table
+    table = table.take(list(group.take)) if group.take is not None else table
+    return table if whole or (group.start == 0 and group.stop is None) else table.slice(group.start, group.n)
 
 
 def read_metadata(group: RowGroup) -> list[Sample]:
@@ -84,30 +105,49 @@ def read_metadata(group: RowGroup) -> list[Sample]:
 
 
 class ShardSource:
-    """This rank's row groups of a sample manifest; samples read per group, audio per row when needed."""
+    """This rank's row groups of a sample manifest, in chunks of at most `chunk_rows` rows; samples read
+    per chunk, audio per row when needed (a row group's audio column kept for the last few groups)."""
 
-    def __init__(self, path: str | Path, rank: int = 0, world_size: int = 1, cache_groups: int = 4) -> None:
+    def __init__(self, path: str | Path, rank: int = 0, world_size: int = 1, cache_groups: int = 4,
+                 chunk_rows: int = 4096) -> None:
         self.path = str(path)
-        self.groups = split_for_rank(row_groups(path), rank, world_size)
-        if not self.groups:
+        physical = split_for_rank(row_groups(path), rank, world_size)
+        if not physical:
             raise JstipError(f"{path} holds no samples for rank {rank} of {world_size}; run the interleave stage first")
+        self.physical = physical
+        self.groups = chunked(physical, chunk_rows)
         self.cache_groups = cache_groups
-        self._audio: OrderedDict[int, list[bytes | None]] = OrderedDict()
+        self._audio: OrderedDict[tuple, list[bytes | None]] = OrderedDict()
 
     def read(self, g: int) -> list[Sample]:
         return read_metadata(self.groups[g])
 
     def audio(self, g: int, row: int) -> bytes | None:
-        if g not in self._audio:
-            cells = _read(self.groups[g], [AUDIO]).column(AUDIO).to_pylist()  # None where shards lack audio
-            self._audio[g] = [audio_bytes(c) for c in cells]
+        group = self.groups[g]
+        key = group.physical
+        if key not in self._audio:
+            cells = _read(group, [AUDIO], whole=True).column(AUDIO).to_pylist()  # None where shards lack audio
+            self._audio[key] = [audio_bytes(c) for c in cells]
             while len(self._audio) > self.cache_groups:
                 self._audio.popitem(last=False)
-        self._audio.move_to_end(g)
-        return self._audio[g][row]
+        self._audio.move_to_end(key)
+        return self._audio[key][group.start + row]
 
     def table(self, g: int, columns: list[str]) -> pa.Table:
         return _read(self.groups[g], columns)
+
+    def spread(self, columns: list[str], seed: int = 0) -> Iterator[pa.Table]:
+        """Whole row groups (this rank's rows of them) in a seeded order that samples the corpus evenly."""
+        for i in _spread(len(self.physical), seed):
+            yield _read(self.physical[i], columns)
+
+    def kinds(self) -> Counter:
+        """Samples per kind, reading the `kind` column of each row group once."""
+        out: Counter = Counter()
+        for group in self.physical:
+            for item in pc.value_counts(_read(group, ["kind"]).column("kind").combine_chunks()).to_pylist():
+                out[item["values"]] += item["counts"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -140,6 +180,13 @@ class MemorySource:
         from manifests.schema import to_table
 
         return to_table(self.read(g), Sample).select(columns)
+
+    def spread(self, columns: list[str], seed: int = 0) -> Iterator[pa.Table]:
+        for g in _spread(len(self.groups), seed):
+            yield self.table(g, columns)
+
+    def kinds(self) -> Counter:
+        return Counter(s.kind for s in self.samples)
 
 
 @dataclass
@@ -207,18 +254,13 @@ def scan(source: Any, spec: FrameSpec, chars_per_token: float = 4.0, check_forma
     from before the token formats) is a JstipError naming it; planning checks every sample
     again when its pool is read. Arrow compute only: no Python object per sample or span.
     """
-    stats = CorpusStats(chars_per_token=chars_per_token)
-    for g in range(len(source.groups)):
-        kinds = pc.value_counts(source.table(g, ["kind"]).column("kind").combine_chunks())
-        for item in kinds.to_pylist():
-            stats.rows_by_kind[item["values"]] += item["counts"]
+    stats = CorpusStats(chars_per_token=chars_per_token, rows_by_kind=source.kinds())
     stats.rows = sum(stats.rows_by_kind.values())
     seen_rows: Counter = Counter()
     seen_tokens: Counter = Counter()
-    for g in _spread(len(source.groups), seed):
+    for t in source.spread(["sample_id", "kind", "spans"], seed):
         if sum(seen_rows.values()) >= sample_rows:
             break
-        t = source.table(g, ["sample_id", "kind", "spans"])
         if t.num_rows == 0:
             continue
         per_row = _positions(t, spec, chars_per_token, check_format)
@@ -238,8 +280,8 @@ def scan(source: Any, spec: FrameSpec, chars_per_token: float = 4.0, check_forma
 def text_sample(source: Any, max_chars: int, seed: int = 0) -> list[str]:
     """Text spans from row groups spread over the corpus (a seeded order), up to `max_chars` characters."""
     out, total = [], 0
-    for g in _spread(len(source.groups), seed):
-        values = source.table(g, ["spans"]).column("spans").combine_chunks().flatten()
+    for t in source.spread(["spans"], seed):
+        values = t.column("spans").combine_chunks().flatten()
         texts = pc.filter(values.field("text"), pc.equal(values.field("modality"), TEXT))
         for s in texts.to_pylist():
             if s:
