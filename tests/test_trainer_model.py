@@ -207,3 +207,21 @@ def test_pretrained_lm_path_is_loaded(corpus, tmp_path):
     model = SpeechLM(SpeechLMConfig(**{**TINY, "lm": str(tmp_path / "lm")}), tok)
     for (k, v), (k2, v2) in zip(scratch.lm.state_dict().items(), model.lm.state_dict().items()):
         assert k == k2 and torch.equal(v, v2)
+
+
+def test_80_ms_frames_fill_the_placeholders_with_concatenated_spans(corpus):
+    paths, _, tok = corpus
+    torch.manual_seed(0)
+    model = SpeechLM(SpeechLMConfig(**{**TINY, "stack": 4}), tok).eval()  # the paper's 12.5 Hz
+    assert model.spec.frame_duration == pytest.approx(0.08)
+    samples = [word_interleave(f"s{i}", p, d, [(SPEECH, "", 0.0, 0.33), (TEXT, "one", 0, 0), (SPEECH, "", 0.41, d),
+                                               (TEXT, "x", 0, 0)]) for i, (p, d) in enumerate(paths)]
+    ds = SampleDataset(samples, model.spec)
+    items = [ds[i] for i in range(len(samples))]
+    batch = Collator(tok, model.spec, span_encoding="concat")(items, rows=[0, 0, 1, 1])
+    for row, item in enumerate(items):
+        n = encoded_frames(item.mel.shape[0], model.spec)
+        want = sum(b - a for a, b in (span_frames(s.start, s.end, model.spec, n) for s in samples[row].spans
+                                      if s.modality == SPEECH))
+        assert batch["mel_lens"][row] == 8 * want
+    assert torch.isfinite(model(batch).loss)
