@@ -4,6 +4,13 @@ Manifests store word times, never frame indices (frames depend on the encoder). 
 is the arithmetic from times to frames for an encoder described by a `FrameSpec`: STFT
 framing, conv subsampling, stacking. It is torch-free so that the data tools can show the
 exact frame counts the model will see.
+
+A speech span covers the output frames `span_frames` gives, whichever way it is encoded:
+sliced from the whole utterance's encoder output, or (the paper's way) its log-mel rows
+`span_mel` cut out, concatenated with the sample's other spans and encoded once. `span_mel`
+is that span's output frames times the downsampling factor, so every piece of the
+concatenation is a whole number of output frames and the encoder gives back exactly as many
+frames as there are placeholders, in order.
 """
 from __future__ import annotations
 
@@ -30,6 +37,11 @@ class FrameSpec:
     def frame_duration(self) -> float:
         """Seconds per encoder output frame (after subsampling and stacking)."""
         return self.hop_length * self.subsample * self.stack / self.sample_rate
+
+    @property
+    def mel_per_frame(self) -> int:
+        """Log-mel frames per encoder output frame: the downsampling factor (4 at 40 ms, 8 at 80 ms)."""
+        return self.subsample * self.stack
 
 
 def mel_frames(n_samples: int, spec: FrameSpec) -> int:
@@ -65,3 +77,14 @@ def span_frames(start: float, end: float, spec: FrameSpec, n_frames: int) -> tup
         first = min(first, n_frames - 1)
         last = first + 1
     return first, last
+
+
+def span_mel(first: int, last: int, spec: FrameSpec) -> tuple[int, int]:
+    """Log-mel rows [first·k, last·k) of output frames [first, last), k = `spec.mel_per_frame`.
+
+    What a span contributes to the concatenation of a sample's speech spans (`span_encoding:
+    concat`): encoded alone, k·n rows give exactly n output frames (`encoded_frames`). Rows past
+    the end of the utterance's log-mel are padded by the caller.
+    """
+    k = spec.mel_per_frame
+    return first * k, last * k

@@ -13,6 +13,7 @@ import dataclasses
 import importlib
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -149,6 +150,8 @@ def make_config(verb: str, args: argparse.Namespace) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if "torch" not in sys.modules:  # OpenMP reads it once, when torch starts its thread pool
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spin-waiting threads stall on a busy CPU
     args = build_parser().parse_args(argv)
     if args.verb in TOOLS:
         try:

@@ -39,8 +39,10 @@ STAGE_FILES: dict[str, dict[str, Any]] = {
     "interleave": {"deps": ["utterances", "alignments", "texts"], "optional": ["tts_texts"], "outs": ["out", "figure"],
                    "metrics": "metrics", "report": "report",
                    "plots": [("plot", "words", "share")]},
-    "train": {"deps": ["samples", "utterances", "texts"], "optional": [], "outs": ["checkpoints"],
-              "metrics": "metrics", "report": "report", "plots": [("plot", "step", "loss")]},
+    "train": {"deps": ["samples"], "optional": [], "outs": ["checkpoints"], "metrics": "metrics", "report": "report",
+              "plots": [("plots/train_loss.csv", "step", "loss"), ("plots/train_lr.csv", "step", "lr"),
+                        ("plots/train_padding.csv", "step", "padding_share"),
+                        ("plots/train_throughput.csv", "step", "tokens_per_s")]},
     "evaluate": {"deps": ["checkpoints", "utterances"], "optional": ["entities"], "outs": ["hypotheses"],
                  "metrics": "metrics", "report": "report", "plots": []},
     "probe": {"deps": ["checkpoints"], "optional": [], "outs": ["demo_dir"],
@@ -126,6 +128,13 @@ def render_dvc(params: dict[str, dict[str, Any]], code_deps: dict[str, list[str]
                 return [p.strip() for p in value.split(",") if p.strip()]
             return [f"${{{section}.{name}}}"] if name in values else [value]
 
+        def plot_files(name: str) -> list[str]:
+            """A plot option's files; `option/file` names a file in the directory an option gives."""
+            option, _, file = name.partition("/")
+            setting = str(values.get(option, defaults.get(option, "")))
+            paths = [p for template in ref(option) for p in _expand(template, setting)]
+            return [f"{p}/{file}" if file else p for p in paths]
+
         deps = list((code_deps or {}).get(verb, []))
         for name in files["deps"] + files["optional"]:
             deps += ref(name)
@@ -140,8 +149,7 @@ def render_dvc(params: dict[str, dict[str, Any]], code_deps: dict[str, list[str]
         metrics = ref(files["metrics"])
         if metrics:
             stage["metrics"] = [{metrics[0]: {"cache": False}}]
-        plots = [{p: {"cache": False, "x": x, "y": y}} for name, x, y in files["plots"] for t in ref(name)
-                 for p in _expand(t, str(values.get(name, defaults.get(name, ""))))]
+        plots = [{p: {"cache": False, "x": x, "y": y}} for name, x, y in files["plots"] for p in plot_files(name)]
         if plots:
             stage["plots"] = plots
         stages[verb.replace("-", "_")] = stage

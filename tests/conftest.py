@@ -1,8 +1,13 @@
 """Shared fixtures: small audio and corpora made by the tests themselves."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+# Before anything imports torch: OpenMP threads that spin-wait stall every step when the other
+# core is busy (the shared-machine fixture went from 69 s to 3 s); `jstip` sets the same.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import pytest

@@ -140,7 +140,7 @@ def test_evaluate_stage_decodes_long_audio_in_pieces_and_counts_skips(tmp_path, 
     assert m["entity_instances"] == 1 and m["entity_instances_not_decoded"] == 1  # u1 (62 s) was skipped
     report = json.loads(Path(cfg.report).read_text())
     assert {s["utt_id"]: s["reason"].split(":")[0] for s in report["skipped"]} == {
-        "u1": "too long", "u3": "too long", "u9": "audio unreadable"}
+        "u1": "too_long", "u3": "too_long", "u9": "audio_unreadable"}
 
     cfg.max_duration = 0.0  # no bound: the 62 s and 30 s recordings are decoded in pieces of at most 20 s
     m = run(cfg)
@@ -156,20 +156,19 @@ def test_evaluate_stage_decodes_long_audio_in_pieces_and_counts_skips(tmp_path, 
     assert [u["utt_id"] for u in report["utterances"]] == ["u0", "u1", "u2", "u3"]
 
 
-def test_asr_prompt_follows_the_formats_and_is_rendered_for_the_current_collator():
-    from tokenizers import AddedToken
-
-    from manifests.formats import ASR, asr_prompt
-    from manifests.schema import SPEECH, TEXT
+def test_asr_prompt_follows_the_formats_and_renders_as_training_does():
+    from manifests.formats import asr_prompt
     from trainer.decode import prompt_sample
-    from trainer.lm_calls import collatable
+    from trainer.render import render_sample
+    from trainer.tokenizer import TokenIds
 
     u = utt(0, TEXTS[0], "a.wav", 40.0)
     piece = prompt_sample(u, start=30.0, end=40.0, sample_id="u0@1")
     assert piece.spans == asr_prompt(10.0) and piece.offset == 30.0 and piece.duration == 10.0
     tok = build_tokenizer(TEXTS * 3, vocab_size=120)
-    assert [s.modality for s in collatable(piece.spans, tok)] == [SPEECH]  # bos from the collator; no <|asr|> token
-    tok.add_tokens([AddedToken(ASR, special=True, normalized=False)], special_tokens=True)
-    rendered = collatable(piece.spans, tok)
-    assert [(s.modality, s.text) for s in rendered] == [(SPEECH, ""), (TEXT, ASR)]
-    assert tok(ASR, add_special_tokens=False)["input_ids"] == [tok.convert_tokens_to_ids(ASR)]
+    ids = TokenIds(tok)
+    from trainer.features import FrameSpec
+
+    r = render_sample(piece, tok, ids, FrameSpec(), 250)
+    assert r.input_ids[0] == ids.bos and r.input_ids[-1] == ids.of("<|asr|>")
+    assert set(r.input_ids[1:-1]) == {ids.audio} and all(label == -100 for label in r.labels)

@@ -14,7 +14,7 @@ from pipeline.probe_items import (CUE, mcq_parts, normalize_answer, probe_sample
                                   read_qa, shots_for)
 from pipeline.stage_probe import ProbeConfig, Speech, run
 from trainer.checkpoint import save_checkpoint
-from trainer.lm_calls import Prompter, collatable
+from trainer.lm_calls import Prompter
 from trainer.model import SpeechLM, SpeechLMConfig
 from trainer.probe import choose, plan_letters
 from trainer.tokenizer import build_tokenizer
@@ -115,9 +115,14 @@ def test_letters_are_found_in_the_tokenizer_or_refused(model_tok):
     assert len(set(plan.continuations)) == 4 and plan.mode in ("next_token", "sequence")
     for letter, cont in zip("ABCD", plan.continuations):
         assert tok(f"{CUE} {letter}", add_special_tokens=False)["input_ids"][-len(cont):] == list(cont)
-    lower = build_tokenizer(["the patient takes metformin daily"] * 3, vocab_size=100)
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = Tokenizer(models.WordLevel({"<unk>": 0, "Answer:": 1}, unk_token="<unk>"))  # letters all map to <unk>
+    words.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    blind = PreTrainedTokenizerFast(tokenizer_object=words, unk_token="<unk>")
     with pytest.raises(JstipError, match="cannot tell the answer letters"):
-        plan_letters(lower, CUE, "ABCD")
+        plan_letters(blind, CUE, "ABCD")
 
 
 def test_choices_scored_in_a_batch_equal_a_direct_forward_pass(model_tok, tmp_path):
@@ -154,8 +159,7 @@ def full_logprobs(prompter, sample):
     """Token ids of one prompt as the model sees it and its log-probabilities from an unpadded forward pass."""
     from trainer.data import Collator, SampleDataset
 
-    ready = replace(sample, spans=collatable(sample.spans, prompter.tok))
-    batch = Collator(prompter.tok, prompter.model.spec, add_eos=False)([SampleDataset([ready], prompter.model.spec)[0]])
+    batch = Collator(prompter.tok, prompter.model.spec, add_eos=False)([SampleDataset([sample], prompter.model.spec)[0]])
     with torch.no_grad():
         logits = prompter.model({k: v for k, v in batch.items() if k != "labels"}).logits[0]
     return batch["input_ids"][0].tolist(), logits.log_softmax(-1)

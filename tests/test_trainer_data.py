@@ -1,33 +1,34 @@
-"""Shard reading for training: row groups split by rank, embedded FLAC audio, planned batches with low padding."""
+"""Shard reading for training: row groups per rank, the columnar scan, embedded FLAC audio, deterministic
+plans, packing into rows with almost no padding, worker streams and their cursors."""
 import dataclasses
-import io
 
 import numpy as np
 import pytest
-import soundfile as sf
 
+from manifests.errors import JstipError
 from manifests.io import write_shards, write_table
 from manifests.schema import SPEECH, TEXT, Sample, Span, to_table
-from trainer.batching import cut_batches, plan_epoch, planned_from_shards
-from trainer.data import Collator
+from tests.trainer_samples import asr, flac, text, tone
+from trainer.batching import Batching, Stage, cut_batches, data_from_samples, data_from_shards, pack_rows
 from trainer.features import FrameSpec
-from trainer.shards import read_metadata, row_groups, split_for_rank
-from trainer.tokenizer import build_tokenizer
+from trainer.render import rendered_lengths
+from trainer.shards import MemorySource, read_metadata, row_groups, scan, split_for_rank
+from trainer.tokenizer import TokenIds, build_tokenizer
 
-SR = 16000
-
-
-def flac(seconds: float, freq: float) -> bytes:
-    t = np.arange(int(seconds * SR)) / SR
-    buf = io.BytesIO()
-    sf.write(buf, (0.2 * np.sin(2 * np.pi * freq * t)).astype(np.float32), SR, format="FLAC")
-    return buf.getvalue()
+SPEC = FrameSpec()
 
 
 def samples(n: int) -> list[Sample]:
-    return [Sample(f"s{i}", "asr", f"u{i}", "/nowhere/u.wav", 5.0, 0.5 + 0.05 * i,
-                   (Span(SPEECH, "one two", 0.0, 0.5), Span(TEXT, "one two")), 2, 2, flac(0.5 + 0.05 * i, 300 + 50 * i))
-            for i in range(n)]
+    out = []
+    for i in range(n):
+        dur = 0.5 + 0.05 * i
+        out.append(asr(f"s{i}", "/nowhere/u.wav", dur, "one two", flac(tone(dur, 300 + 50 * i))))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return build_tokenizer(["one two three", "alpha beta gamma delta"] * 5, vocab_size=150)
 
 
 def test_row_groups_are_dealt_to_ranks_and_rows_when_groups_are_few(tmp_path):
@@ -42,55 +43,102 @@ def test_row_groups_are_dealt_to_ranks_and_rows_when_groups_are_few(tmp_path):
     assert all(s.audio is None for g in groups for s in read_metadata(g))  # metadata only
 
 
-def test_embedded_flac_is_read_from_the_shard_not_the_path(tmp_path):
+def test_scan_counts_kinds_estimates_lengths_and_refuses_unformatted_shards(tok):
+    mixed = samples(6) + [text("t0", ["alpha beta gamma", "one two"])]
+    stats = scan(MemorySource(mixed, group_size=4), SPEC, chars_per_token=4.0)
+    assert stats.rows == 7 and stats.rows_by_kind == {"asr": 6, "text": 1}
+    exact = rendered_lengths(mixed, tok, TokenIds(tok), SPEC)
+    assert stats.tokens == pytest.approx(sum(exact), rel=0.3)  # speech exact, text from characters
+    old = Sample("old:asr", "asr", "old", "", 0.0, 1.0, (Span(SPEECH, "x", 0.0, 1.0), Span(TEXT, "x")), 1, 1)
+    with pytest.raises(JstipError, match="old:asr.*rerun jstip interleave"):
+        scan(MemorySource(mixed + [old], group_size=4), SPEC)
+
+
+def test_embedded_flac_is_read_from_the_shard_not_the_path(tmp_path, tok):
     write_shards(samples(4), Sample, tmp_path / "shards", shard_size=2)
-    tok = build_tokenizer(["one two"] * 5, vocab_size=60)
-    spec = FrameSpec()
-    data, too_long = planned_from_shards(str(tmp_path / "shards"), tok, Collator(tok, spec), spec, batch_size=2, pool=2)
-    assert too_long == {} and len(data.plan(0)) == 2
-    batch = data[(0, 0)]
-    assert not batch.get("empty") and batch["skipped"] == {} and batch["mel"].shape[0] == 2
-    assert batch["cursor"] == (0, 1) and data[(0, 1)]["cursor"] == (1, 0)
+    data = data_from_shards(str(tmp_path / "shards"), tok, SPEC, Batching(batching="padded", batch_size=2, pool=2))
+    batches = [b for _, b in zip(range(2), data.stream(Stage(), 0))]
+    assert all(not b.get("empty") and b["skipped"] == {} and b["mel"].shape[0] == 2 for b in batches)
+    assert batches[0]["cursor"] == (0, 0, 1) and batches[1]["cursor"] == (0, 1, 0)
     # the same samples without bytes point at a missing file: skipped with the reason, not a crash
     bare = [dataclasses.replace(s, audio=None) for s in samples(2)]
     write_shards(bare, Sample, tmp_path / "bare", shard_size=2)
-    data, _ = planned_from_shards(str(tmp_path / "bare"), tok, Collator(tok, spec), spec, batch_size=2)
-    out = data[(0, 0)]
+    data = data_from_shards(str(tmp_path / "bare"), tok, SPEC, Batching(batching="padded", batch_size=2))
+    out = next(data.stream(Stage(), 0))
     assert out["empty"] and set(out["skipped"]) == {"s0", "s1"}
-    assert all(r.startswith("audio unreadable") for r in out["skipped"].values())
+    assert all(r.startswith("audio_unreadable: ") for r in out["skipped"].values())
 
 
-def test_plans_are_deterministic_cover_every_sample_and_keep_padding_low():
+def test_pools_and_plans_are_deterministic_and_cover_every_sample_once(tok):
     rng = np.random.default_rng(0)
-    lengths = [int(x) for x in rng.integers(10, 200, 2000)]
-    groups = [list(range(i, i + 100)) for i in range(0, 2000, 100)]
-    plan = plan_epoch(groups, lengths, 16, 0, 32, seed=1, epoch=0)
-    assert plan == plan_epoch(groups, lengths, 16, 0, 32, seed=1, epoch=0) != plan_epoch(groups, lengths, 16, 0, 32, 1, 1)
-    assert sorted(i for b in plan for i in b) == list(range(2000))
+    corpus = [text(f"t{i}", [" ".join(["alpha"] * int(rng.integers(1, 40)))]) for i in range(600)]
+    for batching in ("padded", "packed"):
+        data = data_from_samples(corpus, tok, SPEC, Batching(batching=batching, batch_size=4, context=128, pool=8),
+                                 group_size=50)
+        pools = data.pools(Stage(), 0)
+        assert sorted(g for p in pools for g in p) == list(range(12)) and len(pools) > 1
+        assert pools != data.pools(Stage(), 1) and pools == data.pools(Stage(), 0)
+        seen = []
+        for k, groups in enumerate(pools):
+            members, planned, skipped = data.plan_pool(Stage(), 0, k, groups)
+            assert skipped == {}
+            again = data.plan_pool(Stage(), 0, k, groups)[1]
+            assert [p.members for p in planned] == [p.members for p in again]
+            seen += [members[i].sample_id for p in planned for i in p.members]
+        assert sorted(seen) == sorted(s.sample_id for s in corpus)
 
-    def padding(p):
-        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in p) / \
-            sum(max(lengths[i] for i in b) * len(b) for b in p)
 
-    assert padding(plan) < 0.1 < padding(plan_epoch(groups, lengths, 16, 0, 1, 1, 0))  # unsorted: far more
-    by_tokens = plan_epoch(groups, lengths, 0, 2048, 32, seed=1, epoch=0)
-    assert all(max(lengths[i] for i in b) * len(b) <= 2048 or len(b) == 1 for b in by_tokens)
-    assert padding(by_tokens) < 0.05
-
-    # jitter: when one pool holds every sample, an exact sort gives the same batches every epoch;
-    # jittered lengths vary them, padding stays modest and the plan stays reproducible
-    distinct = [int(x) for x in rng.permutation(np.arange(1000, 1400))]
-    one_pool = [list(range(400))]
-    exact = [{frozenset(b) for b in plan_epoch(one_pool, distinct, 16, 0, 32, 1, e)} for e in (0, 1)]
-    varied = [{frozenset(b) for b in plan_epoch(one_pool, distinct, 16, 0, 32, 1, e, jitter=0.1)} for e in (0, 1)]
-    assert exact[0] == exact[1] and len(varied[0] & varied[1]) <= 2
-    jittered = plan_epoch(groups, lengths, 16, 0, 32, 1, 0, jitter=0.1)
-    assert jittered == plan_epoch(groups, lengths, 16, 0, 32, 1, 0, jitter=0.1) != plan
-    assert padding(plan) < padding(jittered) < 0.15
+def test_packing_fills_rows_and_padding_stays_under_two_percent(tok):
+    rng = np.random.default_rng(1)
+    lengths = [int(x) for x in rng.integers(20, 400, 3000)]
+    rows = pack_rows(range(3000), lengths, 1024)
+    assert sorted(i for r in rows for i in r) == list(range(3000))
+    assert all(sum(lengths[i] for i in r) <= 1024 for r in rows)
+    fill = sum(lengths) / (1024 * len(rows))
+    assert fill > 0.98
+    # padded rows of the same samples (length-sorted, exact) waste far more
+    order = sorted(range(3000), key=lambda i: lengths[i])
+    padded = cut_batches(order, lengths, 16, 0)
+    waste = 1 - sum(lengths) / sum(max(lengths[i] for i in b) * len(b) for b in padded)
+    assert waste > 1 - fill
 
 
 def test_token_budget_cut_respects_budget_and_padding_cap():
     lengths = [10, 10, 11, 50, 52, 400]
     assert cut_batches(range(6), lengths, 0, 120) == [[0, 1, 2], [3, 4], [5]]
-    with pytest.raises(Exception):
-        planned_from_shards("/does/not/exist", None, None, FrameSpec())
+
+
+def test_samples_longer_than_the_context_are_set_aside_with_the_reason(tok):
+    long = text("long", [" ".join(["alpha beta gamma delta"] * 40)])
+    data = data_from_samples(samples(3) + [long], tok, SPEC, Batching(batching="packed", batch_size=2, context=64))
+    _, planned, skipped = data.plan_pool(Stage(), 0, 0, [0])
+    assert list(skipped) == ["long"] and skipped["long"].startswith("too_long: ")
+    assert sum(len(p.members) for p in planned) == 3
+
+
+def test_stage_kinds_filter_and_streams_resume_from_their_cursor(tok):
+    corpus = samples(8) + [text(f"t{i}", ["one two three"]) for i in range(8)]
+    data = data_from_samples(corpus, tok, SPEC, Batching(batching="padded", batch_size=2, pool=1), streams=2,
+                             group_size=2)
+    assert data.streams == 2
+    asr_only = [b for _, b in zip(range(12), data.loader(Stage("stage1", ("asr",))))]
+    assert [b["stream"] for b in asr_only] == [0, 1] * 6  # streams take turns, empty pools included
+    assert {k for b in asr_only if not b.get("empty") for k in b["kinds"]} == {"asr"}
+    full = [b for _, b in zip(range(9), data.loader(Stage()))]
+    # resume after 5 batches: each stream from its own cursor, the next one first
+    cursors = [full[4]["cursor"], full[3]["cursor"]]
+    resumed = [b for _, b in zip(range(4), data.loader(Stage(), cursors, next_stream=1))]
+    assert [b["sample_ids"] for b in resumed] == [b["sample_ids"] for b in full[5:9]]
+
+
+def test_large_row_groups_are_read_in_chunks_with_their_own_audio(tmp_path):
+    from trainer.shards import ShardSource
+
+    originals = samples(7)
+    write_table(to_table(originals, Sample), tmp_path / "s/part-00000.parquet", row_group_size=5)
+    source = ShardSource(tmp_path / "s", chunk_rows=2)
+    assert [g.n for g in source.groups] == [2, 2, 1, 2] and len(source.physical) == 2
+    read = [(g, row, s) for g in range(len(source.groups)) for row, s in enumerate(source.read(g))]
+    assert [s.sample_id for _, _, s in read] == [s.sample_id for s in originals]
+    assert all(source.audio(g, row) == originals[int(s.sample_id[1:])].audio for g, row, s in read)
+    assert source.kinds() == {"asr": 7}

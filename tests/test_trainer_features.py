@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from manifests.frames import span_mel
 from trainer.features import FrameSpec, LogMel, encoded_frames, mel_frames, span_frames
 
 SPEC = FrameSpec()
@@ -59,3 +60,20 @@ def test_span_frames_agree_with_formula_on_random_times():
         first, last = span_frames(a, b, SPEC, 1000)
         assert first == math.floor(a / d + 1e-6)
         assert last == max(math.ceil(b / d - 1e-6), first + 1)
+
+
+@pytest.mark.parametrize("stack", [2, 4])
+def test_concatenated_span_rows_encode_to_exactly_their_frames(stack):
+    """`span_encoding: concat`: each span contributes k rows per output frame (k = 4 at 40 ms, 8 at 80 ms),
+    so a concatenation of spans gives back exactly the sum of their frames, aligned to span boundaries."""
+    spec = FrameSpec(stack=stack)
+    assert spec.mel_per_frame == 2 * stack and spec.frame_duration == pytest.approx(0.02 * stack)
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n = int(rng.integers(5, 200))
+        spans = sorted(rng.uniform(0, n * spec.frame_duration, size=(3, 2)).tolist())
+        ranges = [span_frames(min(a, b), max(a, b), spec, n) for a, b in spans]
+        rows = [span_mel(a, b, spec) for a, b in ranges]
+        assert all(hi - lo == spec.mel_per_frame * (b - a) for (lo, hi), (a, b) in zip(rows, ranges))
+        total = sum(hi - lo for lo, hi in rows)
+        assert encoded_frames(total, spec) == sum(b - a for a, b in ranges)

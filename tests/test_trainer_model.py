@@ -1,21 +1,23 @@
-"""Collator layout and labels, frame-exact placeholder filling, overfitting, decoding, checkpoints."""
+"""Rendering of the token formats, labels, speech spans encoded by concatenation or slicing, overfitting,
+prompt batches and generation, checkpoints."""
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
-from manifests.schema import SPEECH, TEXT, Sample, Span, Utterance
-from trainer.data import IGNORE, Collator, SampleDataset
-from trainer.decode import transcribe
-from trainer.features import encoded_frames, span_frames
-from trainer.batching import planned_from_samples
+from manifests import formats
+from manifests.errors import JstipError
+from manifests.frames import span_frames
+from manifests.schema import SPEECH, TEXT, Sample, Span
+from tests.trainer_samples import SR, asr, segment_interleave, text, write_wav, word_interleave
+from trainer.batching import Batching, data_from_samples
 from trainer.checkpoint import load_checkpoint, save_checkpoint
-from trainer.loop import LoopConfig, lr_factor, train
+from trainer.data import IGNORE, Collator, SampleDataset
+from trainer.features import encoded_frames
+from trainer.loop import LoopConfig, train
 from trainer.model import SpeechLM, SpeechLMConfig
 from trainer.tokenizer import TokenIds, build_tokenizer
 
-SR = 16000
-WORDS = ["alpha beta", "gamma delta epsilon", "one two", "red green blue"]
+WORDS = ["Alpha beta.", "Gamma, delta epsilon!", "One two?", "Red green blue."]
 TINY = dict(enc_dim=32, enc_layers=1, enc_heads=2, proj_hidden=64, lm_hidden=64, lm_layers=2, lm_heads=2,
             lm_intermediate=128, dropout=0.0, max_positions=512)
 
@@ -32,70 +34,108 @@ def signal(i: int, seconds: float) -> np.ndarray:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("audio")
-    utts, samples = [], []
+    samples, paths = [], []
     for i, words in enumerate(WORDS):
         dur = 0.8 + 0.1 * i
-        path = root / f"u{i}.wav"
-        sf.write(path, signal(i, dur), SR)
-        utts.append(Utterance(f"u{i}", str(path), 0.0, dur, SR, "s", words, words, "synth", "train"))
-        samples.append(Sample(f"u{i}:asr", "asr", f"u{i}", str(path), 0.0, dur,
-                              (Span(SPEECH, words, 0.0, dur), Span(TEXT, words)), len(words.split()), len(words.split())))
-    tok = build_tokenizer(WORDS * 3, vocab_size=120)
-    return utts, samples, tok
+        paths.append((write_wav(root / f"u{i}.wav", signal(i, dur)), dur))
+        samples.append(asr(f"u{i}:asr", paths[-1][0], dur, words))
+    tok = build_tokenizer(WORDS * 3, vocab_size=150)
+    return paths, samples, tok
 
 
-def test_collator_labels_only_text_and_eos(corpus):
-    utts, samples, tok = corpus
+def prompt(sample_id: str, path: str, duration: float) -> Sample:
+    """What a recognizer is given: `<s> A <|asr|>` (manifests.formats.asr_prompt)."""
+    return Sample(sample_id, "asr", sample_id, path, 0.0, duration, formats.asr_prompt(duration), 0, 0)
+
+
+def test_each_format_renders_with_labels_on_text_and_end_token_only(corpus):
+    paths, _, tok = corpus
     ids = TokenIds(tok)
-    u = utts[1]
-    inter = Sample("x", "interleave_word", "u1", u.audio_path, 0.0, u.duration,
-                   (Span(SPEECH, "gamma", 0.0, 0.3), Span(TEXT, "delta"), Span(SPEECH, "epsilon", 0.5, 0.9)), 2, 1)
-    text = Sample("t", "text", "t", "", 0.0, 0.0, (Span(TEXT, "one two"),), 0, 2)
-    ds = SampleDataset([inter, text])
-    batch = Collator(tok)([ds[0], ds[1]])
-    x, y, m = batch["input_ids"], batch["labels"], batch["attention_mask"]
-    n = encoded_frames(batch["mel"].shape[1], ds.spec)
-    spans = [span_frames(0.0, 0.3, ds.spec, n), span_frames(0.5, 0.9, ds.spec, n)]
-    assert (x[0] == ids.audio).sum() == sum(b - a for a, b in spans)
-    no_loss = {ids.audio, ids.speech_open, ids.speech_close, ids.bos, ids.pad}
-    for row in range(2):
-        for tok_id, label, keep in zip(x[row].tolist(), y[row].tolist(), m[row].tolist()):
-            if tok_id in no_loss or not keep:
-                assert label == IGNORE
-            else:
-                assert label == tok_id
-    delta = tok("delta", add_special_tokens=False)["input_ids"]
-    labelled = [t for t in y[0].tolist() if t != IGNORE]
-    assert labelled == delta + [ids.eos]
-    assert [t for t in y[1].tolist() if t != IGNORE] == tok("one two", add_special_tokens=False)["input_ids"] + [ids.eos]
-    assert x[1, 0] == ids.bos and m[1].sum() < m.shape[1] and (x[1][m[1] == 0] == ids.pad).all()
-    assert batch["span_audio"].tolist() == [0, 0]
+    path, dur = paths[1]
+    samples = [asr("a", path, dur, "Gamma, delta."),
+               word_interleave("w", path, dur, [(SPEECH, "Gamma,", 0.0, 0.3), (TEXT, "delta", 0, 0),
+                                                (SPEECH, "epsilon!", 0.5, 0.9)] + [(TEXT, "Done.", 0, 0)]),
+               segment_interleave("s", path, dur, [(SPEECH, "Gamma,", 0.0, 0.3), (TEXT, "delta epsilon!", 0, 0)]),
+               text("t", ["One two.", "Red green."])]
+    ds = SampleDataset(samples)
+    batch = Collator(tok)([ds[i] for i in range(4)])
+    x, y = batch["input_ids"], batch["labels"]
+    n = encoded_frames(ds[0].mel.shape[0], ds.spec)
+    words = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    whole = span_frames(0.0, dur, ds.spec, n)
+    a, b = span_frames(0.0, 0.3, ds.spec, n), span_frames(0.5, 0.9, ds.spec, n)
+    expected = [
+        [ids.bos] + [ids.audio] * (whole[1] - whole[0]) + [ids.asr] + words("Gamma, delta.") + [ids.eos],
+        [ids.bos] + [ids.audio] * (a[1] - a[0]) + words("delta") + [ids.audio] * (b[1] - b[0]) + words("Done.") + [ids.eos],
+        [ids.bos] + [ids.audio] * (a[1] - a[0]) + [ids.segment] + words("delta epsilon!") + [ids.eos],
+        [ids.bos] + words("One two.") + [ids.eos] + words("Red green.") + [ids.eos],
+    ]
+    for row, want in enumerate(expected):
+        assert x[row, : len(want)].tolist() == want
+        assert (x[row, len(want):] == ids.pad).all()
+        # targets: text tokens and </s>; never <s>, <N>, <|asr|>, speech or padding
+        assert [t for t in y[row].tolist() if t != IGNORE] == [t for t in want if t not in
+                                                               (ids.bos, ids.asr, ids.segment, ids.audio)]
+    assert batch["span_audio"].tolist() == [0, 1, 1, 2]  # three samples with speech, text-only gives none
+    assert batch["ctc_audio"].tolist() == [0]  # only the asr format gets a CTC target
+    assert batch["ctc_targets"].tolist() == words("Gamma, delta.")
 
 
-def test_model_fills_placeholders_with_exactly_the_sliced_frames(corpus):
-    utts, _, tok = corpus
+def test_a_sample_without_the_end_token_is_refused_and_malformed_ones_skipped(corpus):
+    paths, _, tok = corpus
+    old = Sample("old:asr", "asr", "old", paths[0][0], 0.0, paths[0][1],
+                 (Span(SPEECH, "x", 0.0, 0.5), Span(TEXT, "x")), 1, 1)
+    with pytest.raises(JstipError, match="old:asr.*rerun jstip interleave"):
+        Collator(tok)([SampleDataset([old])[0]])
+    # as a prompt (decoding) the same spans are fine: prompts stop before the answer
+    assert Collator(tok, add_eos=False)([SampleDataset([old])[0]]) is not None
+    odd = Sample("odd", "text", "odd", "", 0.0, 0.0, (formats.token(formats.BOS), Span("token", "<zz>"),
+                                                      formats.token(formats.EOS)), 0, 0)
+    collator = Collator(tok)
+    assert collator([SampleDataset([odd])[0]]) is None and collator.skipped["odd"].startswith("bad_spans:")
+
+
+@pytest.mark.parametrize("encoding", ["concat", "slice"])
+def test_placeholders_get_exactly_the_span_frames(corpus, encoding):
+    paths, _, tok = corpus
     torch.manual_seed(0)
     model = SpeechLM(SpeechLMConfig(**TINY), tok).eval()
-    samples = [Sample(f"s{i}", "interleave_segment", u.utt_id, u.audio_path, 0.0, u.duration,
-                      (Span(SPEECH, "", 0.05, 0.33), Span(TEXT, "one"), Span(SPEECH, "", 0.41, u.duration)), 0, 1)
-               for i, u in enumerate(utts[:3])]
+    samples = [word_interleave(f"s{i}", p, d, [(SPEECH, "", 0.05, 0.33), (TEXT, "one", 0, 0), (SPEECH, "", 0.41, d),
+                                               (TEXT, "x", 0, 0)]) for i, (p, d) in enumerate(paths[:3])]
     ds = SampleDataset(samples)
-    batch = Collator(tok)([ds[i] for i in range(3)])
+    items = [ds[i] for i in range(3)]
+    batch = Collator(tok, span_encoding=encoding)(items)
+    k = ds.spec.mel_per_frame
     with torch.no_grad():
-        frames, n_frames = model.encode(batch["mel"], batch["mel_lens"])
         embeds = model.embed(batch)
-    for row in range(3):
-        expected = torch.cat([frames[row, slice(*span_frames(s.start, s.end, ds.spec, n_frames[row]))]
-                              for s in samples[row].spans if s.modality == SPEECH])
+        frames, _ = model.encode(batch["mel"], batch["mel_lens"])
+    for row, item in enumerate(items):
+        n = encoded_frames(item.mel.shape[0], ds.spec)
+        ranges = [span_frames(s.start, s.end, ds.spec, n) for s in samples[row].spans if s.modality == SPEECH]
         got = embeds[row][batch["input_ids"][row] == model.ids.audio]
+        mel = batch["mel"][row, : batch["mel_lens"][row]]
+        if encoding == "slice":  # the whole utterance is the encoder input; spans are sliced from its frames
+            assert torch.equal(mel, item.mel)
+            expected = torch.cat([frames[row, a:b] for a, b in ranges])
+        else:  # the spans' log-mel rows, concatenated, are the encoder input; its frames fill the spans in order
+            pad = item.mel.min().expand(max(0, k * ranges[-1][1] - item.mel.shape[0]), item.mel.shape[1])
+            whole = torch.cat([item.mel, pad])  # the last span runs to the end: padded with the floor (silence)
+            assert torch.equal(mel, torch.cat([whole[a * k:b * k] for a, b in ranges]))
+            expected = frames[row, : sum(b - a for a, b in ranges)]
+        assert got.shape[0] == sum(b - a for a, b in ranges)
         assert torch.equal(got, expected)
 
 
-def test_lr_schedule_warms_up_then_decays():
-    assert lr_factor(0, 10, 100) == pytest.approx(0.1)
-    assert lr_factor(9, 10, 100) == pytest.approx(1.0)
-    assert lr_factor(100, 10, 100, 0.1) == pytest.approx(0.1)
-    assert lr_factor(55, 10, 100) == pytest.approx(0.5)
+def test_concat_pads_a_last_span_cut_short_by_the_end_of_the_audio(corpus):
+    paths, _, tok = corpus
+    path, dur = paths[0]  # 0.8 s: 81 mel rows, 20 output frames = 80 rows; a span to the end is exact
+    ds = SampleDataset([word_interleave("e", path, dur, [(TEXT, "a", 0, 0), (SPEECH, "", 0.7, dur + 0.5),
+                                                         (TEXT, "b", 0, 0)])])
+    batch = Collator(tok, span_encoding="concat")([ds[0]])
+    n = int((batch["input_ids"] == TokenIds(tok).audio).sum())
+    assert batch["mel_lens"].tolist() == [n * ds.spec.mel_per_frame]
+    torch.manual_seed(0)
+    assert torch.isfinite(SpeechLM(SpeechLMConfig(**TINY), tok)(batch).loss)
 
 
 @pytest.fixture(scope="module")
@@ -103,9 +143,9 @@ def trained(corpus):
     _, samples, tok = corpus
     torch.manual_seed(0)
     model = SpeechLM(SpeechLMConfig(**TINY), tok)
-    data = planned_from_samples(samples, tok, model.spec, batch_size=4)
-    result = train(model, data, LoopConfig(steps=120, batch_size=4, lr=3e-3, warmup_steps=10, log_every=20,
-                                           device="cpu"), progress=False)
+    data = data_from_samples(samples, tok, model.spec, Batching(batching="padded", batch_size=4, length_jitter=0.0))
+    result = train(model, data, LoopConfig(steps=120, lr=3e-3, warmup_steps=10, log_every=20, device="cpu",
+                                           stage1_share=0.0), progress=False)
     return model, result
 
 
@@ -117,24 +157,31 @@ def test_loss_falls_when_overfitting(trained):
     assert np.mean(losses[-10:]) < 0.1
 
 
-def test_greedy_decoding_reproduces_training_transcripts_batched_and_single(trained, corpus):
-    model, _ = trained
-    utts, _, tok = corpus
-    batched = transcribe(model, tok, utts, batch_size=4, max_new_tokens=12, progress=False)
-    assert [h.hypothesis for h in batched.hypotheses] == WORDS
-    single = transcribe(model, tok, utts, batch_size=1, max_new_tokens=12, progress=False)
-    assert [h.hypothesis for h in single.hypotheses] == WORDS
+def _prompt_batch(corpus, rows):
+    paths, _, tok = corpus
+    ds = SampleDataset([prompt(f"p{i}", *paths[i]) for i in rows])
+    return Collator(tok, padding_side="left", add_eos=False)([ds[i] for i in range(len(rows))])
 
 
-def test_unreadable_audio_is_skipped_and_counted(trained, corpus, tmp_path):
+@pytest.mark.parametrize("beams", [1, 3])
+def test_generation_from_asr_prompts_reproduces_the_transcripts_batched_and_single(trained, corpus, beams):
     model, _ = trained
-    utts, _, tok = corpus
-    broken = tmp_path / "broken.wav"
-    broken.write_bytes(b"not audio")
-    bad = Utterance("bad", str(broken), 0.0, 1.0, SR, "s", "x", "x", "synth", "test")
-    out = transcribe(model, tok, [utts[0], bad], batch_size=2, max_new_tokens=8, progress=False)
-    assert [h.utt_id for h in out.hypotheses] == ["u0"]
-    assert out.skipped == {"audio unreadable": 1} and out.skipped_ids == ["bad"]
+    tok = corpus[2]
+    batched = model.generate(_prompt_batch(corpus, range(4)), max_new_tokens=12, num_beams=beams)
+    assert [tok.decode(r, skip_special_tokens=True) for r in batched.tolist()] == WORDS
+    single = [model.generate(_prompt_batch(corpus, [i]), max_new_tokens=12, num_beams=beams)[0] for i in range(4)]
+    assert [tok.decode(r, skip_special_tokens=True) for r in single] == WORDS
+
+
+def test_last_position_of_a_left_padded_prompt_batch_scores_the_next_token(trained, corpus):
+    model, _ = trained
+    tok = corpus[2]
+    batch = _prompt_batch(corpus, range(4))
+    with torch.no_grad():
+        logits = model(batch).logits
+    assert logits.shape[:2] == batch["input_ids"].shape
+    first = [tok(w, add_special_tokens=False)["input_ids"][0] for w in WORDS]
+    assert logits[:, -1].argmax(-1).tolist() == first
 
 
 @pytest.mark.parametrize("lm_type", ["llama", "qwen2"])
@@ -148,8 +195,8 @@ def test_checkpoint_round_trip_gives_identical_logits(corpus, tmp_path, lm_type)
     loaded, tok2 = load_checkpoint(tmp_path / "ckpt")
     assert tok2.get_vocab() == tok.get_vocab()
     with torch.no_grad():
-        a, b = model(batch).logits, loaded(batch).logits
-    assert torch.equal(a, b)
+        a, b = model(batch), loaded(batch)
+    assert torch.equal(a.logits, b.logits) and torch.equal(a.loss, b.loss)
 
 
 def test_pretrained_lm_path_is_loaded(corpus, tmp_path):
@@ -162,17 +209,19 @@ def test_pretrained_lm_path_is_loaded(corpus, tmp_path):
         assert k == k2 and torch.equal(v, v2)
 
 
-def test_beam_search_and_a_free_prompt(trained, corpus):
-    from manifests.errors import JstipError
-    from trainer.decode import prompt_sample
-
-    model, _ = trained
-    utts, _, tok = corpus
-    beams = transcribe(model, tok, utts, batch_size=4, max_new_tokens=12, progress=False, num_beams=3)
-    assert [h.hypothesis for h in beams.hypotheses] == WORDS
-    spans = prompt_sample(utts[0], "question: {speech} answer:").spans
-    assert [s.modality for s in spans] == [TEXT, SPEECH, TEXT] and spans[0].text == "question:"
-    free = transcribe(model, tok, utts, batch_size=4, max_new_tokens=4, progress=False, prompt="alpha {speech} beta")
-    assert len(free.hypotheses) == 4 and all(isinstance(h.hypothesis, str) for h in free.hypotheses)
-    with pytest.raises(JstipError, match="speech"):
-        prompt_sample(utts[0], "no audio here")
+def test_80_ms_frames_fill_the_placeholders_with_concatenated_spans(corpus):
+    paths, _, tok = corpus
+    torch.manual_seed(0)
+    model = SpeechLM(SpeechLMConfig(**{**TINY, "stack": 4}), tok).eval()  # the paper's 12.5 Hz
+    assert model.spec.frame_duration == pytest.approx(0.08)
+    samples = [word_interleave(f"s{i}", p, d, [(SPEECH, "", 0.0, 0.33), (TEXT, "one", 0, 0), (SPEECH, "", 0.41, d),
+                                               (TEXT, "x", 0, 0)]) for i, (p, d) in enumerate(paths)]
+    ds = SampleDataset(samples, model.spec)
+    items = [ds[i] for i in range(len(samples))]
+    batch = Collator(tok, model.spec, span_encoding="concat")(items, rows=[0, 0, 1, 1])
+    for row, item in enumerate(items):
+        n = encoded_frames(item.mel.shape[0], model.spec)
+        want = sum(b - a for a, b in (span_frames(s.start, s.end, model.spec, n) for s in samples[row].spans
+                                      if s.modality == SPEECH))
+        assert batch["mel_lens"][row] == 8 * want
+    assert torch.isfinite(model(batch).loss)

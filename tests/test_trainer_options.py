@@ -7,8 +7,8 @@ import torch
 from transformers import Qwen2Config, WhisperConfig, WhisperModel
 
 from manifests.errors import JstipError
-from manifests.schema import SPEECH, TEXT, Sample, Span
-from trainer.batching import planned_from_samples
+from tests.trainer_samples import asr
+from trainer.batching import Batching, data_from_samples
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.data import Collator, SampleDataset
 from trainer.features import encoded_frames
@@ -17,7 +17,7 @@ from trainer.model import SpeechLM, SpeechLMConfig
 from trainer.tokenizer import build_tokenizer
 
 SR = 16000
-WORDS = ["alpha beta", "gamma delta epsilon", "one two", "red green blue"]
+WORDS = ["Alpha beta.", "Gamma delta epsilon!", "One two?", "Red green blue."]
 TINY = dict(enc_dim=32, enc_layers=1, enc_heads=2, proj_hidden=64, lm_hidden=64, lm_layers=2, lm_heads=2,
             lm_intermediate=128, dropout=0.0, max_positions=512)
 
@@ -31,9 +31,8 @@ def corpus(tmp_path_factory):
         t = np.arange(int(dur * SR)) / SR
         path = root / f"u{i}.wav"
         sf.write(path, (0.2 * np.sin(2 * np.pi * (300 + 400 * i) * t)).astype(np.float32), SR)
-        samples.append(Sample(f"u{i}", "asr", f"u{i}", str(path), 0.0, dur,
-                              (Span(SPEECH, words, 0.0, dur), Span(TEXT, words)), 2, 2))
-    return samples, build_tokenizer(WORDS * 3, vocab_size=120)
+        samples.append(asr(f"u{i}", str(path), dur, words))
+    return samples, build_tokenizer(WORDS * 3, vocab_size=150)
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +101,8 @@ def test_lm_built_from_a_config_file(corpus, tmp_path):
 
 def _train(model, corpus, steps=3, **loop):
     samples, tok = corpus
-    data = planned_from_samples(samples, tok, model.spec, batch_size=2)
-    return train(model, data, LoopConfig(steps=steps, batch_size=2, lr=1e-2, warmup_steps=1, device="cpu", **loop),
+    data = data_from_samples(samples, tok, model.spec, Batching(batching="padded", batch_size=2))
+    return train(model, data, LoopConfig(steps=steps, lr=1e-2, warmup_steps=1, device="cpu", stage1_share=0.0, **loop),
                  progress=False)
 
 

@@ -1,22 +1,21 @@
-"""Exact resume: a run restarted from its step-k training state repeats the uninterrupted run's losses."""
-import io
+"""Exact resume: a run restarted from its step-k training state repeats the uninterrupted run's losses,
+inside either stage of the schedule and across the boundary between them."""
 import json
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from manifests.errors import JstipError
-from manifests.schema import SPEECH, TEXT, Sample, Span
-from trainer.batching import planned_from_samples
+from manifests.schema import SPEECH, TEXT
+from tests.trainer_samples import asr, flac, text, tone, word_interleave, write_wav
+from trainer.batching import Batching, data_from_samples
 from trainer.checkpoint import latest_state
 from trainer.loop import LoopConfig, train
 from trainer.model import SpeechLM, SpeechLMConfig
 from trainer.tokenizer import build_tokenizer
 
-SR = 16000
-WORDS = ["alpha beta", "gamma delta epsilon", "one two", "red green blue", "seven eight", "up down left"]
+WORDS = ["Alpha beta.", "Gamma delta epsilon!", "One two?", "Red green blue.", "Seven eight.", "Up down left."]
 # dropout > 0 on purpose: the resumed run must restore the RNG that draws the dropout masks
 TINY = dict(enc_dim=32, enc_layers=1, enc_heads=2, proj_hidden=64, lm_hidden=64, lm_layers=2, lm_heads=2,
             lm_intermediate=128, dropout=0.1, max_positions=512, ctc_weight=0.5)
@@ -26,63 +25,105 @@ TINY = dict(enc_dim=32, enc_layers=1, enc_heads=2, proj_hidden=64, lm_hidden=64,
 def corpus(tmp_path_factory):
     """Half the samples read audio from a file, half carry it as embedded FLAC bytes."""
     root = tmp_path_factory.mktemp("resume")
-    rng = np.random.default_rng(0)
     samples = []
     for i, words in enumerate(WORDS):
         dur = 0.5 + 0.1 * i
-        t = np.arange(int(dur * SR)) / SR
-        wave = (0.2 * np.sin(2 * np.pi * (200 + 150 * i) * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
-        path = root / f"u{i}.wav"
-        sf.write(path, wave, SR)
-        buf = io.BytesIO()
-        sf.write(buf, wave, SR, format="FLAC")
-        embedded = buf.getvalue() if i % 2 else None
+        wave = tone(dur, 200 + 150 * i, 0.01, i)
+        path = write_wav(root / f"u{i}.wav", wave)
+        embedded = flac(wave) if i % 2 else None
         w = words.split()
-        samples.append(Sample(f"u{i}:asr", "asr", f"u{i}", str(path), 0.0, dur,
-                              (Span(SPEECH, words, 0.0, dur), Span(TEXT, words)), len(w), len(w), embedded))
-        samples.append(Sample(f"u{i}:w", "interleave_word", f"u{i}", str(path), 0.0, dur,
-                              (Span(SPEECH, w[0], 0.0, dur / 2), Span(TEXT, " ".join(w[1:]))), 1, len(w) - 1, embedded))
-    samples.append(Sample("t0", "text", "t0", "", 0.0, 0.0, (Span(TEXT, "alpha gamma red"),), 0, 3))
-    tok = build_tokenizer(WORDS * 3, vocab_size=120)
+        samples.append(asr(f"u{i}:asr", path, dur, words, embedded))
+        samples.append(word_interleave(f"u{i}:w", path, dur, [(SPEECH, w[0], 0.0, dur / 2), (TEXT, " ".join(w[1:]), 0, 0)],
+                                       embedded))
+    samples.append(text("t0", ["Alpha gamma red."]))
+    tok = build_tokenizer(WORDS * 3, vocab_size=150)
     return samples, tok
 
 
-def run(corpus, out_dir, seed_model: int, **loop):
+def run(corpus, out_dir, seed_model: int, batching: Batching = Batching(batching="padded", batch_size=3, pool=2),
+        group_size: int = 1024, **loop):
     samples, tok = corpus
     torch.manual_seed(seed_model)
     model = SpeechLM(SpeechLMConfig(**TINY), tok)
-    cfg = LoopConfig(**{**dict(steps=8, batch_size=3, lr=3e-3, warmup_steps=2, log_every=2, device="cpu", pool=2),
-                        **loop})
-    data = planned_from_samples(samples, tok, model.spec, cfg.batch_size, cfg.batch_tokens, cfg.pool, cfg.seed,
-                                streams=max(1, cfg.num_workers))
+    cfg = LoopConfig(**{**dict(steps=8, lr=3e-3, warmup_steps=2, log_every=2, device="cpu", stage1_share=0.0), **loop})
+    data = data_from_samples(samples, tok, model.spec, batching, streams=max(1, cfg.num_workers), group_size=group_size)
     return train(model, data, cfg, out_dir=out_dir, tok=tok, log_path=out_dir / "log.jsonl", progress=False), model
 
 
-@pytest.mark.parametrize("loop", [dict(grad_accum=2), dict(batch_tokens=120, num_workers=2)],
-                         ids=["accumulate", "token-batches-2-workers"])
-def test_resumed_run_repeats_the_uninterrupted_losses_bit_exactly(corpus, tmp_path, loop):
-    full, full_model = run(corpus, tmp_path / "a", seed_model=0, save_every=4, **loop)
-    assert [p.name for p in (tmp_path / "a/state").iterdir()] and latest_state(tmp_path / "a").name == "step-00000008"
-    state = tmp_path / "a/state/step-00000004"
+CASES = {
+    "accumulate": dict(grad_accum=2),
+    "token-batches-2-workers": dict(batching=Batching(batching="padded", batch_size=0, batch_tokens=120, pool=2),
+                                    num_workers=2, group_size=4),
+    "packed-in-stage1": dict(batching=Batching(batching="packed", batch_size=1, context=48, pool=2), stage1_share=1.0,
+                             group_size=4),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_resumed_run_repeats_the_uninterrupted_losses_bit_exactly(corpus, tmp_path, case):
+    kw = CASES[case]
+    full, full_model = run(corpus, tmp_path / "a", seed_model=0, save_every=3, keep_states=9, **kw)
+    n = full.steps
+    assert latest_state(tmp_path / "a").name == f"step-{n:08d}"
+    state = tmp_path / "a/state/step-00000003"
+    if case == "packed-in-stage1":
+        assert full.plans[0].name == "stage1" and full.plans[0].steps > 3  # the state is inside stage 1
+        assert [h["stage"] for h in full.history].count("stage1") == full.plans[0].steps
     # a fresh process would build a differently initialised model: the state must overwrite everything
-    resumed, resumed_model = run(corpus, tmp_path / "b", seed_model=123, resume=str(state), **loop)
-    assert resumed.start_step == 4 and [h["step"] for h in resumed.history] == [5, 6, 7, 8]
-    for a, b in zip(full.history[4:], resumed.history):
-        assert a == b  # loss, total loss (with CTC), lr and grad norm, bit for bit
+    resumed, resumed_model = run(corpus, tmp_path / "b", seed_model=123, resume=str(state), **kw)
+    assert resumed.start_step == 3 and [h["step"] for h in resumed.history] == list(range(4, n + 1))
+    for a, b in zip(full.history[3:], resumed.history):
+        assert a == b  # stage, loss, total loss (with CTC), lr and grad norm, bit for bit
     for (name, p), (_, q) in zip(full_model.state_dict().items(), resumed_model.state_dict().items()):
         assert torch.equal(p, q), name
+    assert resumed.losses == full.losses  # the whole run's losses, not only the resumed steps
     assert all(np.isfinite(h["loss"]) for h in full.history)
+
+
+def test_resume_across_the_stage_boundary(corpus, tmp_path):
+    kw = dict(stage1_share=0.3, batching=Batching(batching="padded", batch_size=2, pool=2))
+    probe, _ = run(corpus, tmp_path / "p", seed_model=0, steps=4, **kw)
+    boundary = probe.plans[0].steps
+    assert [p.name for p in probe.plans] == ["stage1", "stage2"] and boundary >= 1
+    full, full_model = run(corpus, tmp_path / "a", seed_model=0, steps=4, save_every=boundary, keep_states=9, **kw)
+    assert [h["stage"] for h in full.history] == ["stage1"] * boundary + ["stage2"] * 4
+    assert [h["lr"] for h in full.history][boundary] > [h["lr"] for h in full.history][boundary - 1]  # new schedule
+    state = tmp_path / f"a/state/step-{boundary:08d}"
+    assert json.loads((state / "trainer_state.json").read_text())["stage"] == "stage1"
+    resumed, resumed_model = run(corpus, tmp_path / "b", seed_model=7, steps=4, resume=str(state), **kw)
+    assert resumed.history == full.history[boundary:]
+    for (name, p), (_, q) in zip(full_model.state_dict().items(), resumed_model.state_dict().items()):
+        assert torch.equal(p, q), name
+
+
+def test_stage1_trains_the_adapter_only(corpus, tmp_path):
+    samples, tok = corpus
+    torch.manual_seed(0)
+    model = SpeechLM(SpeechLMConfig(**TINY), tok)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data = data_from_samples(samples, tok, model.spec, Batching(batching="padded", batch_size=2))
+    result = train(model, data, LoopConfig(steps=1, stage1_share=1.0, stage1_lr=1e-2, lr=0.0, warmup_steps=0,
+                                           device="cpu"), progress=False)
+    assert result.plans[0].name == "stage1" and result.kinds["asr"] > 0
+    assert {k for b in [result.kinds] for k in b} <= {"asr", "text", "interleave_word"}
+    stage1 = [h for h in result.history if h["stage"] == "stage1"]
+    assert stage1 and result.history[-1]["stage"] == "stage2" and result.history[-1]["lr"] == 0.0
+    after = model.state_dict()
+    changed = {k.split(".")[0] for k, v in before.items() if not torch.equal(v, after[k])}
+    assert changed == {"projector", "ctc_head"}  # stage 2 ran at lr 0: only stage 1 moved anything
 
 
 def test_resume_refuses_changed_data_settings_and_auto_finds_the_newest(corpus, tmp_path, capsys):
     run(corpus, tmp_path, seed_model=0, steps=4, save_every=2, keep_states=1)
     assert [p.name for p in (tmp_path / "state").glob("step-*")] == ["step-00000004"]
     with pytest.raises(JstipError, match="batch_size"):
-        run(corpus, tmp_path, seed_model=0, steps=6, batch_size=2, resume="auto")
+        run(corpus, tmp_path, seed_model=0, steps=6, batching=Batching(batching="padded", batch_size=2, pool=2),
+            resume="auto")
     capsys.readouterr()
     again, _ = run(corpus, tmp_path, seed_model=0, steps=6, resume="auto", save_every=2)
-    assert again.start_step == 4 and again.steps == 6
+    assert again.start_step == 4 and again.steps == 6 and len(again.losses) == 6
     warning = capsys.readouterr().err
     assert "changed schedule" in warning and "'steps': (4, 6)" in warning
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4, 6]  # records of the earlier run kept, then continued
+    assert [r["step"] for r in again.records] == [2, 4, 6]

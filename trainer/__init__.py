@@ -1,10 +1,13 @@
 """Training and evaluation of a speech-LLM on JSTIP samples.
 
-features (log-mel, span→frame arithmetic) → tokenizer (BPE + modality tags) → data (audio,
-layout, labels) → shards + batching (row groups per rank, bucketing, resumable cursor) →
-encoders + model (conv or Whisper encoder → projector → any causal LM, LoRA, freezing) →
-loop (AdamW, warm-up + cosine, accumulation, bf16, DDP) with checkpoint (safetensors, exact
-resume) and throughput (tokens/s, MFU) → decode (greedy/beam) → metrics (WER, entity error).
+features (log-mel, span→frame arithmetic) → tokenizer (BPE + the formats' special tokens) →
+render (token formats → ids, labels, speech frame ranges) → data (audio, concatenated or sliced
+speech spans, padded or packed rows) → shards + batching (row groups per rank, columnar scan,
+pools planned lazily, worker streams with an exact cursor) → encoders + attention + model (conv
+or Whisper encoder → projector → any causal LM, varlen attention on packed rows, LoRA, freezing)
+→ schedule + loop (two stages, AdamW, linear decay, accumulation, bf16, DDP, Ctrl-C) with
+checkpoint (safetensors, exact resume, LM export) and throughput (tokens/s, MFU) → decode
+(greedy/beam) → metrics (WER, entity error).
 Imports torch; the stage wrappers live in `pipeline/stage_train.py` and `pipeline/stage_evaluate.py`.
 """
 from .checkpoint import load_checkpoint, save_checkpoint

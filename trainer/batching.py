@@ -1,46 +1,75 @@
-"""Batch planning: length bucketing per epoch, a resumable cursor, and the map-style batch dataset.
+"""Batch planning: pools of row groups, padded or packed batches, worker streams with an exact cursor.
 
-Every batch of an epoch is decided up front from metadata alone (exact sequence lengths from
-span times and token counts), deterministically from (seed, epoch): samples are shuffled within
-row groups and row groups are shuffled, cut into pools of `pool` batches' worth of samples,
-sorted by length (jittered, see `plan_epoch`) inside each pool and cut into batches (a fixed `batch_size`, or as many rows as
-fit `batch_tokens` padded tokens), then each pool's batches are shuffled. Sorting within large
-pools keeps padding low while batches stay random across the epoch. Pools are dealt to the
-loader's worker streams round-robin and the streams interleaved, so each worker reads its own
-row groups. The data cursor is just (epoch, position): resuming rebuilds the same plan and
-starts at the position, with no audio read for the skipped batches.
+Start-up knows only row groups and their row counts (and a columnar scan's estimates, see
+`shards.scan`). Each epoch is planned deterministically from (seed, stage, epoch): this rank's
+row groups are shuffled and cut into pools of about `pool` batches' worth of samples; pools are
+dealt round-robin to S streams (one per loader worker). A pool is planned only when its stream
+reaches it: its samples are read (metadata only), rendered lengths computed exactly, samples
+longer than `context` set aside with a reason, the rest shuffled and then
+- `padded`: sorted by length × (1 ± `length_jitter`) and cut into batches of `batch_size` rows (or
+  as many as fit `batch_tokens` padded tokens), one sample per row; or
+- `packed` (the paper's): packed first-fit-decreasing into rows of `context` tokens, `batch_size`
+  rows per batch; the model resets attention at each sample (see `model.py`), so packing only
+  removes padding.
+Batches are shuffled within the pool. The streams are read round-robin (workers of a
+`DataLoader`, or in turn in the main process), so the order of batches is fixed by the settings.
+A stream's cursor is (epoch, pool, batch): resuming re-plans that pool and starts there, reading
+no audio for the batches before it. Nothing here draws from a global RNG (the loader's workers
+are seeded from their own generator), so dropout masks of a resumed run match.
 """
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Iterator, Sequence
+import signal
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
 
+import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from manifests.errors import JstipError
-from manifests.schema import SPEECH, Sample
+from manifests.schema import Sample
 
 from .data import Collator, Features, load_item
-from .features import FrameSpec, encoded_frames, mel_frames, span_frames
+from .features import FrameSpec
+from .render import BadSample, check_spans, rendered_lengths, tokenize_pieces
+from .shards import CorpusStats, MemorySource, ShardSource, scan, text_sample
+from .tokenizer import TokenIds
+
+BATCHING = ("packed", "padded")
+PACK_FILL = 0.97  # expected share of a packed row that holds tokens (for estimates only)
 
 
-def sample_lengths(samples: Sequence[Sample], tok: PreTrainedTokenizerBase, spec: FrameSpec) -> list[int]:
-    """Exact sequence length of each sample in the training layout (speech frames from `duration`)."""
-    texts = [span.text for s in samples for span in s.spans if span.modality != SPEECH]
-    counts = iter([len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]] if texts else [])
-    out = []
-    for s in samples:
-        n_frames = encoded_frames(mel_frames(int(round(s.duration * spec.sample_rate)), spec), spec)
-        n = 2  # bos, eos
-        for span in s.spans:
-            if span.modality == SPEECH:
-                first, last = span_frames(span.start, span.end, spec, n_frames)
-                n += last - first + 2
-            else:
-                n += next(counts)
-        out.append(n)
-    return out
+@dataclass(frozen=True)
+class Batching:
+    """How samples become batches (all of it decides the data order: a resume must keep it)."""
+
+    batching: str = "packed"
+    batch_size: int = 16  # padded: samples per batch; packed: rows of `context` tokens per batch
+    batch_tokens: int = 0  # padded only: padded tokens per batch instead of batch_size
+    context: int = 1024  # packed: tokens per row; both: longer samples are skipped
+    pool: int = 32  # batches' worth of samples planned together
+    length_jitter: float = 0.1  # padded only
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.batching not in BATCHING:
+            raise JstipError(f"batching {self.batching!r} is unknown; use packed or padded")
+        if self.context < 8:
+            raise JstipError(f"context must be at least 8 tokens, got {self.context}")
+        if self.batch_size < 1 and not (self.batching == "padded" and self.batch_tokens > 0):
+            raise JstipError(f"batch_size must be at least 1 (padded: or batch_tokens > 0), got {self.batch_size}")
+        if self.pool < 1:
+            raise JstipError(f"pool must be at least 1, got {self.pool}")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """The samples a stream draws: all kinds, or only `kinds` (stage 1 trains on ASR data)."""
+
+    name: str = "main"
+    kinds: tuple[str, ...] | None = None
 
 
 def cut_batches(order: Sequence[int], lengths: Sequence[int], batch_size: int, batch_tokens: int,
@@ -63,134 +92,246 @@ def cut_batches(order: Sequence[int], lengths: Sequence[int], batch_size: int, b
     return batches
 
 
-def plan_epoch(groups: Sequence[Sequence[int]], lengths: Sequence[int], batch_size: int, batch_tokens: int,
-               pool: int, seed: int, epoch: int, streams: int = 1, jitter: float = 0.0) -> list[list[int]]:
-    """The batches (lists of sample indices) of one epoch; see the module docstring.
-
-    `jitter` sorts by length × (1 + u), u uniform in ±jitter drawn per epoch, so that batches
-    are not the same set of samples every epoch (a fixed composition made the demo model
-    generalise worse) at the cost of a little padding.
-    """
-    rng = random.Random(f"{seed}:{epoch}")
-    shuffled = [list(g) for g in groups]
-    for g in shuffled:
-        rng.shuffle(g)
-    rng.shuffle(shuffled)
-    order = [i for g in shuffled for i in g]
-    rows = batch_size if not batch_tokens else max(1, batch_tokens // max(1, sum(lengths) // max(1, len(lengths))))
-    size = max(1, rows * pool)
-    pools = []
-    key = {i: lengths[i] * (1.0 + rng.uniform(-jitter, jitter)) for i in order} if jitter else lengths
-    for k in range(0, len(order), size):
-        batches = cut_batches(sorted(order[k:k + size], key=lambda i: key[i]), lengths, batch_size, batch_tokens)
-        rng.shuffle(batches)
-        pools.append(batches)
-    lanes: list[list[list[int]]] = [[] for _ in range(max(1, streams))]
-    for k, batches in enumerate(pools):
-        lanes[k % len(lanes)] += batches
-    out = []
-    for j in range(max(len(lane) for lane in lanes)):
-        out += [lane[j] for lane in lanes if j < len(lane)]
-    return out
+def pack_rows(order: Sequence[int], lengths: Sequence[int], context: int) -> list[list[int]]:
+    """First-fit decreasing: each sample (longest first) goes to the first row with room; rows of ≤ `context`."""
+    room = np.zeros(0, dtype=np.int64)
+    rows: list[list[int]] = []
+    for i in sorted(order, key=lambda i: -lengths[i]):
+        fits = np.flatnonzero(room >= lengths[i])
+        if fits.size:
+            r = int(fits[0])
+        else:
+            r = len(rows)
+            rows.append([])
+            room = np.append(room, context)
+        rows[r].append(i)
+        room[r] -= lengths[i]
+    return rows
 
 
-class PlannedBatches(torch.utils.data.Dataset):
-    """Map-style dataset whose item `(epoch, position)` is that collated batch of the epoch's plan.
+@dataclass
+class Planned:
+    """One planned batch: indices into its pool's samples and, when packed, each one's row."""
 
-    Works in the main process or in loader workers (each keeps its own log-mel cache and plan).
-    A batch carries `cursor` = the (epoch, position) after it, which the loop saves for resume.
-    """
+    members: list[int]
+    rows: list[int] | None
 
-    def __init__(self, samples: Sequence[Sample], lengths: Sequence[int], groups: Sequence[Sequence[int]],
-                 collator: Collator, spec: FrameSpec, batch_size: int, batch_tokens: int = 0, pool: int = 64,
-                 seed: int = 0, streams: int = 1, audio_bytes: Callable[[Sample], bytes | None] | None = None,
-                 cache_mb: float = 512.0, jitter: float = 0.0) -> None:
-        if batch_size < 1 and not batch_tokens:
-            raise JstipError(f"batch_size must be at least 1 (or batch_tokens > 0), got {batch_size}")
-        if not samples:
-            raise JstipError("no samples to train on; check the samples directory")
-        self.samples, self.lengths, self.groups, self.collator = list(samples), list(lengths), groups, collator
-        self.batch_size, self.batch_tokens, self.pool, self.seed, self.streams = batch_size, batch_tokens, pool, seed, streams
-        self.jitter = jitter
-        self.features = Features(spec, cache_mb, audio_bytes)
-        self._plans: dict[int, list[list[int]]] = {}
 
-    def plan(self, epoch: int) -> list[list[int]]:
-        if epoch not in self._plans:
-            self._plans = {epoch: plan_epoch(self.groups, self.lengths, self.batch_size, self.batch_tokens, self.pool,
-                                             self.seed, epoch, self.streams, self.jitter)}
-        return self._plans[epoch]
+def _ignore_sigint(_: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
 
-    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any] | None:
-        epoch, pos = key
-        plan = self.plan(epoch)
+
+class TrainData:
+    """A rank's training data: a sample source, how to batch it, and the streams that read it."""
+
+    def __init__(self, source: Any, tok: PreTrainedTokenizerBase, spec: FrameSpec, batching: Batching,
+                 stats: CorpusStats, span_encoding: str = "concat", streams: int = 1, cache_mb: float = 512.0) -> None:
+        batching.check()
+        self.source, self.tok, self.ids, self.spec, self.batching = source, tok, TokenIds(tok), spec, batching
+        self.stats = stats
+        self.streams = max(1, min(streams, len(source.groups)))
+        self.collator = Collator(tok, spec, max_tokens=batching.context, span_encoding=span_encoding)
+        self.features = Features(spec, cache_mb, self._audio_bytes)
+        self.refs: dict[str, tuple[int, int]] = {}  # sample id -> (row group, row) of the pools being read
+        self._pools: tuple[Any, list[list[int]]] | None = None
+
+    # -- sizes (estimates from the scan) ------------------------------------------------------------
+    def rows(self, stage: Stage) -> int:
+        return sum(n for k, n in self.stats.rows_by_kind.items() if stage.kinds is None or k in stage.kinds)
+
+    def tokens(self, stage: Stage) -> float:
+        return sum(n for k, n in self.stats.tokens_by_kind.items() if stage.kinds is None or k in stage.kinds)
+
+    def tokens_per_batch(self, stage: Stage) -> float:
+        """Expected sample tokens in one batch."""
+        b = self.batching
+        if b.batching == "packed":
+            return b.batch_size * b.context * PACK_FILL
+        if b.batch_tokens:
+            return b.batch_tokens * 0.9
+        return b.batch_size * max(self.stats.mean_length(stage.kinds), 1.0)
+
+    def batches_per_epoch(self, stage: Stage) -> float:
+        return self.tokens(stage) / max(self.tokens_per_batch(stage), 1.0)
+
+    # -- planning -----------------------------------------------------------------------------------
+    def pools(self, stage: Stage, epoch: int) -> list[list[int]]:
+        """Row-group indices of each pool of an epoch (deterministic)."""
+        key = (stage, epoch)
+        if self._pools is not None and self._pools[0] == key:
+            return self._pools[1]
+        order = list(range(len(self.source.groups)))
+        random.Random(f"{self.batching.seed}:{stage.name}:{epoch}:pools").shuffle(order)
+        share = self.rows(stage) / max(self.stats.rows, 1)
+        per_batch = self.tokens_per_batch(stage) / max(self.stats.mean_length(stage.kinds), 1.0)
+        target = max(1.0, self.batching.pool * per_batch / max(share, 1e-9))
+        pools, cur, n = [], [], 0
+        for g in order:
+            cur.append(g)
+            n += self.source.groups[g].n
+            if n >= target:
+                pools.append(cur)
+                cur, n = [], 0
+        if cur:
+            pools.append(cur)
+        if len(pools) < self.streams:  # every stream gets at least one pool
+            pools = [order[s::self.streams] for s in range(self.streams)]
+        self._pools = (key, pools)
+        return pools
+
+    def plan_pool(self, stage: Stage, epoch: int, pool: int, groups: Sequence[int]
+                  ) -> tuple[list[Sample], list[Planned], dict[str, str]]:
+        """A pool's samples (of the stage's kinds), its batches, and the samples set aside with reasons.
+
+        Each sample's (row group, row) is kept in `self.refs` for reading its embedded audio.
+        """
+        samples: list[Sample] = []
         skipped: dict[str, str] = {}
-        items = [load_item(self.samples[i], self.features, skipped) for i in plan[pos]]
-        self.collator.skipped = {}
-        batch = self.collator(items)
-        skipped.update(self.collator.skipped)
-        nxt = (epoch, pos + 1) if pos + 1 < len(plan) else (epoch + 1, 0)
-        batch = batch if batch is not None else {"empty": True}
-        batch.update(cursor=nxt, skipped=skipped)  # skipped: samples of this batch only, with reasons
-        return batch
+        for g in groups:
+            for row, s in enumerate(self.source.read(g)):
+                if stage.kinds is not None and s.kind not in stage.kinds:
+                    continue
+                try:
+                    check_spans(s)
+                except BadSample as exc:
+                    skipped[s.sample_id] = str(exc)
+                    continue
+                samples.append(s)
+                self.refs[s.sample_id] = (g, row)
+        lengths = rendered_lengths(samples, self.tok, self.ids, self.spec)
+        b = self.batching
+        keep = []
+        for i, (s, n) in enumerate(zip(samples, lengths)):
+            if n > b.context:
+                skipped[s.sample_id] = f"too_long: {n} positions > context {b.context}"
+            else:
+                keep.append(i)
+        rng = random.Random(f"{b.seed}:{stage.name}:{epoch}:{pool}")
+        rng.shuffle(keep)
+        if b.batching == "packed":
+            rows = pack_rows(keep, lengths, b.context)
+            rng.shuffle(rows)
+            planned = []
+            for k in range(0, len(rows), b.batch_size):
+                chunk = rows[k:k + b.batch_size]
+                planned.append(Planned([i for r in chunk for i in r], [j for j, r in enumerate(chunk) for _ in r]))
+        else:
+            key = {i: lengths[i] * (1.0 + rng.uniform(-b.length_jitter, b.length_jitter)) for i in keep}
+            batches = cut_batches(sorted(keep, key=lambda i: key[i]), lengths, b.batch_size, b.batch_tokens)
+            rng.shuffle(batches)
+            planned = [Planned(batch, None) for batch in batches]
+        return samples, planned, skipped
 
-    def __len__(self) -> int:
-        return len(self.plan(0))
+    def _audio_bytes(self, sample: Sample) -> bytes | None:
+        if sample.audio is not None:
+            return sample.audio
+        ref = self.refs.get(sample.sample_id)
+        return self.source.audio(*ref) if ref is not None else None
 
+    def collate(self, samples: Sequence[Sample], planned: Planned, skipped: dict[str, str]) -> dict[str, Any] | None:
+        items = [load_item(samples[i], self.features, skipped) for i in planned.members]
+        self.collator.skipped = skipped
+        return self.collator(items, planned.rows)
 
-class CursorSampler(torch.utils.data.Sampler):
-    """Endless `(epoch, position)` keys from a start cursor, epoch after epoch."""
+    # -- reading ------------------------------------------------------------------------------------
+    def stream(self, stage: Stage, s: int, cursor: Sequence[int] = (0, 0, 0)) -> Iterator[dict[str, Any]]:
+        """Endless batches of stream `s` from `cursor` = (epoch, pool, batch); each carries the cursor after it.
 
-    def __init__(self, dataset: PlannedBatches, start: tuple[int, int] = (0, 0)) -> None:
-        self.dataset, self.start = dataset, start
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch, pos = self.start
+        Samples set aside are reported only on a pool's first visit (epoch 0), so each is counted once.
+        """
+        epoch, k, j = (int(c) for c in cursor)
+        whole, produced = k == 0 and j == 0, False  # whether this epoch is read from its start, and gave a batch
         while True:
-            n = len(self.dataset.plan(epoch))
-            for p in range(pos, n):
-                yield epoch, p
-            epoch, pos = epoch + 1, 0
+            mine = self.pools(stage, epoch)[s::self.streams]
+            if k >= len(mine):
+                if whole and not produced:
+                    raise JstipError(f"no batch can be built from the row groups of stream {s}"
+                                     + (f" for kinds {', '.join(stage.kinds)}" if stage.kinds else "")
+                                     + ": every sample is of another kind or was set aside; see the skipped reasons")
+                epoch, k, j, whole, produced = epoch + 1, 0, 0, True, False
+                continue
+            samples, planned, skipped = self.plan_pool(stage, epoch, s + k * self.streams, mine[k])
+            report = epoch == 0
+            if not planned:
+                yield {"empty": True, "stream": s, "epoch": epoch, "cursor": (epoch, k + 1, 0),
+                       "skipped": skipped if report else {}}
+            for jj in range(j, len(planned)):
+                produced = True
+                batch_skipped = dict(skipped) if jj == 0 and report else {}
+                batch = self.collate(samples, planned[jj], batch_skipped)
+                after = (epoch, k, jj + 1) if jj + 1 < len(planned) else (epoch, k + 1, 0)
+                batch = batch if batch is not None else {"empty": True}
+                batch.update(stream=s, epoch=epoch, cursor=after, skipped=batch_skipped if report else {})
+                yield batch
+            for sample in samples:
+                self.refs.pop(sample.sample_id, None)
+            k, j = k + 1, 0
+
+    def loader(self, stage: Stage, cursors: Sequence[Sequence[int]] | None = None, next_stream: int = 0,
+               num_workers: int = 0, pin_memory: bool = False) -> Iterator[dict[str, Any]]:
+        """Batches of every stream, round-robin from `next_stream`; workers run one stream each."""
+        cursors = [tuple(c) for c in cursors] if cursors else [(0, 0, 0)] * self.streams
+        if len(cursors) != self.streams:
+            raise JstipError(f"the saved data cursor has {len(cursors)} streams, this run {self.streams}; "
+                             "resume with the same num_workers")
+        streams = _Streams(self, stage, cursors, next_stream)
+        if num_workers <= 0:
+            return iter(streams)
+        return iter(torch.utils.data.DataLoader(streams, batch_size=None, num_workers=self.streams,
+                                                worker_init_fn=_ignore_sigint, pin_memory=pin_memory,
+                                                generator=torch.Generator().manual_seed(self.batching.seed)))
 
 
-def planned_from_samples(samples: Sequence[Sample], tok: PreTrainedTokenizerBase, spec: FrameSpec,
-                         batch_size: int = 16, batch_tokens: int = 0, pool: int = 64, seed: int = 0,
-                         max_tokens: int = 2048, group_size: int = 1024, streams: int = 1,
-                         jitter: float = 0.0) -> PlannedBatches:
-    """`PlannedBatches` over in-memory samples (groups of `group_size` stand in for row groups)."""
-    lengths = sample_lengths(samples, tok, spec)
-    groups = [list(range(i, min(i + group_size, len(samples)))) for i in range(0, len(samples), group_size)]
-    return PlannedBatches(samples, lengths, groups, Collator(tok, spec, max_tokens=max_tokens), spec, batch_size,
-                          batch_tokens, pool, seed, streams, jitter=jitter)
+class _Streams(torch.utils.data.IterableDataset):
+    """Worker w runs stream (next + w) mod S; in the main process all streams run in turn."""
+
+    def __init__(self, data: TrainData, stage: Stage, cursors: list[tuple[int, ...]], next_stream: int) -> None:
+        self.data, self.stage, self.cursors, self.next = data, stage, cursors, next_stream
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        n = self.data.streams
+        info = torch.utils.data.get_worker_info()
+        if info is not None:
+            s = (self.next + info.id) % n
+            yield from self.data.stream(self.stage, s, self.cursors[s])
+            return
+        its = [self.data.stream(self.stage, s, self.cursors[s]) for s in range(n)]
+        s = self.next
+        while True:
+            yield next(its[s])
+            s = (s + 1) % n
 
 
-def planned_from_shards(path: str, tok: PreTrainedTokenizerBase, collator: Collator, spec: FrameSpec, rank: int = 0,
-                        world_size: int = 1, batch_size: int = 16, batch_tokens: int = 0, pool: int = 64,
-                        seed: int = 0, streams: int = 1, max_tokens: int = 2048,
-                        jitter: float = 0.0) -> tuple[PlannedBatches, dict[str, str]]:
-    """`PlannedBatches` over this rank's row groups of a sample manifest, and the samples left out as too long.
+def chars_per_token(tok: PreTrainedTokenizerBase, texts: Sequence[str], max_chars: int = 200_000) -> float:
+    """Characters per token of `tok` on (up to `max_chars` of) `texts`; 4 when there is no text."""
+    chosen, total = [], 0
+    for t in texts:
+        chosen.append(t)
+        total += len(t)
+        if total >= max_chars:
+            break
+    n = sum(len(x) for x in tokenize_pieces(tok, chosen))
+    return total / n if n else 4.0
 
-    Only metadata is read here; embedded audio is read from its row group when a batch needs it.
-    """
-    from .data import check_sample
-    from .shards import EmbeddedAudio, read_metadata, row_groups, split_for_rank
 
-    samples: list[Sample] = []
-    groups, refs = [], {}
-    for g in split_for_rank(row_groups(path), rank, world_size):
-        rows = read_metadata(g)
-        groups.append(list(range(len(samples), len(samples) + len(rows))))
-        for row, s in enumerate(rows):
-            check_sample(s)
-            refs[s.sample_id] = (g, row)
-        samples += rows
-    if not samples:
-        raise JstipError(f"{path} holds no samples for rank {rank} of {world_size}; run the interleave stage first")
-    lengths = sample_lengths(samples, tok, spec)
-    too_long = {s.sample_id: f"longer than max_tokens={max_tokens}: {n} positions"
-                for s, n in zip(samples, lengths) if n > max_tokens}
-    keep = [[i for i in g if lengths[i] <= max_tokens] for g in groups]
-    if not any(keep):
-        raise JstipError(f"every sample of {path} (rank {rank}) is longer than max_tokens={max_tokens}; raise max_tokens")
-    return PlannedBatches(samples, lengths, keep, collator, spec, batch_size, batch_tokens, pool, seed, streams,
-                          EmbeddedAudio(refs), jitter=jitter), too_long
+def data_from_source(source: Any, tok: PreTrainedTokenizerBase, spec: FrameSpec, batching: Batching,
+                     span_encoding: str = "concat", streams: int = 1, cache_mb: float = 512.0,
+                     check_format: bool = True) -> TrainData:
+    """`TrainData` after one columnar scan of `source` (sizes, and the `</s>` check)."""
+    cpt = chars_per_token(tok, text_sample(source, 200_000, batching.seed))
+    stats = scan(source, spec, cpt, check_format)
+    return TrainData(source, tok, spec, batching, stats, span_encoding, streams, cache_mb)
+
+
+def data_from_samples(samples: Sequence[Sample], tok: PreTrainedTokenizerBase, spec: FrameSpec,
+                      batching: Batching = Batching(), span_encoding: str = "concat", streams: int = 1,
+                      group_size: int = 1024) -> TrainData:
+    """`TrainData` over in-memory samples (groups of `group_size` stand in for row groups)."""
+    return data_from_source(MemorySource(samples, group_size), tok, spec, batching, span_encoding, streams)
+
+
+def data_from_shards(path: str, tok: PreTrainedTokenizerBase, spec: FrameSpec, batching: Batching = Batching(),
+                     rank: int = 0, world_size: int = 1, span_encoding: str = "concat", streams: int = 1,
+                     cache_mb: float = 512.0) -> TrainData:
+    """`TrainData` over this rank's row groups of a sample manifest."""
+    return data_from_source(ShardSource(path, rank, world_size), tok, spec, batching, span_encoding, streams, cache_mb)

@@ -4,9 +4,11 @@ A model checkpoint is a directory with `model.safetensors` (every weight, LoRA a
 frozen Whisper encoder included), `speechlm_config.json`, `lm_config.json` and the tokenizer, so
 loading needs neither the original LM nor the encoder path.
 A training state (`<dir>/state/step-NNNNNNNN/`) adds `optimizer.safetensors` (AdamW moments and
-step counts, keyed by parameter name), `rng-rank<r>.safetensors` (torch CPU and CUDA generators of
-each rank) and `trainer_state.json` (step, data cursor, scheduler, Python and NumPy RNG states,
-the settings that must not change across a resume). It is written to a temporary directory and
+step counts of the current stage, keyed by parameter name), `rng-rank<r>.safetensors` (torch CPU
+and CUDA generators of each rank) and `trainer_state.json` (step, stage and stage step, each
+rank's data cursors, scheduler, Python and NumPy RNG states, the settings that must not change
+across a resume, the per-step losses and the samples set aside so far).
+`export_lm` writes the LM alone as a Hugging Face model directory (for `train.lm`). It is written to a temporary directory and
 renamed, so a crash never leaves a half state that `resume=auto` would pick up.
 """
 from __future__ import annotations
@@ -22,11 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerBase
+from transformers import AutoConfig, PreTrainedTokenizerBase
 
 from manifests.errors import JstipError
 
-from .model import SpeechLM, SpeechLMConfig
+from .model import SpeechLM, SpeechLMConfig, build_lm
 from .tokenizer import load_tokenizer
 
 CONFIG_FILE, LM_CONFIG_FILE, WEIGHTS_FILE = "speechlm_config.json", "lm_config.json", "model.safetensors"
@@ -54,10 +56,30 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -
     cfg = SpeechLMConfig(**{k: v for k, v in json.loads((directory / CONFIG_FILE).read_text()).items() if k in known})
     tok = load_tokenizer(directory)
     lm_dict = json.loads((directory / LM_CONFIG_FILE).read_text())
-    lm = AutoModelForCausalLM.from_config(AutoConfig.for_model(lm_dict.pop("model_type"), **lm_dict))
+    lm_dict = {k: v for k, v in lm_dict.items() if not k.startswith("_")}  # e.g. the attention it was trained with
+    lm = build_lm(cfg, tok, pretrained=False, lm_config=AutoConfig.for_model(lm_dict.pop("model_type"), **lm_dict))
     model = SpeechLM(cfg, tok, lm=lm, pretrained=False)
     load_weights(model, directory / WEIGHTS_FILE)
     return model.to(device).eval(), tok
+
+
+def export_lm(model: SpeechLM, tok: PreTrainedTokenizerBase, directory: str | Path) -> Path:
+    """The LM alone as a Hugging Face model directory (weights, config, tokenizer with our special tokens).
+
+    `train.lm: <directory>` of a later run loads it with `from_pretrained`: e.g. an LM pretrained
+    on text only (stage 0) before the speech stages. LoRA adapters are merged into a copy.
+    """
+    import copy
+
+    directory = Path(directory)
+    lm = model.lm
+    if hasattr(lm, "merge_and_unload"):
+        lm = copy.deepcopy(lm).merge_and_unload()
+        if hasattr(lm, "get_input_embeddings") and hasattr(lm.get_input_embeddings(), "merge_and_unload"):
+            lm.set_input_embeddings(lm.get_input_embeddings().merge_and_unload())
+    lm.save_pretrained(str(directory))
+    tok.save_pretrained(str(directory))
+    return directory
 
 
 def load_weights(model: SpeechLM, path: Path) -> None:
@@ -157,7 +179,7 @@ def save_state(directory: str | Path, step: int, model: SpeechLM, tok: PreTraine
         groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
         meta = {**state, "step": step, "world_size": world_size, "optimizer_groups": groups,
                 "scheduler": {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}}
-        (tmp / STATE_FILE).write_text(json.dumps(meta, indent=1, default=float))
+        (tmp / STATE_FILE).write_text(json.dumps(meta, default=float))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         for old in sorted(root.glob("step-*"))[:-keep] if keep > 0 else []:
@@ -173,15 +195,24 @@ def latest_state(directory: str | Path) -> Path | None:
     return done[-1] if done else None
 
 
-def load_state(path: str | Path, model: SpeechLM, optimizer: torch.optim.Optimizer, scheduler: Any,
-               rank: int = 0) -> dict[str, Any]:
-    """Restore weights, optimizer, scheduler and this rank's RNG from `path`; returns trainer_state.json."""
+def load_state(path: str | Path, model: SpeechLM, rank: int = 0) -> dict[str, Any]:
+    """Restore weights and this rank's RNG from a training state; returns its trainer_state.json.
+
+    The optimizer and scheduler are restored separately (`load_optimizer`), once the stage the
+    state was saved in has built them.
+    """
     path = Path(path)
     if not (path / STATE_FILE).exists():
         raise JstipError(f"{path} is not a training state (no {STATE_FILE}); give a state/step-* directory or resume=auto")
     meta = json.loads((path / STATE_FILE).read_text())
     load_weights(model, path / WEIGHTS_FILE)
-    load_optimizer_tensors(model, optimizer, load_file(str(path / OPTIM_FILE)), meta["optimizer_groups"])
-    scheduler.load_state_dict({**scheduler.state_dict(), **meta["scheduler"]})
     load_rng(path, rank)
     return meta
+
+
+def load_optimizer(path: str | Path, model: SpeechLM, optimizer: torch.optim.Optimizer, scheduler: Any,
+                   meta: dict[str, Any]) -> None:
+    """Restore the AdamW moments and the scheduler of a training state."""
+    path = Path(path)
+    load_optimizer_tensors(model, optimizer, load_file(str(path / OPTIM_FILE)), meta["optimizer_groups"])
+    scheduler.load_state_dict({**scheduler.state_dict(), **meta["scheduler"]})

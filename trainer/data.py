@@ -1,14 +1,21 @@
-"""Samples → padded model batches: audio loading, token layout, labels.
+"""Samples → model batches: audio loading, the encoder input of speech spans, padded or packed rows.
 
-A sample becomes `<bos>` + for each span in order: speech → `<|speech|>` `<|audio|>`×n
-`<|/speech|>` (n from `features.span_frames`), text → the span's tokens; then `<eos>`. Loss is
-on text tokens and `<eos>` only. Each sample's audio is loaded and turned into log-mel once
-(cached by source), and the model encodes it once per batch; the batch carries each speech
-span's times so the model slices the same frames the collator counted.
-Audio comes from the sample's embedded FLAC bytes (`Sample.audio`, the stretch
-offset..offset+duration of the source) when present, else from `audio_path` at offset/duration.
-Samples whose audio cannot be read are skipped and counted by reason, never silently lost.
-Batch planning (bucketing, ranks, resume cursor) lives in `batching.py`.
+A sample is rendered by `render.py` (token formats of `manifests/formats.py`). Its speech spans
+reach the encoder in one of two ways (`span_encoding`):
+- `concat` (the paper's, default): the log-mel rows of each speech span (`frames.span_mel`, a
+  whole number of output frames each) are cut out, concatenated and encoded once per sample;
+  the outputs fill the placeholders in order. A span's frames see only speech given as speech.
+- `slice` (our first build's): the whole utterance is encoded once and each span's frames are
+  sliced from it; a span's frames then also see the audio of the words given as text.
+Either way the batch carries, per speech span, its encoder row and output-frame range, so the
+model takes exactly the frames the collator counted.
+
+Rows are `padded` (one sample per row, right- or left-padded, with an attention mask) or
+`packed` (several samples per row; position ids restart at each sample and the model resets
+attention there; labels stay per sample). Text-only samples give the encoder nothing.
+Audio comes from the sample's embedded FLAC bytes (`Sample.audio`) when present, else from
+`audio_path` at offset/duration. A sample that cannot be used (unreadable audio, too long,
+malformed spans) is skipped and recorded as "category: detail", never silently lost.
 """
 from __future__ import annotations
 
@@ -17,16 +24,19 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase
 
 from manifests.audio import decode_audio_bytes, load_audio
 from manifests.errors import AudioError, JstipError
-from manifests.schema import SPEECH, TEXT, Sample
+from manifests.frames import span_mel
+from manifests.schema import SPEECH, Sample
 
-from .features import FrameSpec, LogMel, encoded_frames, span_frames
+from .features import FrameSpec, LogMel, encoded_frames
+from .render import IGNORE, BadSample, check_spans, is_asr_format, render_sample
 from .tokenizer import TokenIds
 
-IGNORE = -100
+SPAN_ENCODINGS = ("concat", "slice")
+__all__ = ["IGNORE", "Collator", "Features", "Item", "SampleDataset", "load_item", "skip_counts", "to_device"]
 
 
 @dataclass
@@ -86,14 +96,14 @@ class Features:
 
 
 def load_item(sample: Sample, features: Features, skipped: dict[str, str]) -> "Item | None":
-    """The `Item` of a sample, or None with the reason recorded in `skipped`."""
+    """The `Item` of a sample, or None with "category: detail" recorded in `skipped`."""
     if not any(span.modality == SPEECH for span in sample.spans):
         return Item(sample, None)
     try:
         return Item(sample, features(sample))
     except AudioError as exc:
         reason = str(exc)
-        skipped[sample.sample_id] = reason if reason.startswith("speech span") else f"audio unreadable: {reason}"
+        skipped[sample.sample_id] = ("no_audio: " if reason.startswith("speech span") else "audio_unreadable: ") + reason
         return None
 
 
@@ -104,7 +114,7 @@ class SampleDataset(torch.utils.data.Dataset):
         self.samples = list(samples)
         self.spec = spec
         self.features = Features(spec, cache_mb)
-        self.skipped: dict[str, str] = {}  # sample_id -> reason, each sample counted once
+        self.skipped: dict[str, str] = {}  # sample_id -> "category: detail", each sample counted once
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -113,105 +123,151 @@ class SampleDataset(torch.utils.data.Dataset):
         return load_item(self.samples[index], self.features, self.skipped)
 
 
-def check_sample(sample: Sample) -> None:
-    """Raise a JstipError naming the sample when its spans cannot be laid out."""
-    if not sample.spans:
-        raise JstipError(f"sample {sample.sample_id} has no spans; rerun the interleave stage")
-    for span in sample.spans:
-        if span.modality not in (SPEECH, TEXT):
-            raise JstipError(f"sample {sample.sample_id} has a span of modality {span.modality!r}; "
-                             f"expected {SPEECH!r} or {TEXT!r}")
-        if span.modality == SPEECH and span.end < span.start:
-            raise JstipError(f"sample {sample.sample_id} has a speech span ending ({span.end}) before it starts "
-                             f"({span.start}); fix the alignment or interleave stage")
+@dataclass
+class _Example:
+    sample: Sample
+    input_ids: list[int]
+    labels: list[int]
+    audio: int | None  # encoder row
+    ctc: list[int] | None
 
 
-def layout(spans: Sequence[Any], tok: PreTrainedTokenizerFast, ids: TokenIds, spec: FrameSpec, n_frames: int,
-           add_eos: bool = True) -> tuple[list[int], list[int], list[tuple[float, float]]]:
-    """Token ids, labels and speech-span times of one sample in the JSTIP layout."""
-    input_ids, labels, speech = [ids.bos], [IGNORE], []
-    for span in spans:
-        if span.modality == SPEECH:
-            first, last = span_frames(span.start, span.end, spec, n_frames)
-            input_ids += [ids.speech_open] + [ids.audio] * (last - first) + [ids.speech_close]
-            labels += [IGNORE] * (last - first + 2)
-            speech.append((float(span.start), float(span.end)))
-        else:
-            tokens = tok(span.text, add_special_tokens=False)["input_ids"]
-            input_ids += tokens
-            labels += tokens
-    if add_eos:
-        input_ids.append(ids.eos)
-        labels.append(ids.eos)
-    return input_ids, labels, speech
+def _pad_mel(mel: torch.Tensor, rows: int) -> torch.Tensor:
+    """`mel` cut or padded (with its own floor value, i.e. silence) to `rows` rows."""
+    if mel.shape[0] >= rows:
+        return mel[:rows]
+    floor = mel.min() if mel.numel() else mel.new_zeros(())
+    return torch.cat([mel, floor.expand(rows - mel.shape[0], mel.shape[1])])
 
 
 class Collator:
-    """Pads a list of `Item`s into a batch the `SpeechLM` takes.
+    """Lays out a list of `Item`s as a batch the `SpeechLM` takes (see the module docstring).
 
-    Keys: input_ids, attention_mask, labels `[B, L]`; mel `[A, T, n_mels]` and mel_lens `[A]`
-    for the A samples with audio; span_audio, span_start, span_end (one row per speech span, in
-    placeholder order); ctc_audio, ctc_targets, ctc_target_lens for `asr` samples (the transcript
-    tokens, an optional CTC target for the encoder); plus bookkeeping (kinds, audio_seconds, n_tokens, n_pad).
+    `collator(items)` gives padded rows, one sample each; `collator(items, rows=[r0, r1, ...])`
+    packs item i into row r_i (in order). `add_eos=False` (or `prompt=True`) makes prompt
+    batches for decoding: samples may stop before the answer (no `</s>` required), typically
+    left-padded, and carry no labels (so `SpeechLM(batch).logits` scores every position; score a
+    continuation with a training batch's `example_loss` instead). Keys: input_ids, labels, position_ids, example_ids (sample index per position,
+    -1 on padding) `[R, W]`; attention_mask (padded rows only); mel `[A, T, n_mels]`, mel_lens
+    `[A]` (one encoder row per sample with speech); span_audio, span_first, span_last (per
+    speech span in placeholder order: its encoder row and output-frame range); ctc_audio,
+    ctc_targets, ctc_target_lens for samples in the asr format (`<s> A <|asr|> T </s>`);
+    bookkeeping: kinds, sample_ids, n_tokens, n_pad, attn_positions (Σ length², for MFU),
+    n_mel, n_mel_pad, audio_seconds.
     """
 
-    def __init__(self, tok: PreTrainedTokenizerFast, spec: FrameSpec = FrameSpec(), max_tokens: int = 2048,
-                 padding_side: str = "right", add_eos: bool = True) -> None:
+    def __init__(self, tok: PreTrainedTokenizerBase, spec: FrameSpec = FrameSpec(), max_tokens: int = 2048,
+                 padding_side: str = "right", add_eos: bool = True, span_encoding: str = "concat",
+                 prompt: bool | None = None) -> None:
+        if span_encoding not in SPAN_ENCODINGS:
+            raise JstipError(f"span_encoding {span_encoding!r} is unknown; use {' or '.join(SPAN_ENCODINGS)}")
         self.tok, self.ids, self.spec = tok, TokenIds(tok), spec
-        self.max_tokens, self.padding_side, self.add_eos = max_tokens, padding_side, add_eos
-        self.skipped: dict[str, str] = {}  # sample_id -> reason, each sample counted once
+        self.max_tokens, self.padding_side, self.span_encoding = max_tokens, padding_side, span_encoding
+        self.prompt = (not add_eos) if prompt is None else prompt
+        self.skipped: dict[str, str] = {}  # sample_id -> "category: detail", each sample counted once
 
-    def __call__(self, items: Sequence[Item | None]) -> dict[str, Any] | None:
-        rows, mels, span_audio, span_times, kinds, ids_list, ctc = [], [], [], [], [], [], []
-        for item in items:
+    def _example(self, item: Item, mels: list[torch.Tensor], spans: list[tuple[int, int, int]]) -> _Example | None:
+        sample = item.sample
+        try:
+            check_spans(sample, self.prompt)
+        except BadSample as exc:
+            self.skipped[sample.sample_id] = str(exc)
+            return None
+        n_frames = encoded_frames(item.mel.shape[0], self.spec) if item.mel is not None else 0
+        r = render_sample(sample, self.tok, self.ids, self.spec, n_frames)
+        if len(r.input_ids) > self.max_tokens:
+            self.skipped[sample.sample_id] = f"too_long: {len(r.input_ids)} positions > {self.max_tokens}"
+            return None
+        audio, ctc = None, None
+        if r.speech:
+            audio = len(mels)
+            if self.span_encoding == "concat":
+                pieces, offset = [], 0
+                for first, last in r.speech:
+                    a, b = span_mel(first, last, self.spec)
+                    pieces.append(_pad_mel(item.mel[a:], b - a))
+                    spans.append((audio, offset, offset + last - first))
+                    offset += last - first
+                mels.append(torch.cat(pieces))
+            else:
+                mels.append(item.mel)
+                spans += [(audio, first, last) for first, last in r.speech]
+            if is_asr_format(sample.spans):  # a CTC target for the encoder: the transcript's tokens
+                ctc = [t for t, lab in zip(r.input_ids, r.labels) if lab != IGNORE and t not in self.ids.targets]
+        labels = list(r.labels)
+        if labels:
+            labels[0] = IGNORE  # nothing predicts a sample's first position (never the previous sample)
+        return _Example(sample, r.input_ids, labels, audio, ctc)
+
+    def __call__(self, items: Sequence[Item | None], rows: Sequence[int] | None = None) -> dict[str, Any] | None:
+        mels: list[torch.Tensor] = []
+        spans: list[tuple[int, int, int]] = []
+        examples: list[_Example] = []
+        row_of: list[int] = []
+        for k, item in enumerate(items):
             if item is None:
                 continue
-            n_frames = encoded_frames(item.mel.shape[0], self.spec) if item.mel is not None else 0
-            input_ids, labels, speech = layout(item.sample.spans, self.tok, self.ids, self.spec, n_frames, self.add_eos)
-            if len(input_ids) > self.max_tokens:
-                self.skipped[item.sample.sample_id] = f"longer than max_tokens={self.max_tokens}"
-                continue
-            if speech:
-                if item.sample.kind == "asr":  # whole utterance + transcript: a CTC target for the encoder
-                    ctc.append((len(mels), [t for t, lab in zip(input_ids, labels) if lab != IGNORE and t != self.ids.eos]))
-                span_audio += [len(mels)] * len(speech)
-                span_times += speech
-                mels.append(item.mel)
-            rows.append((input_ids, labels))
-            kinds.append(item.sample.kind)
-            ids_list.append(item.sample.sample_id)
-        if not rows:
+            ex = self._example(item, mels, spans)
+            if ex is not None:
+                examples.append(ex)
+                row_of.append(rows[k] if rows is not None else len(row_of))
+        if not examples:
             return None
-        width = max(len(r[0]) for r in rows)
-        input_ids = torch.full((len(rows), width), self.ids.pad, dtype=torch.long)
-        labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, (ids, labs) in enumerate(rows):
-            sl = slice(width - len(ids), width) if self.padding_side == "left" else slice(0, len(ids))
-            input_ids[i, sl] = torch.tensor(ids)
-            labels[i, sl] = torch.tensor(labs)
-            mask[i, sl] = 1
-        batch: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask, "labels": labels,
-                                 "kinds": kinds, "sample_ids": ids_list,
-                                 "n_tokens": int(mask.sum()), "n_pad": int(mask.numel() - mask.sum())}
+        layout: dict[int, list[int]] = {}
+        for e, r in enumerate(row_of):
+            layout.setdefault(r, []).append(e)
+        lines = list(layout.values())
+        width = max(sum(len(examples[e].input_ids) for e in line) for line in lines)
+        n = len(lines)
+        input_ids = torch.full((n, width), self.ids.pad, dtype=torch.long)
+        labels = torch.full((n, width), IGNORE, dtype=torch.long)
+        positions = torch.zeros((n, width), dtype=torch.long)
+        example_ids = torch.full((n, width), -1, dtype=torch.long)
+        left = self.padding_side == "left" and rows is None
+        for i, line in enumerate(lines):
+            used = sum(len(examples[e].input_ids) for e in line)
+            at = width - used if left else 0
+            for e in line:
+                ex = examples[e]
+                sl = slice(at, at + len(ex.input_ids))
+                input_ids[i, sl] = torch.tensor(ex.input_ids)
+                labels[i, sl] = torch.tensor(ex.labels)
+                positions[i, sl] = torch.arange(len(ex.input_ids))
+                example_ids[i, sl] = e
+                at += len(ex.input_ids)
+            if rows is not None and used < width:  # packed: the tail is one more (label-free) sequence
+                positions[i, used:] = torch.arange(width - used)
+        lengths = [len(ex.input_ids) for ex in examples]
+        batch: dict[str, Any] = {
+            "input_ids": input_ids, "labels": labels, "position_ids": positions, "example_ids": example_ids,
+            "packed": rows is not None, "kinds": [ex.sample.kind for ex in examples],
+            "sample_ids": [ex.sample.sample_id for ex in examples], "n_tokens": sum(lengths),
+            "n_pad": n * width - sum(lengths), "attn_positions": sum(x * x for x in lengths)}
+        if rows is None:
+            batch["attention_mask"] = (example_ids >= 0).long()
+        if self.prompt:  # prompts have no targets: the model returns every position's logits
+            del batch["labels"]
         if mels:
             lens = torch.tensor([m.shape[0] for m in mels])
             mel = torch.zeros(len(mels), int(lens.max()), mels[0].shape[1])
             for i, m in enumerate(mels):
                 mel[i, : m.shape[0]] = m
-            batch.update(mel=mel, mel_lens=lens, span_audio=torch.tensor(span_audio, dtype=torch.long),
-                         span_start=torch.tensor([s for s, _ in span_times], dtype=torch.float64),
-                         span_end=torch.tensor([e for _, e in span_times], dtype=torch.float64))
+            batch.update(mel=mel, mel_lens=lens, span_audio=torch.tensor([a for a, _, _ in spans], dtype=torch.long),
+                         span_first=torch.tensor([f for _, f, _ in spans], dtype=torch.long),
+                         span_last=torch.tensor([last for _, _, last in spans], dtype=torch.long))
+        ctc = [(ex.audio, ex.ctc) for ex in examples if ex.ctc is not None and ex.audio is not None]
         if ctc:
             batch.update(ctc_audio=torch.tensor([a for a, _ in ctc], dtype=torch.long),
                          ctc_targets=torch.tensor([t for _, ts in ctc for t in ts], dtype=torch.long),
                          ctc_target_lens=torch.tensor([len(ts) for _, ts in ctc], dtype=torch.long))
-        batch["audio_seconds"] = float(sum(m.shape[0] for m in mels)) * self.spec.hop_length / self.spec.sample_rate
+        n_mel = sum(m.shape[0] for m in mels)
+        batch.update(n_mel=n_mel, n_mel_pad=(batch["mel"].shape[0] * batch["mel"].shape[1] - n_mel) if mels else 0,
+                     audio_seconds=float(n_mel) * self.spec.hop_length / self.spec.sample_rate)
         return batch
 
 
 def skip_counts(*skipped: dict[str, str]) -> Counter[str]:
-    """Skipped samples per reason kind (the text before ':'), each sample counted once."""
+    """Skipped samples per category (the identifier before ':'), each sample counted once."""
     merged: dict[str, str] = {}
     for d in skipped:
         merged.update(d)
@@ -219,6 +275,6 @@ def skip_counts(*skipped: dict[str, str]) -> Counter[str]:
 
 
 def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
-    """Move the tensors of a batch to `device` (span times stay on CPU: they are read as floats)."""
-    keep_cpu = {"span_audio", "span_start", "span_end", "mel_lens", "ctc_audio", "ctc_target_lens"}
+    """Move the tensors of a batch to `device` (frame indices and lengths stay on CPU: read as ints)."""
+    keep_cpu = {"span_audio", "span_first", "span_last", "mel_lens", "ctc_audio", "ctc_target_lens"}
     return {k: (v.to(device) if isinstance(v, torch.Tensor) and k not in keep_cpu else v) for k, v in batch.items()}

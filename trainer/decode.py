@@ -1,7 +1,7 @@
 """Batched greedy or beam-search transcription of utterances, long ones in pieces.
 
 The ASR prompt is the paper's: `formats.asr_prompt(duration)` = `<s>` A `<|asr|>`, continued
-until `</s>` (rendered for today's collator by `lm_calls.collatable`). A free prompt is any
+until `</s>`, rendered as training renders samples. A free prompt is any
 text around the speech, written as a template with `{speech}` (e.g. `"question: {speech}
 answer:"`). Utterances longer than `chunk_seconds` are cut at quiet points
 (`trainer.chunking`) and decoded piece by piece, the pieces' texts joined with a space, so
@@ -97,12 +97,12 @@ def transcribe(model: SpeechLM, tok: PreTrainedTokenizerBase, utterances: Sequen
     n_pieces: dict[int, int] = {}
     for i, utt in enumerate(utterances):
         if max_duration > 0 and utt.duration > max_duration:
-            result.skip(utt.utt_id, "too long", f"too long: {utt.duration:.1f}s is above max_duration={max_duration}s")
+            result.skip(utt.utt_id, "too_long", f"too_long: {utt.duration:.1f}s is above max_duration={max_duration}s")
             continue
         try:
             pieces = plan_pieces(utt.audio_path, utt.offset, utt.duration, chunk_seconds)
         except AudioError as exc:
-            result.skip(utt.utt_id, "audio unreadable", f"audio unreadable: {exc}")
+            result.skip(utt.utt_id, "audio_unreadable", f"audio_unreadable: {exc}")
             continue
         n_pieces[i] = len(pieces)
         for k, (a, b) in enumerate(pieces):
@@ -118,7 +118,7 @@ def transcribe(model: SpeechLM, tok: PreTrainedTokenizerBase, utterances: Sequen
         outs = prompter.generate([p for _, _, p in chunk], max_new_tokens, num_beams)
         for (i, k, sample), out in zip(chunk, outs):
             if out is None:
-                failed.setdefault(i, prompter.skipped.get(sample.sample_id, "audio unreadable: unknown"))
+                failed.setdefault(i, prompter.skipped.get(sample.sample_id, "audio_unreadable: unknown"))
                 continue
             texts.setdefault(i, {})[k] = out.text
             result.audio_seconds += sample.duration

@@ -1,7 +1,9 @@
 """Speech encoders: log-mel `[A, T, n_mels]` → hidden frames `[A, T', d]` at 20 ms (T' = ceil(T/2)).
 
 Two choices behind one interface (`forward(mel, mel_lens) -> (hidden, lengths)`, `.dim`):
-- `ConvEncoder`: conv ×2 subsampling + a few pre-norm transformer layers, for from-scratch runs;
+- `ConvEncoder`: conv ×2 subsampling + a few pre-norm transformer layers, for from-scratch runs
+  (dropout on residual and feed-forward paths, not on attention weights, which would make
+  attention memory quadratic in the speech length);
 - `WhisperSpeechEncoder`: the transformers `WhisperEncoder` (from a path, a name or a config),
   run on the batch's own length. Whisper insists on 30 s (3000 mel frames) of input; we call its
   conv front end, add the first T' rows of its positional table and run its layers with a padding
@@ -33,6 +35,9 @@ class ConvEncoder(nn.Module):
         )
         layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout, activation="gelu", batch_first=True,
                                            norm_first=True)
+        # dropout on the residual and feed-forward paths only: dropout on attention weights makes
+        # PyTorch materialise them (memory quadratic in the length of a sample's speech)
+        layer.self_attn.dropout = 0.0
         self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
 

@@ -2,53 +2,31 @@
 
 Callers build prompts as `Sample`s whose spans follow `manifests/formats.py` (`<s>` A
 `<|asr|>` for ASR, `<s>` text… A text… for the probes: a speech span followed directly by
-text, as word-level interleave trains). This module turns them into batches with today's
+text, as word-level interleave trains). This module turns them into batches with the
 trainer APIs and calls the model:
 
 - `generate`: `Collator(tok, spec, padding_side="left", add_eos=False)` then
   `SpeechLM.generate(batch, max_new_tokens, num_beams)` (greedy or beam search until eos);
-- `continuation_logprobs`: right-padded batch (positions count from 0 in every row, as in
-  training; a left-padded forward would shift them), labels only on the continuation tokens
-  so the model computes logits only there, then `SpeechLM(batch).logits`.
+- `continuation_logprobs`: right-padded prompt batch (positions count from 0 in every row, as
+  in training; a left-padded forward would shift them), then `SpeechLM(batch).logits`, which
+  for a batch without labels holds every position.
 
-Reconcile with the training branch (the one adapter, `collatable`): today's collator adds
-`<bos>` itself and tokenises every non-speech span as text, with speech wrapped in
-`<|speech|>`…`<|/speech|>`. So a leading `<s>` span is dropped (the collator's bos stands for
-it), and any other token span is written as its token string when the tokenizer knows it as
-one token (then the text tokenizer yields exactly that id) and left out otherwise (today's
-checkpoints were trained without `<|asr|>`: their ASR prompt is bos + speech). When the
-collator renders token spans itself, `collatable` becomes the identity.
+Prompts are rendered exactly as training renders samples (`trainer/render.py`): nothing is
+added implicitly, so a prompt starts with its own `<s>`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from manifests.formats import BOS, EOS
-from manifests.schema import TEXT, TOKEN, Sample, Span
+from manifests.schema import Sample
 
-from .data import IGNORE, Collator, SampleDataset, to_device
+from .data import Collator, SampleDataset, to_device
 from .loop import autocast_for
 from .model import SpeechLM
-
-
-def collatable(spans: Sequence[Span], tok: PreTrainedTokenizerBase) -> tuple[Span, ...]:
-    """`spans` as today's collator renders them (see the module docstring); text and speech unchanged."""
-    out: list[Span] = []
-    for i, span in enumerate(spans):
-        if span.modality != TOKEN:
-            out.append(span)
-        elif span.text == BOS and i == 0:
-            continue  # the collator starts every row with bos
-        else:
-            name = {BOS: tok.bos_token, EOS: tok.eos_token}.get(span.text, span.text)
-            ids = tok(name, add_special_tokens=False)["input_ids"]
-            if len(ids) == 1 and ids[0] != tok.unk_token_id:
-                out.append(Span(TEXT, name))
-    return tuple(out)
 
 
 @dataclass
@@ -71,9 +49,8 @@ class Prompter:
 
     def _items(self, samples: Sequence[Sample]) -> list:
         """Loaded items (None where the audio cannot be read; the reason lands in `skipped`)."""
-        ready = [replace(s, spans=collatable(s.spans, self.tok)) for s in samples]
-        dataset = SampleDataset(ready, self.model.spec, cache_mb=self.cache_mb)
-        items = [dataset[i] for i in range(len(ready))]
+        dataset = SampleDataset(samples, self.model.spec, cache_mb=self.cache_mb)
+        items = [dataset[i] for i in range(len(samples))]
         self.skipped.update(dataset.skipped)
         return items
 
@@ -118,24 +95,12 @@ class Prompter:
         collator = Collator(self.tok, self.model.spec, max_tokens=10**9, padding_side="right", add_eos=False)
         batch = collator([items[i] for i in kept])
         lengths = batch["attention_mask"].sum(1).tolist()
-        labels = torch.full_like(batch["input_ids"], IGNORE)
         for row, i in enumerate(kept):
-            n, end = n_scored[i], lengths[row]
-            if not 0 < n < end:
-                raise ValueError(f"prompt {samples[i].sample_id}: cannot score {n} of its {end} tokens")
-            labels[row, end - n:end] = batch["input_ids"][row, end - n:end]
-        batch["labels"] = labels
+            if not 0 < n_scored[i] < lengths[row]:
+                raise ValueError(f"prompt {samples[i].sample_id}: cannot score {n_scored[i]} of its {lengths[row]} tokens")
         with self.autocast:
-            logits = self.model(to_device(batch, self.device)).logits
-        positions = torch.arange(labels.shape[1] - 1)  # logit position t predicts token t + 1
-        if logits.shape[1] != labels.shape[1]:  # logits kept only where some row has a target (logits_to_keep)
-            positions = (labels[:, 1:] != IGNORE).any(0).nonzero().squeeze(1)
-            if logits.shape[1] != positions.numel():
-                raise RuntimeError(f"the model returned {logits.shape[1]} logit positions for {positions.numel()} "
-                                   "targets; adapt trainer/lm_calls.continuation_logprobs to SpeechLM.forward")
-        where = {int(p): k for k, p in enumerate(positions.tolist())}
-        for row, i in enumerate(kept):
+            logits = self.model(to_device(batch, self.device)).logits  # a prompt batch: every position's logits
+        for row, i in enumerate(kept):  # logit position t predicts token t + 1
             n, end = n_scored[i], lengths[row]
-            index = torch.tensor([where[t] for t in range(end - n - 1, end - 1)], device=logits.device)
-            out[i] = logits[row, index].float().log_softmax(-1).cpu()
+            out[i] = logits[row, end - n - 1:end - 1].float().log_softmax(-1).cpu()
         return out

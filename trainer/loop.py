@@ -1,26 +1,31 @@
-"""The training loop: AdamW, warm-up + cosine, accumulation, clipping, bf16, DDP, exact resume.
+"""The training loop: the two stages of `schedule.py`, AdamW, accumulation, clipping, bf16, DDP, exact resume.
 
-Step-based (not epoch-based) so that tiny demo corpora and large ones share one schedule. One
-optimizer step = `grad_accum` micro-batches whose text cross-entropies are summed and divided by
-their total label count (so accumulating equals one big batch). CUDA runs under bf16 autocast;
-CPU in fp32 (the tested path). Under `torchrun` the model is wrapped in DDP and only rank 0
-writes. Every `save_every` steps (and at the end) the full training state is saved
-(`checkpoint.save_state`); `resume` continues from one and reproduces the uninterrupted run's
-losses exactly on CPU: weights, AdamW moments, scheduler, every RNG and the data cursor are
-restored, and the loader never draws from the global RNG. Log records (JSONL, every `log_every`
-steps) carry loss, lr, tokens/s, audio seconds/s, padding share and MFU (on GPU).
+One optimizer step = `grad_accum` micro-batches whose text cross-entropies are summed and divided
+by their total label count (so accumulating equals one big batch). CUDA runs under bf16
+autocast; CPU in fp32 (the tested path). Under `torchrun` the model is wrapped in DDP (again at
+the stage switch, when the trained parts change) and only rank 0 writes. Every `save_every`
+steps, at the end, and on Ctrl-C, the full training state is saved (`checkpoint.save_state`);
+`resume` continues from one, in either stage or across the boundary, and reproduces the
+uninterrupted run's losses exactly on CPU: weights, the stage's AdamW moments and scheduler,
+every RNG and each stream's data cursor are restored, and the loader never draws from the global
+RNG. A first Ctrl-C (SIGINT) finishes the current step on every rank, saves a state and returns
+with `interrupted`; a second one stops at once. Log records (every `log_every` steps) carry
+stage, loss, lr, tokens/s, audio seconds/s, padding share and MFU (on GPU); `on_record` sees
+them as they come (the stage writes its plots from it).
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from tqdm import tqdm
@@ -28,26 +33,31 @@ from tqdm import tqdm
 from manifests.errors import JstipError
 from manifests.io import write_text_atomic
 
-from .batching import CursorSampler, PlannedBatches
-from .checkpoint import latest_state, load_state, save_state
+from .batching import TrainData
+from .checkpoint import latest_state, load_optimizer, load_state, save_state
 from .data import to_device
 from .dist import init_distributed
 from .model import SpeechLM
+from .schedule import StagePlan, lr_factor, make_optimizer, plan_stages, size_warning
 from .throughput import lm_flops_per_token, peak_flops
+
+__all__ = ["LoopConfig", "LoopResult", "autocast_for", "lr_factor", "make_optimizer", "pick_device", "train"]
 
 
 @dataclass
 class LoopConfig:
-    """Optimisation settings of one run."""
+    """Optimisation settings of one run (the paper's schedule by default; see `schedule.py`)."""
 
     steps: int = 1200
-    batch_size: int = 16
-    batch_tokens: int = 0
-    pool: int = 32
-    length_jitter: float = 0.1
+    epochs: float = 0.0
     grad_accum: int = 1
-    lr: float = 2e-3
-    min_lr_ratio: float = 0.05
+    lr: float = 4e-5
+    stage1_share: float = 0.1
+    stage1_lr: float = 1e-4
+    stage1_kinds: str = "asr,tts_pair"
+    stage1_train: str = "projector"
+    lr_schedule: str = "linear"
+    min_lr_ratio: float = 0.0
     warmup_steps: int = 60
     weight_decay: float = 0.01
     grad_clip: float = 1.0
@@ -57,28 +67,34 @@ class LoopConfig:
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32
     compile: bool = False
     num_workers: int = 0
-    save_every: int = 0  # 0: no training states (only the final model)
+    save_every: int = 0  # 0: training states only at the end and on Ctrl-C
     keep_states: int = 2
     resume: str = ""  # "" start fresh, "auto" newest state if any, or a state/step-* directory
     peak_tflops: float = 0.0
 
 
-# settings a resumed run must share with the run it continues (they decide the data order)
-DATA_KEYS = ("seed", "batch_size", "batch_tokens", "pool", "length_jitter", "grad_accum", "num_workers")
+# settings a resumed run must share with the run it continues (they decide the data order);
+# the batching fields (seed, batch size, context, ...) are checked with them
+DATA_KEYS = ("grad_accum", "num_workers", "stage1_kinds")
 # settings a resumed run may change (e.g. more steps), at the price of no longer matching an
 # uninterrupted run: the learning-rate schedule is rebuilt from the new values
-SCHEDULE_KEYS = ("steps", "warmup_steps", "lr", "min_lr_ratio", "weight_decay")
+SCHEDULE_KEYS = ("steps", "epochs", "warmup_steps", "lr", "stage1_lr", "stage1_share", "lr_schedule", "min_lr_ratio",
+                 "weight_decay")
 
 
 @dataclass
 class LoopResult:
-    """What a run did: per-step history (this run's steps), log records and throughput counters."""
+    """What a run did. `history`: this process's steps; `losses`, `records`, `skipped`: the whole run
+    (restored from the state on resume)."""
 
     history: list[dict[str, float]] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
+    plans: list[StagePlan] = field(default_factory=list)
     steps: int = 0
     start_step: int = 0
     wall_seconds: float = 0.0
+    first_step_at: float | None = None  # time.perf_counter() when the first step of this process ended
     audio_seconds: float = 0.0
     tokens: int = 0
     pad_tokens: int = 0
@@ -87,6 +103,8 @@ class LoopResult:
     skipped: dict[str, str] = field(default_factory=dict)
     world_size: int = 1
     mfu: float | None = None
+    interrupted: bool = False
+    state: Path | None = None
 
 
 def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
@@ -110,47 +128,50 @@ def autocast_for(device: torch.device, precision: str = "auto") -> Any:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=on)
 
 
-def lr_factor(step: int, warmup: int, total: int, min_ratio: float = 0.0) -> float:
-    """Multiplier of the peak learning rate at `step` (0-based): linear warm-up then cosine decay."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, fused: bool = False) -> torch.optim.AdamW:
-    """AdamW on trainable parameters, with no decay on biases, norms and embeddings."""
-    decay, no_decay, seen = [], [], set()
-    for name, p in model.named_parameters():
-        if not p.requires_grad or id(p) in seen:
-            continue
-        seen.add(id(p))
-        (no_decay if p.ndim < 2 or "embed" in name or "norm" in name else decay).append(p)
-    if not decay and not no_decay:
-        raise JstipError("no trainable parameters: freeze leaves nothing to train; freeze fewer parts or add LoRA")
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98),
-                             **({"fused": True} if fused else {}))
-
-
-def _identity(batch: Any) -> Any:
-    return batch
-
-
 def _n_labels(batch: dict[str, Any]) -> int:
     return int((batch["labels"][:, 1:] != -100).sum())
 
 
-def train(model: SpeechLM, data: PlannedBatches, cfg: LoopConfig, out_dir: str | Path | None = None,
-          tok: Any = None, log_path: str | Path | None = None, progress: bool = True) -> LoopResult:
-    """Train `model` in place up to `cfg.steps` optimizer steps; returns history and counters.
+class _Interrupt:
+    """SIGINT as a request: the first sets `requested` (the loop stops after the step), the second raises."""
 
-    `out_dir` (with `tok`) receives the training states when `save_every > 0`; `log_path` the JSONL log.
+    def __init__(self, main: bool) -> None:
+        self.requested, self.main, self.old = False, main, None
+
+    def __enter__(self) -> "_Interrupt":
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        if self.main:
+            print("\ntrain: interrupted; finishing this step and saving a training state (Ctrl-C again to stop "
+                  "at once, without a state)", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+
+
+def _resume_path(cfg: LoopConfig, out_dir: str | Path | None) -> Path | None:
+    if cfg.resume == "auto":
+        return latest_state(out_dir) if out_dir else None
+    return Path(cfg.resume) if cfg.resume else None
+
+
+def train(model: SpeechLM, data: TrainData, cfg: LoopConfig, out_dir: str | Path | None = None,
+          tok: Any = None, log_path: str | Path | None = None, progress: bool = True,
+          on_record: Callable[[list[dict[str, Any]]], None] | None = None) -> LoopResult:
+    """Train `model` in place through the stages of `schedule.plan_stages`; returns history and counters.
+
+    `out_dir` (with `tok`) receives the training states (every `save_every` steps, at the end and
+    on Ctrl-C); `log_path` the JSONL log.
     """
-    if cfg.steps < 1 or cfg.grad_accum < 1:
-        raise JstipError(f"steps ({cfg.steps}) and grad_accum ({cfg.grad_accum}) must be at least 1")
-    if cfg.save_every > 0 and (out_dir is None or tok is None):
-        raise JstipError("save_every > 0 needs out_dir and tok to write training states")
+    if cfg.grad_accum < 1:
+        raise JstipError(f"grad_accum must be at least 1, got {cfg.grad_accum}")
     device = pick_device(cfg.device)
     dist = init_distributed(device.type)
     device = pick_device(cfg.device, dist.local_rank)
@@ -158,140 +179,192 @@ def train(model: SpeechLM, data: PlannedBatches, cfg: LoopConfig, out_dir: str |
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(cfg.seed + dist.rank)
     model.to(device).train()
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, fused=device.type == "cuda")
-    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps,
-                                                                            cfg.min_lr_ratio))
-    data_settings = {k: getattr(cfg, k) for k in DATA_KEYS}
-    step, cursor = 0, (0, 0)
-    state_path = latest_state(out_dir) if cfg.resume == "auto" and out_dir else (Path(cfg.resume) if cfg.resume and cfg.resume != "auto" else None)
+    plans = plan_stages(cfg, data, dist.world_size, lambda stage: dist.sum([data.tokens(stage)])[0])
+    settings = {**{k: getattr(cfg, k) for k in DATA_KEYS}, **asdict(data.batching)}
+    state_path = _resume_path(cfg, out_dir)
+    first, stage_step, cursors, next_stream, meta = 0, 0, None, 0, None
+    result = LoopResult(world_size=dist.world_size, plans=plans)
     if state_path is not None:
-        meta = load_state(state_path, model, optimizer, sched, dist.rank)
-        changed = {k: (meta["data"].get(k), v) for k, v in data_settings.items() if meta["data"].get(k) != v}
+        meta = load_state(state_path, model, dist.rank)
+        changed = {k: (meta["data"].get(k), v) for k, v in settings.items() if meta["data"].get(k) != v}
         if meta["world_size"] != dist.world_size:
             changed["world_size"] = (meta["world_size"], dist.world_size)
         if changed:
             raise JstipError(f"cannot resume from {state_path}: settings changed (saved, now): {changed}; "
                              "use the saved settings or resume=''")
-        step, cursor = meta["step"], tuple(meta["cursors"][dist.rank])
-        schedule = {k: (meta.get("loop", {}).get(k), getattr(cfg, k)) for k in SCHEDULE_KEYS
-                    if meta.get("loop", {}).get(k) != getattr(cfg, k)}
+        names = [p.name for p in plans]
+        if meta["stage"] not in names:
+            raise JstipError(f"cannot resume from {state_path}: it was saved in {meta['stage']}, which this "
+                             f"schedule no longer has (stages now: {names}); use the saved stage1_share")
+        first = names.index(meta["stage"])
+        for p in plans[:first]:  # finished stages keep the length they had
+            p.steps = meta["plans"][p.name]
+        stage_step = meta["stage_step"]
+        cursors, next_stream = meta["cursors"][dist.rank]
+        result.losses, result.skipped = list(meta["losses"]), dict(meta["skipped"])
+        schedule = {k: (meta["loop"].get(k), getattr(cfg, k)) for k in SCHEDULE_KEYS if meta["loop"].get(k) != getattr(cfg, k)}
+        if meta["plans"].get(meta["stage"]) != plans[first].steps:
+            schedule[f"{meta['stage']}_steps"] = (meta["plans"].get(meta["stage"]), plans[first].steps)
         if schedule and dist.main:
             print(f"train: resuming from {state_path} with a changed schedule (saved, now): {schedule}; "
-                  "training continues on the new schedule, so it will not equal an uninterrupted run",
-                  file=sys.stderr)
+                  "training continues on the new schedule, so it will not equal an uninterrupted run", file=sys.stderr)
+    step = sum(p.steps for p in plans[:first]) + stage_step
+    total_steps = sum(p.steps for p in plans)
+    result.start_step = step
+    if dist.main:
+        for p in plans:
+            print(f"train: {p.name}: {p.steps} steps, lr {p.lr:g} ({cfg.lr_schedule} decay), trains "
+                  f"{', '.join(sorted(p.parts - model.always_frozen))} on "
+                  f"{', '.join(p.data.kinds) if p.data.kinds else 'all samples'}", file=sys.stderr)
+        warning = size_warning(plans[-1])
+        if warning:
+            print(warning, file=sys.stderr)
     if cfg.compile:
-        model.base_lm().compile(dynamic=True)
-    net: torch.nn.Module = model
-    if dist.enabled:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                                        find_unused_parameters=True)
-    loader = torch.utils.data.DataLoader(data, sampler=CursorSampler(data, cursor), batch_size=None,
-                                         collate_fn=_identity, num_workers=cfg.num_workers,
-                                         generator=torch.Generator().manual_seed(cfg.seed),
-                                         persistent_workers=cfg.num_workers > 0,
-                                         pin_memory=device.type == "cuda")
-    autocast = autocast_for(device, cfg.precision)
-    peak = peak_flops(torch.cuda.get_device_name(device), cfg.peak_tflops) if device.type == "cuda" else None
+        model.base_lm().get_decoder().compile(dynamic=True)
     main = dist.main
     log_file = None
     if log_path and main:
         kept = []
         if step and Path(log_path).exists():  # keep the records of the steps this run continues
             kept = [line for line in Path(log_path).read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        result.records = [json.loads(line) for line in kept]
         write_text_atomic("".join(line + "\n" for line in kept), log_path)  # never half-rewritten
         log_file = open(log_path, "a")
-    result = LoopResult(start_step=step, world_size=dist.world_size)
-    win = Counter()
-    flops0 = lm_flops_per_token(model.base_lm(), 0)
-    flops_per_pos = lm_flops_per_token(model.base_lm(), 1) - flops0
-    batches = iter(loader)
-    bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=not (progress and main), unit="step")
+    kept_records = len(result.records)
+    peak = peak_flops(torch.cuda.get_device_name(device), cfg.peak_tflops) if device.type == "cuda" else None
+    bar = tqdm(total=total_steps, initial=step, desc="train", disable=not (progress and main), unit="step")
     started = tick = time.perf_counter()
     paused = 0.0
+    win: Counter = Counter()
 
-    def next_batch() -> dict[str, Any]:
-        nonlocal cursor
-        for _ in range(10 * cfg.steps * cfg.grad_accum + 100):
-            batch = next(batches)
-            cursor = batch["cursor"]
-            result.skipped.update(batch["skipped"])
-            if not batch.get("empty"):
-                return batch
-            result.empty_batches += 1
-        raise JstipError(f"no batch could be built: every sample's audio is unreadable or too long; skipped e.g. "
-                         f"{dict(list(result.skipped.items())[:3])}")
+    def save(plan: StagePlan, optimizer: Any, sched: Any) -> Path:
+        cur = dist.gather([[list(c) for c in cursors], next_stream])
+        return save_state(out_dir, step, model, tok, optimizer, sched,
+                          {"stage": plan.name, "stage_step": stage_step, "plans": {p.name: p.steps for p in plans},
+                           "cursors": cur, "data": settings, "loop": asdict(cfg), "losses": result.losses,
+                           "skipped": result.skipped},
+                          dist.rank, dist.world_size, dist.barrier if dist.enabled else None, cfg.keep_states)
 
     try:
-        while step < cfg.steps:
-            micro = [next_batch() for _ in range(cfg.grad_accum)]
-            n_items = sum(_n_labels(b) for b in micro)
-            n_asr = sum(len(b["ctc_audio"]) for b in micro if "ctc_audio" in b)
-            optimizer.zero_grad(set_to_none=True)
-            ce_sum, ctc_sum, ctc_n, total = 0.0, 0.0, 0, 0.0
-            for i, batch in enumerate(micro):
-                if "ctc_audio" in batch:
-                    batch["ctc_share"] = len(batch["ctc_audio"]) / n_asr
-                sync = contextlib.nullcontext() if not dist.enabled or i == len(micro) - 1 else net.no_sync()
-                with sync:
-                    with autocast:
-                        out = net(to_device(batch, device), num_items=max(n_items, 1))
-                    if not dist.enabled and not torch.isfinite(out.loss):
-                        raise JstipError(f"loss became {out.loss.item()} at step {step}; lower lr (now {cfg.lr})")
-                    out.loss.backward()
-                total += float(out.loss.detach())
-                ce_sum += float(out.lm_loss) * out.n_labels
-                if out.ctc_loss is not None:
-                    ctc_sum, ctc_n = ctc_sum + float(out.ctc_loss), ctc_n + 1
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
-            if not torch.isfinite(norm):  # identical on every rank after DDP's all-reduce
-                raise JstipError(f"gradient norm became {float(norm)} at step {step}; lower lr (now {cfg.lr})")
-            lr = optimizer.param_groups[0]["lr"]
-            optimizer.step()
-            sched.step()
-            step += 1
-            entry = {"step": step, "loss": ce_sum / max(n_items, 1), "lr": lr, "total_loss": total,
-                     "grad_norm": float(norm)}
-            if ctc_n:
-                entry["ctc_loss"] = ctc_sum / ctc_n
-            result.history.append(entry)
-            for b in micro:
-                result.kinds.update(b["kinds"])
-                win.update(tokens=b["n_tokens"], pad=b["n_pad"], audio=b["audio_seconds"],
-                           flops=b["n_tokens"] * (flops0 + flops_per_pos * b["input_ids"].shape[1]))
-            win.update(loss=entry["loss"], n=1)
-            bar.update(1)
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                now = time.perf_counter()
-                tokens, pad, audio, flops, loss_sum, n = dist.sum([win["tokens"], win["pad"], win["audio"],
-                                                                   win["flops"], win["loss"], win["n"]])
-                dt = max(now - tick - paused, 1e-9)
-                record = {**entry, "mean_loss": loss_sum / n, "tokens_per_s": tokens / dt, "audio_s_per_s": audio / dt,
-                          "padding_share": pad / max(tokens + pad, 1), "epoch": cursor[0],
-                          "mfu": flops / dt / (peak * dist.world_size) if peak else None,
-                          "elapsed_s": now - started}
-                result.records.append(record)
-                result.tokens += int(win["tokens"])
-                result.pad_tokens += int(win["pad"])
-                result.audio_seconds += win["audio"]
-                win, tick, paused = Counter(), now, 0.0
-                bar.set_postfix(loss=f"{record['mean_loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:.0f}",
-                                pad=f"{record['padding_share']:.1%}")
-                if log_file:
-                    log_file.write(json.dumps(record) + "\n")
-                    log_file.flush()
-            if cfg.save_every > 0 and (step % cfg.save_every == 0 or step == cfg.steps):
-                t0 = time.perf_counter()
-                save_state(out_dir, step, model, tok, optimizer, sched,
-                           {"cursors": dist.gather(list(cursor)), "data": data_settings, "loop": asdict(cfg)},
-                           dist.rank, dist.world_size, dist.barrier if dist.enabled else None, cfg.keep_states)
-                paused += time.perf_counter() - t0
+        with _Interrupt(main) as interrupt:
+            for si in range(first, len(plans)):
+                plan = plans[si]
+                if stage_step >= plan.steps:  # saved at the end of this stage: go on with the next
+                    stage_step, cursors, next_stream = 0, None, 0
+                    continue
+                model.set_trainable(plan.parts)
+                optimizer = make_optimizer(model, plan.lr, cfg.weight_decay, fused=device.type == "cuda")
+                sched = torch.optim.lr_scheduler.LambdaLR(
+                    optimizer, lambda s, p=plan: lr_factor(s, p.warmup, p.steps, cfg.min_lr_ratio, cfg.lr_schedule))
+                if meta is not None and si == first:
+                    load_optimizer(state_path, model, optimizer, sched, meta)
+                net: torch.nn.Module = model
+                if dist.enabled:
+                    net = torch.nn.parallel.DistributedDataParallel(
+                        model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+                cursors = [tuple(c) for c in cursors] if cursors else [(0, 0, 0)] * data.streams
+                batches = data.loader(plan.data, cursors, next_stream, cfg.num_workers, device.type == "cuda")
+                flops0 = lm_flops_per_token(model.base_lm(), 0)
+                flops_per_pos = lm_flops_per_token(model.base_lm(), 1) - flops0
+                autocast = autocast_for(device, cfg.precision)
+
+                def next_batch() -> dict[str, Any]:
+                    nonlocal next_stream
+                    for _ in range(10 * plan.steps * cfg.grad_accum + 100):
+                        batch = next(batches)
+                        cursors[batch["stream"]] = tuple(batch["cursor"])
+                        next_stream = (batch["stream"] + 1) % data.streams
+                        result.skipped.update(batch["skipped"])
+                        if not batch.get("empty"):
+                            return batch
+                        result.empty_batches += 1
+                    raise JstipError(f"no batch could be built: every sample's audio is unreadable or too long; "
+                                     f"skipped e.g. {dict(list(result.skipped.items())[:3])}")
+
+                while stage_step < plan.steps:
+                    micro = [next_batch() for _ in range(cfg.grad_accum)]
+                    n_items = sum(_n_labels(b) for b in micro)
+                    n_asr = sum(len(b["ctc_audio"]) for b in micro if "ctc_audio" in b)
+                    optimizer.zero_grad(set_to_none=True)
+                    ce_sum, ctc_sum, ctc_n, total = 0.0, 0.0, 0, 0.0
+                    for i, batch in enumerate(micro):
+                        if "ctc_audio" in batch:
+                            batch["ctc_share"] = len(batch["ctc_audio"]) / n_asr
+                        sync = contextlib.nullcontext() if not dist.enabled or i == len(micro) - 1 else net.no_sync()
+                        with sync:
+                            with autocast:
+                                out = net(to_device(batch, device), num_items=max(n_items, 1))
+                            if not dist.enabled and not torch.isfinite(out.loss):
+                                raise JstipError(f"loss became {out.loss.item()} at step {step}; lower lr (now {plan.lr})")
+                            out.loss.backward()
+                        total += float(out.loss.detach())
+                        ce_sum += float(out.lm_loss) * out.n_labels
+                        if out.ctc_loss is not None:
+                            ctc_sum, ctc_n = ctc_sum + float(out.ctc_loss), ctc_n + 1
+                    params = [p for p in model.parameters() if p.requires_grad]
+                    norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+                    if not torch.isfinite(norm):  # identical on every rank after DDP's all-reduce
+                        raise JstipError(f"gradient norm became {float(norm)} at step {step}; lower lr (now {plan.lr})")
+                    lr = optimizer.param_groups[0]["lr"]
+                    optimizer.step()
+                    sched.step()
+                    step, stage_step = step + 1, stage_step + 1
+                    if result.first_step_at is None:
+                        result.first_step_at = time.perf_counter()
+                    entry = {"step": step, "stage": plan.name, "loss": ce_sum / max(n_items, 1), "lr": lr,
+                             "total_loss": total, "grad_norm": float(norm)}
+                    if ctc_n:
+                        entry["ctc_loss"] = ctc_sum / ctc_n
+                    result.history.append(entry)
+                    result.losses.append(entry["loss"])
+                    for b in micro:
+                        result.kinds.update(b["kinds"])
+                        win.update(tokens=b["n_tokens"], pad=b["n_pad"], audio=b["audio_seconds"],
+                                   flops=b["n_tokens"] * flops0 + flops_per_pos * b["attn_positions"])
+                    win.update(loss=entry["loss"], n=1)
+                    bar.update(1)
+                    last = step == total_steps
+                    if step % cfg.log_every == 0 or last or stage_step == plan.steps:
+                        now = time.perf_counter()
+                        tokens, pad, audio, flops, loss_sum, n = dist.sum([win["tokens"], win["pad"], win["audio"],
+                                                                           win["flops"], win["loss"], win["n"]])
+                        dt = max(now - tick - paused, 1e-9)
+                        record = {**entry, "mean_loss": loss_sum / n, "tokens_per_s": tokens / dt,
+                                  "audio_s_per_s": audio / dt, "padding_share": pad / max(tokens + pad, 1),
+                                  "epoch": micro[-1]["epoch"], "mfu": flops / dt / (peak * dist.world_size) if peak else None,
+                                  "elapsed_s": now - started}
+                        result.records.append(record)
+                        result.tokens += int(win["tokens"])
+                        result.pad_tokens += int(win["pad"])
+                        result.audio_seconds += win["audio"]
+                        win, tick, paused = Counter(), now, 0.0
+                        bar.set_postfix(stage=plan.name[-1], loss=f"{record['mean_loss']:.3f}", lr=f"{lr:.2e}",
+                                        tok_s=f"{record['tokens_per_s']:.0f}", pad=f"{record['padding_share']:.1%}")
+                        if log_file:
+                            log_file.write(json.dumps(record) + "\n")
+                            log_file.flush()
+                        if on_record and main:
+                            on_record(result.records)
+                    stop = bool(dist.sum([float(interrupt.requested)])[0]) if dist.enabled else interrupt.requested
+                    if out_dir is not None and tok is not None and (
+                            stop or last or (cfg.save_every > 0 and step % cfg.save_every == 0)):
+                        t0 = time.perf_counter()
+                        result.state = save(plan, optimizer, sched)
+                        paused += time.perf_counter() - t0
+                    if stop:
+                        result.interrupted = True
+                        break
+                del batches
+                if result.interrupted:
+                    break
+                stage_step, cursors, next_stream = 0, None, 0
     finally:
         bar.close()
         if log_file:
             log_file.close()
     result.steps = step
     result.wall_seconds = time.perf_counter() - started
-    mfus = [r["mfu"] for r in result.records if r["mfu"] is not None]
+    mfus = [r["mfu"] for r in result.records[kept_records:] if r.get("mfu") is not None]
     result.mfu = sum(mfus) / len(mfus) if mfus else None
     model.eval()
     return result

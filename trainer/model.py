@@ -1,20 +1,27 @@
-"""The speech-LLM: speech encoder → stacking + MLP projector → any causal LM.
+"""The speech-LLM: speech encoder → stacking + MLP projector (the adapter) → any causal LM.
 
-SLAM-ASR style: log-mel is encoded once per utterance, k consecutive encoder frames are stacked
-and mapped by a 2-layer MLP into the LM's embedding space, and each speech span's frames (sliced
-from its word times with `features.span_frames`) replace the `<|audio|>` placeholder embeddings.
+SLAM-ASR style: log-mel is encoded, k consecutive encoder frames are stacked and mapped by a
+2-layer MLP into the LM's embedding space, and each speech span's frames (the encoder row and
+output-frame range the collator put in the batch, see `data.py`) replace the `<|audio|>`
+placeholder embeddings in order.
 - encoder: `conv` (small, from scratch) or `whisper` (transformers WhisperEncoder from a path or a
   name; frozen by default; run on the batch length, see `encoders.py`);
 - LM: `from_pretrained(lm)` (a path or a name), or built from `lm_config` (a config file or model
   directory) or from the Llama/Qwen2 sizes below; LoRA through peft when `lora_r > 0`;
-- `freeze`: any of encoder, projector, lm (comma-separated); `auto` freezes a Whisper encoder.
+- attention: `flash_attention_2` when flash-attn is installed and CUDA is there, else
+  `sdpa_varlen` (attention.py). Packed rows (several samples per row) pass position ids that
+  restart at each sample and no attention mask: the flash path runs the varlen kernel on one
+  flattened row (cu_seqlens from the position ids), sdpa_varlen runs causal SDPA per sample,
+  and plain `sdpa`/`eager` mask the rows block-diagonally (full row × row cost);
+- `freeze`: any of encoder, projector, lm (comma-separated); `auto` freezes a Whisper encoder;
+  `set_trainable` narrows the trained parts further (stage 1 of the schedule: the adapter only).
 The loss is the sum of the text-token cross-entropies divided by `num_items` (the label count of
-the whole accumulated step, so gradient accumulation equals one big batch), plus CTC on `asr`
-samples. Saving/loading the weights lives in `checkpoint.py`.
+the whole accumulated step, so gradient accumulation equals one big batch), plus CTC on samples
+in the asr format. The vocabulary projection runs only at positions that predict a label.
+Saving/loading the weights lives in `checkpoint.py`.
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +31,9 @@ from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, PreTrain
 
 from manifests.errors import JstipError
 
+from .attention import NAME as VARLEN
 from .encoders import ConvEncoder, WhisperSpeechEncoder, load_whisper_encoder
-from .features import FrameSpec, encoded_frames, span_frames
+from .features import FrameSpec, encoded_frames
 from .tokenizer import TokenIds
 
 PARTS = ("encoder", "projector", "lm")
@@ -52,7 +60,8 @@ class SpeechLMConfig:
     lm_heads: int = 4
     lm_intermediate: int = 512
     max_positions: int = 2048
-    dropout: float = 0.1
+    dropout: float = 0.1  # speech encoder
+    lm_dropout: float = 0.0  # attention dropout of an LM built from sizes (pretrained LMs keep their own)
     ctc_weight: float = 0.0  # > 0 adds a CTC loss of the projected frames on `asr` transcripts
     lora_r: int = 0  # > 0 wraps the LM with LoRA adapters of this rank (peft)
     lora_alpha: int = 16
@@ -60,6 +69,7 @@ class SpeechLMConfig:
     lora_targets: str = "all-linear"  # peft target_modules: all-linear or comma-separated module names
     freeze: str = "auto"  # comma-separated parts among encoder, projector, lm; auto: a whisper encoder
     gradient_checkpointing: bool = False
+    attn_implementation: str = "auto"  # auto | sdpa | eager | flash_attention_2
     vocab_size: int = 0  # filled from the LM
 
     @property
@@ -78,12 +88,31 @@ class SpeechLMConfig:
         return parts
 
 
-def build_lm(cfg: SpeechLMConfig, tok: PreTrainedTokenizerBase, pretrained: bool = True) -> nn.Module:
-    """The causal LM: `from_pretrained(cfg.lm)`, else built from `cfg.lm_config` or the Llama/Qwen2 sizes."""
+ATTENTION = ("auto", VARLEN, "sdpa", "eager", "flash_attention_2")
+
+
+def attention_implementation(name: str = "auto") -> str:
+    """`auto` → flash_attention_2 when the flash-attn package and CUDA are there, else sdpa_varlen."""
+    if name not in ATTENTION:
+        raise JstipError(f"attn_implementation {name!r} is unknown; use one of {', '.join(ATTENTION)}")
+    if name != "auto":
+        return name
+    import importlib.util
+
+    return "flash_attention_2" if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") else VARLEN
+
+
+def build_lm(cfg: SpeechLMConfig, tok: PreTrainedTokenizerBase, pretrained: bool = True,
+             lm_config: Any = None) -> nn.Module:
+    """The causal LM: `from_pretrained(cfg.lm)`, else built from `lm_config` (a transformers config),
+    `cfg.lm_config` or the Llama/Qwen2 sizes."""
     ids = TokenIds(tok)
-    if cfg.lm and pretrained:
+    attn = attention_implementation(cfg.attn_implementation)
+    if lm_config is not None:
+        lm = AutoModelForCausalLM.from_config(lm_config, attn_implementation=attn)
+    elif cfg.lm and pretrained:
         try:
-            lm = AutoModelForCausalLM.from_pretrained(cfg.lm)
+            lm = AutoModelForCausalLM.from_pretrained(cfg.lm, attn_implementation=attn)
         except (OSError, ValueError) as exc:
             raise JstipError(f"cannot load LM {cfg.lm!r}: {exc}; give a local model directory, a name in the local "
                              "cache, or lm='' to build one from config") from exc
@@ -95,16 +124,17 @@ def build_lm(cfg: SpeechLMConfig, tok: PreTrainedTokenizerBase, pretrained: bool
             raise JstipError(f"cannot read the LM config {source!r}: {exc}; give a config.json or a model "
                              "directory") from exc
         lm_cfg.vocab_size = max(lm_cfg.vocab_size, len(tok))
-        lm = AutoModelForCausalLM.from_config(lm_cfg)
+        lm = AutoModelForCausalLM.from_config(lm_cfg, attn_implementation=attn)
     else:
         common = dict(vocab_size=len(tok), hidden_size=cfg.lm_hidden, num_hidden_layers=cfg.lm_layers,
                       num_attention_heads=cfg.lm_heads, num_key_value_heads=cfg.lm_heads,
                       intermediate_size=cfg.lm_intermediate, max_position_embeddings=cfg.max_positions,
                       pad_token_id=ids.pad, bos_token_id=ids.bos, eos_token_id=ids.eos, tie_word_embeddings=True,
-                      attention_dropout=cfg.dropout)
+                      attention_dropout=cfg.lm_dropout)
         if cfg.lm_type not in ("llama", "qwen2"):
             raise JstipError(f"lm_type {cfg.lm_type!r} is unknown; use 'llama' or 'qwen2' (or lm_config for others)")
-        lm = AutoModelForCausalLM.from_config((LlamaConfig if cfg.lm_type == "llama" else Qwen2Config)(**common))
+        lm = AutoModelForCausalLM.from_config((LlamaConfig if cfg.lm_type == "llama" else Qwen2Config)(**common),
+                                              attn_implementation=attn)
     if lm.get_input_embeddings().num_embeddings < len(tok):
         lm.resize_token_embeddings(len(tok))
     return lm
@@ -119,14 +149,15 @@ def _checkpoint_activations(module: nn.Module) -> None:
 
 
 def wrap_lora(lm: nn.Module, cfg: SpeechLMConfig, ids: TokenIds) -> nn.Module:
-    """LoRA adapters on the LM (base weights frozen); the modality tags' embeddings stay trainable."""
+    """LoRA adapters on the LM (base weights frozen); the added special tokens' embeddings stay trainable."""
     from peft import LoraConfig, get_peft_model
 
     targets: str | list[str] = cfg.lora_targets
     if targets != "all-linear":
         targets = [t.strip() for t in targets.split(",") if t.strip()]
+    new = sorted({ids.segment, ids.asr, ids.speech_open, ids.speech_close})  # added tokens: their embeddings learn
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets,
-                      task_type="CAUSAL_LM", trainable_token_indices=[ids.speech_open, ids.speech_close])
+                      task_type="CAUSAL_LM", trainable_token_indices=new)
     return get_peft_model(lm, lora)
 
 
@@ -146,13 +177,20 @@ class Projector(nn.Module):
 
 @dataclass
 class SpeechLMOutput:
-    """`loss` = text CE sum / num_items + ctc_weight × CTC; `lm_loss` is the batch's mean text CE."""
+    """`loss` = text CE sum / num_items + ctc_weight × CTC; `lm_loss` is the batch's mean text CE.
+
+    Without labels, `logits` is `[R, W, V]` (the last position of a left-padded prompt row scores
+    the next token); with labels, only the `[N, V]` logits of the N positions that predict a label.
+    `example_loss`/`example_tokens`: each sample's CE sum and label count (by `example_ids`).
+    """
 
     loss: torch.Tensor | None
     logits: torch.Tensor
     lm_loss: torch.Tensor | None = None
     ctc_loss: torch.Tensor | None = None
     n_labels: int = 0
+    example_loss: torch.Tensor | None = None
+    example_tokens: torch.Tensor | None = None
 
 
 class SpeechLM(nn.Module):
@@ -189,14 +227,33 @@ class SpeechLM(nn.Module):
         self.lm = wrap_lora(lm, cfg, self.ids) if cfg.lora_r > 0 else lm
         self.projector = Projector(self.encoder.dim, cfg.stack, cfg.proj_hidden, hidden)
         self.ctc_head = nn.Linear(hidden, cfg.vocab_size) if cfg.ctc_weight > 0 else None
-        for part in frozen:
-            getattr(self, part).requires_grad_(False)
-        self.frozen = frozen
-        self._keep_logits = "logits_to_keep" in inspect.signature(self.base_lm().forward).parameters
+        # what each part trains when it is trained (LoRA: the adapters, not the base LM)
+        self._trainable = {part: [p for p in getattr(self, part).parameters() if p.requires_grad] for part in PARTS}
+        if self.ctc_head is not None:
+            self._trainable["projector"] += list(self.ctc_head.parameters())  # the CTC head goes with the adapter
+        self.always_frozen = frozen
+        self.frozen: set[str] = set()
+        self.set_trainable(set(PARTS))
+        attn = getattr(self.base_lm().config, "_attn_implementation", "")
+        self._flatten, self._varlen = attn == "flash_attention_2", attn == VARLEN
 
     def base_lm(self) -> nn.Module:
         """The transformers model under any LoRA wrapping."""
         return self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+
+    def set_trainable(self, parts: set[str]) -> None:
+        """Train `parts` (minus the parts `freeze` always freezes); everything else gets no gradient."""
+        if parts - set(PARTS):
+            raise JstipError(f"unknown parts {sorted(parts - set(PARTS))}; use any of {', '.join(PARTS)}")
+        self.frozen = (set(PARTS) - parts) | self.always_frozen
+        for part in PARTS:
+            getattr(self, part).requires_grad_(False)
+            for p in self._trainable[part] if part not in self.frozen else ():
+                p.requires_grad_(True)
+        if self.ctc_head is not None:
+            self.ctc_head.requires_grad_("projector" not in self.frozen)
+        if self.training:
+            self.train()
 
     def train(self, mode: bool = True) -> "SpeechLM":
         super().train(mode)
@@ -204,15 +261,39 @@ class SpeechLM(nn.Module):
             getattr(self, part).eval()
         return self
 
-    def encode(self, mel: torch.Tensor, mel_lens: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
-        """Projected speech frames `[A, F, H]` and each utterance's valid frame count."""
+    def encode(self, mel: torch.Tensor, mel_lens: torch.Tensor, max_padding: float = 0.1) -> tuple[torch.Tensor, list[int]]:
+        """Projected speech frames `[A, F, H]` and each row's valid frame count.
+
+        Rows are encoded in groups of similar length (each padded by at most `max_padding`): a
+        packed batch mixes short word-level spans with whole utterances, and one padded encoder
+        batch would spend a third of its work on padding. Each row's output does not depend on
+        the others (the encoders mask their padding).
+        """
+        lens = [int(n) for n in mel_lens]
+        n_frames = [encoded_frames(n, self.spec) for n in lens]
+        order = sorted(range(len(lens)), key=lambda i: lens[i])
+        groups, cur = [], []
+        for i in order:
+            if cur and 1 - (sum(lens[j] for j in cur) + lens[i]) / (lens[i] * (len(cur) + 1)) > max_padding:
+                groups.append(cur)
+                cur = []
+            cur.append(i)
+        if cur:
+            groups.append(cur)
+        pieces = []
         with torch.set_grad_enabled(torch.is_grad_enabled() and "encoder" not in self.frozen):
-            hidden, _ = self.encoder(mel, mel_lens)
-        frames = self.projector(hidden)
-        n_frames = [encoded_frames(int(n), self.spec) for n in mel_lens]
-        if frames.shape[1] != max(n_frames, default=0):
-            raise JstipError(f"encoder produced {frames.shape[1]} frames but features.encoded_frames expects "
-                             f"{max(n_frames)}; FrameSpec and the encoder disagree")
+            for group in groups:
+                width = max(lens[i] for i in group)
+                hidden, _ = self.encoder(mel[group, :width], mel_lens[group])
+                pieces.append(hidden)
+        outs = [self.projector(h) for h in pieces]
+        width = max(n_frames, default=0)
+        if any(o.shape[1] != max(n_frames[i] for i in g) for o, g in zip(outs, groups)):
+            raise JstipError("the encoder produced a different number of frames than features.encoded_frames "
+                             "expects; FrameSpec and the encoder disagree")
+        frames = outs[0].new_zeros(len(lens), width, outs[0].shape[-1]) if outs else mel.new_zeros(0, 0, 0)
+        for o, g in zip(outs, groups):
+            frames[g, : o.shape[1]] = o
         return frames, n_frames
 
     def embed(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -231,38 +312,54 @@ class SpeechLM(nn.Module):
             return embeds, None, []
         frames, n_frames = self.encode(mel, batch["mel_lens"])
         pieces = []
-        for a, start, end in zip(batch["span_audio"].tolist(), batch["span_start"].tolist(), batch["span_end"].tolist()):
-            first, last = span_frames(start, end, self.spec, n_frames[a])
+        for a, first, last in zip(batch["span_audio"].tolist(), batch["span_first"].tolist(), batch["span_last"].tolist()):
+            if last > n_frames[a]:
+                raise JstipError(f"a speech span asks for encoder frames {first}..{last} of a row with {n_frames[a]}; "
+                                 "the collator and model use different FrameSpecs")
             pieces.append(frames[a, first:last])
         speech = torch.cat(pieces) if pieces else frames.new_zeros(0, frames.shape[-1])
         if speech.shape[0] != n_place:
-            raise JstipError(f"{n_place} <|audio|> placeholders but {speech.shape[0]} speech frames sliced; "
+            raise JstipError(f"{n_place} <|audio|> placeholders but {speech.shape[0]} speech frames; "
                              "the collator and model use different FrameSpecs")
         return embeds.masked_scatter(placeholder.unsqueeze(-1), speech.to(embeds.dtype)), frames, n_frames
 
-    def forward(self, batch: dict[str, Any], num_items: int | None = None) -> SpeechLMOutput:
-        """LM logits for a collated batch; with labels, the losses (see `SpeechLMOutput`).
+    def _lm_inputs(self, batch: dict[str, Any], embeds: torch.Tensor) -> tuple[dict[str, Any], torch.Tensor | None]:
+        """LM keyword arguments for padded rows (mask) or packed rows (restarting position ids, no mask);
+        with flash-attention, packed rows become one flattened row of real positions (returned mask)."""
+        positions = batch.get("position_ids")
+        if not batch.get("packed"):
+            return {"inputs_embeds": embeds, "attention_mask": batch["attention_mask"], "position_ids": positions}, None
+        if self._flatten:
+            real = batch["example_ids"] >= 0
+            return {"inputs_embeds": embeds[real][None], "position_ids": positions[real][None]}, real
+        if self._varlen:  # attention.py: causal attention within each sample, Σ length² instead of row²
+            return {"inputs_embeds": embeds, "position_ids": positions, "jstip_packed": True}, None
+        return {"inputs_embeds": embeds, "position_ids": positions}, None
 
-        With labels, logits are computed only at positions that predict a label (text tokens),
-        which saves the vocabulary projection of every speech frame.
-        """
+    def forward(self, batch: dict[str, Any], num_items: int | None = None) -> SpeechLMOutput:
+        """LM logits for a collated batch; with labels, the losses (see `SpeechLMOutput`)."""
         embeds, frames, n_frames = self._embed(batch)
         labels = batch.get("labels")
-        kwargs: dict[str, Any] = {}
-        keep = None
-        if labels is not None and self._keep_logits:
-            keep = (labels[:, 1:] != -100).any(0).nonzero().squeeze(1)
-            kwargs["logits_to_keep"] = keep
-        logits = self.lm(inputs_embeds=embeds, attention_mask=batch["attention_mask"], use_cache=False, **kwargs).logits
+        kwargs, real = self._lm_inputs(batch, embeds)
         if labels is None:
-            return SpeechLMOutput(None, logits)
-        targets = labels[:, 1:] if keep is None else labels[:, 1:][:, keep]
-        logits_used = logits[:, :-1] if keep is None else logits
-        n_labels = int((targets != -100).sum())
-        ce = nn.functional.cross_entropy(logits_used.float().reshape(-1, logits_used.shape[-1]), targets.reshape(-1),
-                                         ignore_index=-100, reduction="sum")
-        loss = ce / (num_items if num_items else max(n_labels, 1))
-        out = SpeechLMOutput(loss, logits, lm_loss=(ce / max(n_labels, 1)).detach(), n_labels=n_labels)
+            return SpeechLMOutput(None, self.lm(**kwargs, use_cache=False).logits)
+        base = self.base_lm()
+        hidden = base.get_decoder()(**kwargs, use_cache=False).last_hidden_state
+        example_ids = batch["example_ids"]
+        if real is not None:
+            labels, example_ids = labels[real][None], example_ids[real][None]
+        targets, owners = labels[:, 1:], example_ids[:, 1:]
+        sel = targets != -100
+        logits = base.get_output_embeddings()(hidden[:, :-1][sel])
+        ce = nn.functional.cross_entropy(logits.float(), targets[sel], reduction="none")
+        n_labels = int(sel.sum())
+        n_examples = int(example_ids.max()) + 1 if example_ids.numel() else 0
+        per_example = ce.new_zeros(n_examples).index_add(0, owners[sel], ce.detach())
+        counts = torch.zeros(n_examples, dtype=torch.long, device=ce.device).index_add(
+            0, owners[sel], torch.ones_like(owners[sel]))
+        loss = ce.sum() / (num_items if num_items else max(n_labels, 1))
+        out = SpeechLMOutput(loss, logits, lm_loss=(ce.detach().sum() / max(n_labels, 1)), n_labels=n_labels,
+                             example_loss=per_example, example_tokens=counts)
         if self.ctc_head is not None and frames is not None and "ctc_audio" in batch:
             rows = batch["ctc_audio"]
             logp = self.ctc_head(frames[rows.to(frames.device)]).float().log_softmax(-1).transpose(0, 1)
