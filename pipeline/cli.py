@@ -29,6 +29,8 @@ STAGES: dict[str, tuple[str, str, str, str]] = {
               "train the speech-LLM on the sample shards"),
     "evaluate": ("pipeline.stage_evaluate", "EvaluateConfig", "evaluate",
                  "decode held-out utterances; WER and entity error rate"),
+    "world-corpus": ("pipeline.stage_world_corpus", "WorldCorpusConfig", "world_corpus",
+                     "synthesize the controlled world (rare/common entities, facts, probes) of the Table I/III reproduction"),
 }
 
 # tools that are not DVC stages: verb -> (module with add_arguments(parser) and main(args), one-line help)
