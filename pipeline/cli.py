@@ -38,6 +38,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "inspect": ("pipeline.inspect_sample", "draw one sample (spectrogram, word boundaries, spans) and print what the model sees"),
     "stats": ("pipeline.manifest_stats", "print a summary table of a manifest directory (samples per kind, alignments)"),
     "export": ("pipeline.exporters", "export sample shards as a Lhotse CutSet or a NeMo JSONL manifest"),
+    "report": ("pipeline.report", "tables, claims and plots of the Table I/III reproduction from `dvc exp show`"),
 }
 
 
