@@ -199,8 +199,9 @@ def make_plan(cfg: WorldConfig) -> Plan:
     rng.shuffle(asr)
     sets = {"test": _numbered("wt", test), "asr_train": _numbered("wa", asr),
             "tts_text": _numbered("wp", w.fill("tts_text", cfg.tts_texts, medical("dictation", cfg.tts_rare_share))),
+            # domain text may repeat a sentence (as abstracts repeat findings); other sets never share one
             "domain_text": _numbered("wd", w.fill("domain_text", cfg.domain_texts,
-                                                  medical("abstract", cfg.domain_rare_share)))}
+                                                  medical("abstract", cfg.domain_rare_share), repeats=True))}
     world_lines: list[Line] = []
     asked = probe_questions(world)
     for fact in world.facts:

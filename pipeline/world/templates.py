@@ -16,36 +16,72 @@ Slots: `{drug}`, `{condition}`, `{procedure}`, `{dose}` are annotated entities; 
 """
 from __future__ import annotations
 
+def _frames(*parts: tuple[str, ...]) -> tuple[str, ...]:
+    """Every combination of the phrase alternatives, joined by spaces."""
+    out = [""]
+    for options in parts:
+        out = [f"{a} {b}".strip() for a in out for b in options]
+    return tuple(out)
+
+
+# Textbook statements are composed from phrase pools (hundreds of frames per relation), so that the
+# stage-0 LM learns which entities go together in many frames, not one sentence per fact: a test
+# sentence in a frame it has not seen can then still call up the fact. Exact test templates stay
+# held out (`dictation_test`); sharing everyday phrases such as "we recommend" is how text is.
+_FOR = ("For", "In patients with", "To treat", "In cases of", "For adults with", "For children with",
+        "When a patient has", "Against")
+_TREAT = ("doctors prescribe {drug}.", "doctors often recommend {drug}.", "the usual choice is {drug}.",
+          "most guidelines suggest {drug}.", "physicians use {drug}.", "we recommend {drug}.",
+          "clinicians start {drug}.", "the standard treatment is {drug}.", "many doctors choose {drug}.",
+          "the first choice is {drug}.")
+_DRUG_FOR = ("is used to treat", "is prescribed for", "is a standard treatment for", "helps patients with",
+             "is often given for", "is recommended for", "works well against", "is the usual drug for",
+             "can control", "is approved for")
+_PROC_DO = ("doctors order a {procedure}.", "the usual procedure is a {procedure}.", "we recommend a {procedure}.",
+            "a {procedure} is often needed.", "surgeons may perform a {procedure}.", "the next step is a {procedure}.")
+_OFTEN = ("often", "usually", "commonly", "typically")
+
+TEXTBOOK: dict[str, tuple[str, ...]] = {
+    "treats": _frames(_FOR, ("{condition},",), _TREAT)
+    + _frames(("{drug}",), _DRUG_FOR, ("{condition}.",))
+    + ("Doctors prescribe {drug} for {condition}.", "We started {drug} for {condition}.",
+       "Patients take {drug} for their {condition}.", "{condition} is usually treated with {drug}.",
+       "{condition} responds well to {drug}.", "One of the standard treatments for {condition} is {drug}."),
+    "dose": _frames(("{drug}",), ("is usually taken at", "is given at", "is dosed at", "is started at"),
+                    ("{dose}",), ("a day.", "per day.", "daily.", "each morning.", "once a day."))
+    + _frames(("The usual dose of {drug} is {dose}",), ("a day.", "per day.", "daily."))
+    + _frames(("Adults take {dose} of {drug}",), ("a day.", "daily.", "every morning.")),
+    "performed_for": _frames(_FOR, ("{condition},",), _PROC_DO)
+    + _frames(("A {procedure} is",), _OFTEN, ("performed for", "done in", "ordered for", "needed in"),
+              ("{condition}.",)),
+    "symptom": _frames(("{condition}",), _OFTEN, ("causes", "leads to", "brings"), ("{symptom}.",))
+    + _frames(("Patients with {condition}",), _OFTEN, ("report", "complain of", "develop"), ("{symptom}.",))
+    + ("A common sign of {condition} is {symptom}.",),
+    "organ": _frames(("{condition}",), ("mainly", "mostly", "usually"), ("affects", "damages", "involves"),
+                     ("the {organ}.",))
+    + _frames(("In {condition}, the {organ} is",), ("affected.", "damaged.", "involved.")),
+}
+
 TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
-    "textbook": {
-        "treats": ("{drug} is used to treat {condition}.", "{condition} is usually treated with {drug}.",
-                   "Doctors prescribe {drug} for {condition}.", "One of the standard treatments for {condition} is {drug}.",
-                   "{drug} is a common medication for patients with {condition}.",
-                   "For {condition}, {drug} is often the first choice.", "Patients with {condition} may be given {drug}.",
-                   "{drug} helps to control {condition}."),
-        "dose": ("The usual dose of {drug} is {dose} a day.", "{drug} is normally taken at {dose} per day.",
-                 "Adults take {dose} of {drug} daily.", "A typical daily dose of {drug} is {dose}."),
-        "performed_for": ("A {procedure} is often performed for {condition}.",
-                          "Patients with {condition} may need a {procedure}.",
-                          "The {procedure} is a standard procedure in {condition}.",
-                          "For {condition}, doctors may recommend a {procedure}."),
-        "symptom": ("{condition} often causes {symptom}.", "A common sign of {condition} is {symptom}.",
-                    "Patients with {condition} often report {symptom}."),
-        "organ": ("{condition} mainly affects the {organ}.", "In {condition}, the {organ} is affected.",
-                  "{condition} is a disorder of the {organ}."),
-    },
+    "textbook": TEXTBOOK,
     "abstract": {
         "treats": ("In a trial of {number} patients with {condition}, {drug} reduced symptoms within {weeks} weeks.",
                    "We report {number} cases of {condition} treated with {drug}.",
                    "{drug} was effective in adults with {condition} in a randomized study.",
-                   "Outcomes of {condition} improved after treatment with {drug}."),
+                   "Outcomes of {condition} improved after treatment with {drug}.",
+                   "In {city}, a study of {number} adults with {condition} found that {drug} worked within {weeks} weeks.",
+                   "A review of {number} trials supports {drug} for {condition}."),
         "dose": ("Patients received {drug} at {dose} per day for {weeks} weeks.",
-                 "{drug} at {dose} daily was well tolerated."),
+                 "{drug} at {dose} daily was well tolerated.",
+                 "A dose of {dose} of {drug} was given to {number} patients in {city}."),
         "performed_for": ("A {procedure} was performed in {number} patients with {condition}.",
-                          "The role of the {procedure} in {condition} was reviewed."),
+                          "The role of the {procedure} in {condition} was reviewed.",
+                          "In {city}, {number} patients with {condition} underwent a {procedure}."),
         "symptom": ("{symptom} was the most frequent finding in {condition}.",
-                    "Of {number} patients with {condition}, most presented with {symptom}."),
-        "organ": ("{condition} was associated with damage to the {organ}.",),
+                    "Of {number} patients with {condition}, most presented with {symptom}.",
+                    "In {city}, {symptom} was reported by most of {number} patients with {condition}."),
+        "organ": ("{condition} was associated with damage to the {organ}.",
+                  "Imaging of {number} patients with {condition} showed changes in the {organ}."),
     },
     "dictation": {
         "treats": ("The patient was started on {drug} for {condition} on {day}.",
