@@ -31,7 +31,7 @@ from tqdm import tqdm
 from manifests.audio import write_audio
 from manifests.errors import JstipError
 from manifests.io import write_records, write_stage_metrics, write_text_atomic
-from manifests.schema import ALIGN_OK, Alignment, WordSpan
+from manifests.schema import ALIGN_OK, Alignment
 
 from .world.plan import Plan, WorldConfig, make_plan, test_occurrences
 from .world.probes import make_probes

@@ -22,8 +22,8 @@ from typing import Callable
 
 from .facts import DOSE_OF, TREATS, Fact, World, make_world
 from .lexicon import COMMON, DOSE, RARE, Entity, dose_text, make_entities
-from .render import Mention, Slot, fields, render
-from .templates import FILLERS, GENERAL_TEMPLATES, QUESTIONS, TEMPLATES, general_vocabulary
+from .render import Mention, Slot, render
+from .templates import FILLERS, GENERAL_TEMPLATES, TEMPLATES, general_vocabulary
 
 RELATION_WEIGHTS = {"treats": 0.35, "treats_dose": 0.15, "dose": 0.12, "performed_for": 0.18, "symptom": 0.1,
                     "organ": 0.1}

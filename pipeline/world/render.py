@@ -37,11 +37,6 @@ class Slot:
     entity_id: str = ""
 
 
-def fields(template: str) -> list[str]:
-    """The field names of a template, in order."""
-    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
-
-
 def render(template: str, values: dict[str, Slot]) -> tuple[str, list[Mention]]:
     """The sentence (first letter upper case) and its entity mentions."""
     parts: list[str] = []
