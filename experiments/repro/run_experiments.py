@@ -6,8 +6,9 @@
     python run_experiments.py --preset gpu --run --jobs 1
 
 Run from this directory (`experiments/repro`). What it does, in order:
-1. queues the first run alone and runs it: that run also computes the shared stages (world corpus,
-   prepare, align; phase 2: the stage-0 LM), which DVC's run-cache then gives every later run;
+1. queues the first run alone and runs it with every core: that run also computes the shared stages
+   (world corpus, prepare, align; phase 2: the stage-0 LM and encoder), which DVC's run-cache then
+   gives every later run;
 2. queues the other runs (`dvc exp run --queue --name <row>-s<seed> -S ...`) and runs them all
    (`dvc exp run --run-all --jobs N`); with N > 1 each run gets one torch thread (OMP_NUM_THREADS=1)
    so that N runs share the cores instead of fighting over them.
@@ -54,9 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     if not commands:
         print("nothing to queue", file=sys.stderr)
         return 1
-    env = dict(os.environ)
+    env = dict(os.environ)  # the first run (with the shared stages) alone: every core is its own
+    parallel = dict(env)
     if args.jobs > 1:
-        env.setdefault("OMP_NUM_THREADS", "1")
+        parallel.setdefault("OMP_NUM_THREADS", "1")
     dry = args.dry_run
     first, rest = commands[0], commands[1:]
     _run(first, env, dry)
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     for command in rest:
         _run(command, env, dry)
     if (args.run or dry) and rest:
-        _run(["dvc", "exp", "run", "--run-all", "--jobs", str(args.jobs)], env, dry)
+        _run(["dvc", "exp", "run", "--run-all", "--jobs", str(args.jobs)], parallel, dry)
     print(f"{len(commands)} experiments {'planned' if dry else 'queued'}; then, from the repository root: "
           f"jstip report --preset {args.preset}", file=sys.stderr)
     return 0
