@@ -151,13 +151,14 @@ def spelling_choice(model, tok, world: Path, per_tier: int, rng: random.Random) 
 
 
 def multiple_choice(model, tok, world: Path) -> dict:
-    shots = _jsonl(world / "probes" / "mc_dev.jsonl")
-    context = " ".join(render_mc(s) for s in shots)
+    items = _jsonl(world / "probes" / "mcq.jsonl")
+    shots = [i for i in items if i.get("split") == "dev"]
+    context = render_mc(shots[0], header=True) + " " + " ".join(render_mc(s, header=False) for s in shots[1:])
     letters = [tok(" " + L, add_special_tokens=False)["input_ids"][-1] for L in LETTERS]
     out: dict = {}
-    for item in _jsonl(world / "probes" / "mc.jsonl"):
+    for item in (i for i in items if i.get("split") == "test"):
         tier = out.setdefault(item["tier"], {"letter": 0, "cloze": 0, "n": 0})
-        prompt = (context + " " + render_mc(item, with_answer=False)).strip()
+        prompt = (context + " " + render_mc(item, with_answer=False, header=False)).strip()
         ids = [tok.bos_token_id] + tok(prompt, add_special_tokens=False)["input_ids"]
         with torch.no_grad():
             logits = model(torch.tensor([ids])).logits[0, -1]

@@ -12,7 +12,7 @@ synthesizes its speech with espeak-ng and writes, under `out`:
 | `domain_text.txt`, `tts_text.txt` | the domain text pool (PubMed's role) and the TTS-pair transcripts |
 | `entities.jsonl`, `entities.txt`, `facts.jsonl` | the world: names with category and tier; lower-cased names; facts |
 | `test_entities.jsonl` | per test utterance: `utt_id`, `text`, `entities` [{start, end, text, category, tier, entity_id}] (char spans of `text`) |
-| `probes/mc.jsonl`, `probes/mc_dev.jsonl`, `probes/qa.jsonl` | multiple choice in MMLU form (k-shot examples apart) and open questions |
+| `probes/mcq.jsonl`, `probes/qa.jsonl` | multiple choice in MMLU form (`split` dev: the k shots) and open questions, in `jstip probe`'s format; with `probe_audio`, each test question spoken by a test voice (`audio`, under `probes/audio/`) |
 
 The plan's controls fail the stage before any audio is made. `metrics/world_corpus.json` holds
 counts, hours and test occurrences per tier; `reports/world_corpus.json` the examples and speakers.
@@ -34,7 +34,7 @@ from manifests.io import write_records, write_stage_metrics, write_text_atomic
 from manifests.schema import ALIGN_OK, Alignment
 
 from .world.plan import Plan, WorldConfig, make_plan, test_occurrences
-from .world.probes import make_probes
+from .world.probes import make_probes, spoken_mc
 from .world.speakers import ACCENTS, TEST, TRAIN, TTS, VARIANTS, make_speakers
 from .world.speech import SpeechItem, assign, hash_key, jitter, synthesize
 
@@ -60,7 +60,9 @@ class WorldCorpusConfig(WorldConfig):
     tts_audio: bool = field(default=True, metadata={"help": "also synthesize the TTS pairs (tts_text spoken)"})
     jitter_ms: str = field(default="20,50,100", metadata={"help": "boundary jitter levels (ms) of the extra "
                                                                   "reference_jitter<ms>.ctm files; '' for none"})
-    probe_shots: int = field(default=5, metadata={"help": "multiple-choice examples in probes/mc_dev.jsonl"})
+    probe_shots: int = field(default=5, metadata={"help": "multiple-choice dev items (the k shots) in probes/mcq.jsonl"})
+    probe_audio: bool = field(default=True, metadata={"help": "speak each probe question (with its options) by a "
+                                                              "test voice, so that no run synthesizes them again"})
     text_only: bool = field(default=False, metadata={"help": "write the text sets, lists of entities and probes only "
                                                              "(no audio; for checking sizes)"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
@@ -77,8 +79,8 @@ def _ctm(alignments: list[Alignment]) -> str:
                    for a in alignments for w in a.words)
 
 
-def _write_text_sets(plan: Plan, cfg: WorldCorpusConfig, out: Path) -> dict[str, int]:
-    """Write every text output; returns the number of probe items per file."""
+def _write_text_sets(plan: Plan, cfg: WorldCorpusConfig, out: Path) -> dict[str, list[dict]]:
+    """Write every text output but the probes; returns the probe items (written by `_write_probes`)."""
     sets = plan.sets
     for name in ("world_text", "domain_text", "tts_text"):
         write_text_atomic("".join(line.text + "\n" for line in sets[name]), out / f"{name}.txt")
@@ -89,17 +91,42 @@ def _write_text_sets(plan: Plan, cfg: WorldCorpusConfig, out: Path) -> dict[str,
     write_text_atomic(_jsonl({"fact_id": f.fact_id, "relation": f.relation, "subject": f.subject, "object": f.object,
                               "probe": f.probe, "tier": plan.world.tier(f)} for f in plan.world.facts),
                       out / "facts.jsonl")
-    write_text_atomic(_jsonl({"utt_id": l.line_id, "text": l.text, "entities": [m.as_dict() for m in l.mentions]}
-                             for l in sets["test"]), out / "test_entities.jsonl")
-    probes = make_probes(plan.world, cfg.seed, cfg.probe_shots)
+    # `category` is what `jstip evaluate` breaks the entity error rate down by: the tier (doses apart)
+    write_text_atomic(_jsonl({"utt_id": l.line_id, "text": l.text,
+                              "entities": [{**m.as_dict(), "type": m.category, "category": m.tier or m.category}
+                                           for m in l.mentions]} for l in sets["test"]),
+                      out / "test_entities.jsonl")
+    return make_probes(plan.world, cfg.seed, cfg.probe_shots)
+
+
+def _write_probes(probes: dict[str, list[dict]], speakers: list, cfg: WorldCorpusConfig, out: Path) -> float:
+    """Write the probe files; with speakers, speak each test question first. Returns seconds of audio."""
+    seconds = 0.0
     for name, items in probes.items():
+        for k, item in enumerate(i for i in items if i.get("split", "test") == "test" and speakers):
+            speaker = speakers[k % len(speakers)]
+            text = spoken_mc(item) if name == "mcq" else item["question"]
+            spoken = SpeechItem(item["id"], text, speaker, speaker.rate, 0.1, 0.1, None,
+                                hash_key(f"{cfg.seed}-{item['id']}") % (2**31 - 1))
+            try:
+                audio, _ = synthesize(spoken, cfg.sample_rate, words=False)
+            except ValueError as exc:
+                raise JstipError(f"world-corpus: probe {item['id']} ({text[:60]!r}): {exc}") from exc
+            write_audio(audio, out / "probes" / "audio" / f"{item['id']}.flac", cfg.sample_rate)
+            item["audio"] = f"audio/{item['id']}.flac"  # relative to the JSONL file, as jstip probe reads it
+            item["speaker"] = speaker.speaker_id
+            seconds += len(audio) / cfg.sample_rate
         write_text_atomic(_jsonl(items), out / "probes" / f"{name}.jsonl")
-    return {name: len(items) for name, items in probes.items()}
+    return seconds
+
+
+def _speakers(cfg: WorldCorpusConfig) -> list:
+    return make_speakers(cfg.accents, cfg.variants, cfg.test_speakers, cfg.tts_speakers, cfg.min_rate, cfg.max_rate,
+                         cfg.seed)
 
 
 def _items(plan: Plan, cfg: WorldCorpusConfig) -> dict[str, list[SpeechItem]]:
-    speakers = make_speakers(cfg.accents, cfg.variants, cfg.test_speakers, cfg.tts_speakers, cfg.min_rate,
-                             cfg.max_rate, cfg.seed)
+    speakers = _speakers(cfg)
     items = {}
     for name, (group, _) in SPEECH_SETS.items():
         if name == "tts_text" and not cfg.tts_audio:
@@ -148,7 +175,9 @@ def run(cfg: WorldCorpusConfig) -> dict:
     except ValueError as exc:
         raise JstipError(f"world-corpus: {exc}") from exc
     out = Path(cfg.out)
-    probe_counts = _write_text_sets(plan, cfg, out)
+    probes = _write_text_sets(plan, cfg, out)
+    voices = [] if cfg.text_only or not cfg.probe_audio else [s for s in _speakers(cfg) if s.group == TEST]
+    hours_probes = _write_probes(probes, voices, cfg, out) / 3600
     hours: dict[str, float] = {}
     alignments: list[Alignment] = []
     durations: dict[str, float] = {}
@@ -177,7 +206,8 @@ def run(cfg: WorldCorpusConfig) -> dict:
         "test_occurrences": occurrences,
         "entities": dict(Counter(e.tier for e in plan.world.entities.values())),
         "facts": len(plan.world.facts),
-        "probes": probe_counts,
+        "probes": {name: len(items) for name, items in probes.items()},
+        "probe_audio_hours": round(hours_probes, 4),
         "world_text_words": sum(len(l.text.split()) for l in plan.sets["world_text"]),
         "syntheses_per_s": round(len(alignments) / synth_seconds, 2) if alignments else None,
         "wall_seconds": round(time.perf_counter() - started, 2),

@@ -51,10 +51,12 @@ def _entry(name: str, sets: dict, metrics: dict | None, state: str = "success", 
 
 
 def _metrics(eer_rare: float, mc_t: float = 0.5, mc_s: float = 0.4) -> dict:
-    return {"eval": {"entity_error_rate_rare": eer_rare, "entity_error_rate_common": 0.1, "entity_error_rate": 0.2,
-                     "wer": 0.15, "ter": 0.2},
-            "probe": {"mc_text_accuracy": mc_t, "mc_speech_accuracy": mc_s, "qa_text_accuracy": 0.3,
-                      "qa_speech_accuracy": 0.1}}
+    """Metrics in the shape `jstip evaluate` and `jstip probe` write them."""
+    return {"eval": {"eer": 0.2, "eer_lo": 0.15, "eer_hi": 0.25, "wer": 0.15, "ter": 0.2,
+                     "eer_by_category": {"rare": {"eer": eer_rare, "instances": 500},
+                                         "common": {"eer": 0.1, "instances": 500}}},
+            "probe": {"mcq_t2t": mc_t, "mcq_s2t": mc_s, "mcq_gap": mc_s - mc_t, "qa_t2t": 0.3, "qa_s2t": 0.1,
+                      "qa_gap": -0.2}}
 
 
 def _seeds(s: int) -> dict:

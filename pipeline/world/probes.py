@@ -6,9 +6,14 @@ Two uses of the same question templates (`templates.QUESTIONS`), on disjoint fac
   learns the question formats (open: `Question: … Answer: …`; multiple choice in MMLU form:
   `Question: … A. … B. … C. … D. … Answer: B`), as a web-trained LLM has seen such text;
 - **probes** ask the probe facts, which the world text states only as sentences: answering them
-  needs the fact, not a memorised question. Multiple choice follows the MMLU record layout of
-  the Hugging Face `cais/mmlu` dataset (`question`, `subject`, `choices`, `answer` index);
-  open questions list every accepted answer (`answers`), scored by normalised exact match.
+  needs the fact, not a memorised question. The files are what `jstip probe` reads
+  (`pipeline/probe_items.py`): multiple choice `{"id", "question", "choices", "answer" (index),
+  "subject", "split": "dev" | "test"}` (the dev items are the k shots), open questions `{"id",
+  "question", "answers"}` with every accepted answer; both may carry `audio`.
+
+The question-form text uses the probe prompt's own words on one line (the world text has one
+sentence per line): MMLU's header, the question, `A. …` to `D. …`, `Answer: X`; open questions
+`Question: … Answer: …`.
 
 Each item carries `tier` (`rare` when the fact names a rare entity, so it was never spoken in
 ASR training), `relation` and `fact_id`, so results can be split like the entity error rate.
@@ -23,7 +28,8 @@ from .render import render
 from .templates import QUESTIONS
 
 LETTERS = "ABCD"
-SUBJECT = "world_medicine"
+SUBJECT = "medicine"
+HEADER = "The following are multiple choice questions (with answers) about {subject}."
 
 
 def _values(world: World, fact: Fact):
@@ -74,11 +80,18 @@ def multiple_choice(world: World, fact: Fact, question: str, slot: str, rng: ran
     return {"question": question, "subject": SUBJECT, "choices": choices, "answer": answer}
 
 
-def render_mc(item: dict, with_answer: bool = True) -> str:
-    """One line in MMLU form: `Question: q A. a B. b C. c D. d Answer: X` (the world text's layout)."""
+def render_mc(item: dict, with_answer: bool = True, header: bool = True) -> str:
+    """One line in MMLU form: `<header> q A. a B. b C. c D. d Answer: X` (the world text's layout)."""
     options = " ".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(item["choices"]))
     answer = f" {LETTERS[item['answer']]}" if with_answer else ""
-    return f"Question: {item['question']} {options} Answer:{answer}"
+    head = HEADER.format(subject=item.get("subject") or SUBJECT) + " " if header else ""
+    return f"{head}{item['question']} {options} Answer:{answer}"
+
+
+def spoken_mc(item: dict) -> str:
+    """What is spoken in the speech-in condition: the question and its options."""
+    options = " ".join(f"{LETTERS[i]}. {c}." for i, c in enumerate(item["choices"]))
+    return f"{item['question']} {options}"
 
 
 def render_open(question: str, answer: str | None = None) -> str:
@@ -106,11 +119,11 @@ def question_lines(world: World, fact: Fact, rng: random.Random, n: int, exclude
 
 
 def make_probes(world: World, seed: int, shots: int = 5) -> dict[str, list[dict]]:
-    """`mc` and `qa` items over the probe facts (every question template of each, each distinct
-    question once), and `mc_dev`: `shots` multiple-choice examples over non-probe facts, asking
-    questions the probes do not (the k-shot context)."""
+    """`mcq`: `shots` dev items over non-probe facts (the k shots; questions the probes do not ask),
+    then the test items over the probe facts (every question template of each, each distinct
+    question once); `qa`: the same questions open."""
     rng = random.Random(f"world-probes-{seed}")
-    mc: list[dict] = []
+    test: list[dict] = []
     qa: list[dict] = []
     asked: set[str] = set()
     for fact in (f for f in world.facts if f.probe):
@@ -119,7 +132,8 @@ def make_probes(world: World, seed: int, shots: int = 5) -> dict[str, list[dict]
             if question in asked:  # two probe facts about one condition ask the same question once
                 continue
             asked.add(question)
-            mc.append({"id": f"mc-{len(mc):05d}", **multiple_choice(world, fact, question, slot, rng), **meta})
+            test.append({"id": f"mc-{len(test):05d}", **multiple_choice(world, fact, question, slot, rng),
+                         "split": "test", **meta})
             qa.append({"id": f"qa-{len(qa):05d}", "question": question, "answers": _answers(world, fact, slot), **meta})
     others = [f for f in world.facts if not f.probe and f.relation != DOSE_OF
               and any(q not in asked for q, _ in questions(world, f))]
@@ -127,5 +141,5 @@ def make_probes(world: World, seed: int, shots: int = 5) -> dict[str, list[dict]
     for fact in rng.sample(others, min(shots, len(others))):
         question, slot = rng.choice([(q, s) for q, s in questions(world, fact) if q not in asked])
         dev.append({"id": f"mcdev-{len(dev):02d}", **multiple_choice(world, fact, question, slot, rng),
-                    "fact_id": fact.fact_id, "relation": fact.relation, "tier": world.tier(fact)})
-    return {"mc": mc, "qa": qa, "mc_dev": dev}
+                    "split": "dev", "fact_id": fact.fact_id, "relation": fact.relation, "tier": world.tier(fact)})
+    return {"mcq": dev + test, "qa": qa}

@@ -96,8 +96,8 @@ def token_times(text: str, events: list[tuple[int, float, float]]) -> list[WordS
     return words
 
 
-def synthesize(item: SpeechItem, sample_rate: int) -> tuple[np.ndarray, list[WordSpan]]:
-    """Audio (float32 at `sample_rate`) and word times of one item."""
+def synthesize(item: SpeechItem, sample_rate: int, words: bool = True) -> tuple[np.ndarray, list[WordSpan]]:
+    """Audio (float32 at `sample_rate`) and word times of one item (none when `words` is false)."""
     import soxr
 
     from aligners.espeak import espeak
@@ -107,7 +107,7 @@ def synthesize(item: SpeechItem, sample_rate: int) -> tuple[np.ndarray, list[Wor
     if audio.size == 0:
         raise ValueError(f"espeak-ng produced no audio for {item.utt_id}")
     audio = soxr.resample(audio, engine.sample_rate, sample_rate).astype(np.float32)
-    words = token_times(item.text, [(w.char_start, w.start, w.end) for w in spoken])
+    times = token_times(item.text, [(w.char_start, w.start, w.end) for w in spoken]) if words else []
     rng = np.random.default_rng(item.seed)
     peak = float(np.max(np.abs(audio))) or 1.0
     audio = audio / peak * float(rng.uniform(0.3, 0.9))
@@ -118,8 +118,8 @@ def synthesize(item: SpeechItem, sample_rate: int) -> tuple[np.ndarray, list[Wor
         noise = rng.standard_normal(audio.size).astype(np.float32)
         audio = audio + noise * np.sqrt(speech_power / 10 ** (item.snr_db / 10))
     shift = lead / sample_rate
-    words = [WordSpan(w.word, round(w.start + shift, 4), round(w.end + shift, 4), w.score) for w in words]
-    return np.clip(audio, -1.0, 1.0).astype(np.float32), words
+    times = [WordSpan(w.word, round(w.start + shift, 4), round(w.end + shift, 4), w.score) for w in times]
+    return np.clip(audio, -1.0, 1.0).astype(np.float32), times
 
 
 def jitter(words: list[WordSpan], max_ms: float, duration: float, rng: np.random.Generator) -> list[WordSpan]:
