@@ -36,6 +36,8 @@ STAGES: dict[str, tuple[str, str, str, str]] = {
                  "decode held-out utterances; TER, WER and entity error rate with intervals"),
     "probe": ("pipeline.stage_probe", "ProbeConfig", "probe",
               "modality-gap probes: multiple choice (MMLU form) and open questions, text-in vs speech-in"),
+    "world-corpus": ("pipeline.stage_world_corpus", "WorldCorpusConfig", "world_corpus",
+                     "synthesize the controlled world (rare/common entities, facts, probes) of the Table I/III reproduction"),
 }
 
 # tools that are not DVC stages: verb -> (module with add_arguments(parser) and main(args), one-line help)
@@ -44,6 +46,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "stats": ("pipeline.manifest_stats", "print a summary table of a manifest directory (samples per kind, alignments)"),
     "export": ("pipeline.exporters", "export sample shards as a Lhotse CutSet or a NeMo JSONL manifest"),
     "init": ("pipeline.project", "write params.yaml and dvc.yaml for your own corpus in this (or another) directory"),
+    "report": ("pipeline.report", "tables, claims and plots of the Table I/III reproduction from `dvc exp show`"),
 }
 DEFAULT_PARAMS = "params.yaml"
 

@@ -27,6 +27,8 @@ from manifests.errors import JstipError
 from manifests.io import write_text_atomic
 
 HEADER = "# written by `jstip init`"
+# verbs that synthesize a corpus of ours (the demo, the reproduction's world): not part of a user's project
+CORPUS_GENERATORS = ("demo-corpus", "world-corpus")
 
 # verb -> which config fields are inputs (deps), optional inputs (left out when empty), outputs,
 # metrics and plots (field, x, y; both kept in git, not in the DVC cache) and reports (cached outputs:
@@ -69,7 +71,7 @@ def _stage_configs() -> dict[str, tuple[str, type]]:
     from .cli import STAGES
 
     return {verb: (section, getattr(importlib.import_module(module), cls))
-            for verb, (module, cls, section, _) in STAGES.items() if verb != "demo-corpus"}
+            for verb, (module, cls, section, _) in STAGES.items() if verb not in CORPUS_GENERATORS}
 
 
 def default_params(overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:

@@ -7,7 +7,7 @@ import yaml
 
 from manifests.errors import JstipError
 from pipeline.cli import STAGES, build_parser, main, make_config
-from pipeline.project import HEADER, init, render_dvc
+from pipeline.project import CORPUS_GENERATORS, HEADER, init, render_dvc
 
 REPO = Path(__file__).resolve().parents[1]
 CODE_DIRS = ("pipeline/", "aligners", "interleave", "trainer", "manifests/")
@@ -48,11 +48,11 @@ def test_init_writes_a_project_for_your_own_corpus(tmp_path):
     done = init(str(tmp_path), {"prepare": {"corpus": "corpus"}})
     assert done["params.yaml"] == "written" and "dvc repro" in done["next"]
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    assert set(params) == {section for verb, (_, _, section, _) in STAGES.items() if verb != "demo-corpus"}
+    assert set(params) == {section for verb, (_, _, section, _) in STAGES.items() if verb not in CORPUS_GENERATORS}
     assert params["prepare"]["corpus"] == "corpus" and params["align"]["reference"] == ""
     assert params["evaluate"]["entities"] == ""
     for verb, (_, _, section, _) in STAGES.items():  # every value has the type its stage expects
-        if verb != "demo-corpus":
+        if verb not in CORPUS_GENERATORS:
             make_config(verb, build_parser().parse_args([verb, "--params", str(tmp_path / "params.yaml")]))
     dvc = (tmp_path / "dvc.yaml").read_text()
     assert dvc.startswith(HEADER)

@@ -1,0 +1,181 @@
+"""The reproduction's experiment definition (`experiments/repro/experiment.yaml`), read in one place.
+
+The file is the single mapping from the paper's table rows to what a run changes (`set`: params
+keys -> values, e.g. `interleave.recipe`), the seeds and which params they set, the metrics the
+report shows and the claims it tests. The queue script turns it into
+`dvc exp run --queue` commands; `jstip report` uses it to say which experiment is which row: an
+experiment belongs to row R when its params equal the baseline's, overlaid with the preset and
+R's `set`, everywhere except the seed params. So the table is built from what actually ran.
+"""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from manifests.errors import JstipError
+
+
+@dataclass(frozen=True)
+class Row:
+    row_id: str
+    label: str
+    table: str
+    set: dict[str, Any]
+    paper: dict[str, float] = field(default_factory=dict)
+    ref: str = ""  # shows another row's runs (Table III repeats Table I rows); runs nothing itself
+    pending: str = ""  # why this row cannot run yet; queued only when asked
+
+    @property
+    def source(self) -> str:
+        """The row whose runs this row shows."""
+        return self.ref or self.row_id
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    key: str  # `<metrics file stem>.<dotted key>`, e.g. eval.entity_error_rate_rare ('' when derived)
+    label: str
+    scale: float = 1.0  # 100 shows a rate as a percentage
+    higher_is_better: bool = False
+    minus: tuple[str, ...] = ()  # derived: metric minus[0] minus metric minus[1] (e.g. the modality gap)
+
+
+@dataclass
+class Experiment:
+    path: Path
+    params_file: str
+    seeds: list[int]
+    seed_params: list[str]
+    tables: dict[str, str]  # id -> title
+    rows: list[Row]
+    metrics: list[Metric]
+    claims: list[dict[str, str]]
+    presets: dict[str, str]
+    paper_metrics: dict[str, str]
+
+    def row(self, row_id: str) -> Row:
+        for r in self.rows:
+            if r.row_id == row_id:
+                return r
+        raise JstipError(f"{self.path}: no row {row_id!r}; rows: {', '.join(r.row_id for r in self.rows)}")
+
+    def preset(self, name: str) -> dict[str, Any]:
+        """A preset's overrides as flat `section.key: value` (the CPU preset is params.yaml itself: empty)."""
+        if name in ("", "cpu"):
+            return {}
+        if name not in self.presets:
+            raise JstipError(f"unknown preset {name!r}; known: cpu, {', '.join(self.presets)}")
+        file = self.path.parent / self.presets[name]
+        return flatten(yaml.safe_load(file.read_text()) or {})
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as `a.b.c: value` (lists and scalars are leaves)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def load(path: str | Path) -> Experiment:
+    """Read and check an experiment file; errors name the entry and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise JstipError(f"experiment file {path} not found (the reproduction's is experiments/repro/experiment.yaml)")
+    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        tables = {t: spec.get("title", t) for t, spec in data["tables"].items()}
+        rows = [Row(r["id"], r.get("label", r["id"]), t, dict(r.get("set") or {}), dict(r.get("paper") or {}),
+                    r.get("ref", ""), r.get("pending", ""))
+                for t, spec in data["tables"].items() for r in spec["rows"]]
+        metrics = [Metric(name, m.get("key", ""), m.get("label", name), float(m.get("scale", 1.0)),
+                          bool(m.get("higher_is_better", False)), tuple(m.get("minus", ())))
+                   for name, m in data["metrics"].items()]
+        exp = Experiment(path, data.get("params_file", str(path.parent / "params.yaml")),
+                         [int(s) for s in data.get("seeds", [0, 1, 2])], list(data.get("seed_params", [])),
+                         tables, rows, metrics, list(data.get("claims", [])),
+                         dict(data.get("presets", {})), dict(data.get("paper_metrics", {})))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise JstipError(f"{path}: malformed experiment file ({exc!r}); it needs tables: {{id: {{rows: [{{id, set}}]}}}} "
+                         "and metrics: {name: {key}}") from exc
+    ids = [r.row_id for r in exp.rows]
+    duplicated = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicated:
+        raise JstipError(f"{path}: row ids {duplicated} appear more than once")
+    names = {m.name for m in exp.metrics}
+    for m in exp.metrics:
+        if not m.key and (len(m.minus) != 2 or not set(m.minus) <= names):
+            raise JstipError(f"{path}: metric {m.name} needs a key, or minus: [metric, metric] of {sorted(names)}")
+    for claim in exp.claims:
+        if claim.get("metric") not in names or claim.get("a") not in ids or claim.get("b") not in ids:
+            raise JstipError(f"{path}: claim {claim} must name rows a, b and a metric of {sorted(names)}")
+    bad_refs = sorted(r.row_id for r in exp.rows if r.ref and (r.ref not in ids or exp.row(r.ref).ref or r.set))
+    if bad_refs:
+        raise JstipError(f"{path}: rows {bad_refs} must `ref` a row that runs (has `set`) and set nothing themselves")
+    running = [r for r in exp.rows if not r.ref]
+    settings = [tuple(sorted((k, str(v)) for k, v in r.set.items())) for r in running]
+    same = sorted({r.row_id for r, s in zip(running, settings) if settings.count(s) > 1})
+    if same:
+        raise JstipError(f"{path}: rows {same} set the same params; the report could not tell their runs apart")
+    return exp
+
+
+def exp_name(row: Row, seed: int, preset: str = "") -> str:
+    """The experiment's name in `dvc exp show`: `<row>-s<seed>` (with `-<preset>` unless CPU)."""
+    return f"{row.row_id}{'' if preset in ('', 'cpu') else '-' + preset}-s{seed}"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def queue_commands(exp: Experiment, tables: list[str], seeds: list[int], preset: str = "",
+                   target: str = "dvc.yaml", include_pending: bool = False) -> list[list[str]]:
+    """One `dvc exp run --queue` argv per (row of `tables`, seed), run from the experiment directory.
+
+    Rows that show another row's runs (`ref`) queue nothing; `pending` rows only when asked; a row
+    in several of `tables` is queued once."""
+    unknown = sorted(set(tables) - set(exp.tables))
+    if unknown:
+        raise JstipError(f"unknown tables {unknown}; known: {', '.join(exp.tables)}")
+    overrides = exp.preset(preset)
+    commands = []
+    rows = [r for r in exp.rows if r.table in tables and not r.ref and (include_pending or not r.pending)]
+    for row in rows:
+        for seed in seeds:
+            settings = {**overrides, **row.set, **{k: seed for k in exp.seed_params}}
+            argv = ["dvc", "exp", "run", "--queue", "--name", exp_name(row, seed, preset)]
+            for key, value in settings.items():
+                argv += ["--set-param", f"{key}={_value(value)}"]
+            commands.append(argv + [target])
+    return commands
+
+
+def shell(argv: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def expected_params(exp: Experiment, baseline: dict[str, Any], row: Row, preset: str = "") -> dict[str, Any]:
+    """What a run of `row` must have as params (seed params excluded)."""
+    expected = {**baseline, **exp.preset(preset), **row.set}
+    return {k: v for k, v in expected.items() if k not in exp.seed_params}
+
+
+def match_row(exp: Experiment, baseline: dict[str, Any], params: dict[str, Any], preset: str = "") -> Row | None:
+    """The row whose expected params equal `params` (compared as strings, as `-S` sets them)."""
+    for row in (r for r in exp.rows if not r.ref):
+        expected = expected_params(exp, baseline, row, preset)
+        if all(_value(params.get(k)) == _value(v) for k, v in expected.items()):
+            return row
+    return None

@@ -1,0 +1,241 @@
+"""`jstip report`: the reproduction's tables, claims and plots from the DVC experiments' metrics.
+
+Reads `dvc exp show --json` (run here, or a saved file), assigns every finished experiment to a
+row of `experiments/repro/experiment.yaml` by its params (`exp_config.match_row`: what ran, not
+what its name says), and writes to `--out`:
+
+| file | what |
+| --- | --- |
+| `tables.md` | one table per paper table: per row the seeds found and every metric as mean ± half-width of the 95% t interval over seeds, beside the paper's figures; then the claims and the runs left out |
+| `summary.csv` | row, metric, n, mean, sd, low, high |
+| `runs.csv` | every run: name, rev, row, seed and its metrics (no run is dropped from this file) |
+| `claims.csv` | each claim (B vs A on a metric): mean per-seed difference, t interval, seeds in B's favour |
+| `eer.png`, `gap.png` | entity error rate per row with intervals; modality gap (speech-in minus text-in) per row |
+
+Every finished run that matches a row is used: no seed is chosen. Runs that failed, are still
+queued, or match no row are listed with the reason.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from manifests.errors import JstipError
+from manifests.io import write_text_atomic
+
+from .exp_config import Experiment, Row, flatten, load, match_row
+from .report_stats import Summary, paired_seed_difference, summarize
+
+
+@dataclass
+class Run:
+    name: str
+    rev: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    baseline: dict[str, Any]
+    state: str
+    row: Row | None = None
+    seed: int | None = None
+
+
+def _file_values(files: dict[str, Any] | None, wanted) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path, content in (files or {}).items():
+        if wanted(path) and isinstance(content, dict) and isinstance(content.get("data"), dict):
+            out[path] = content["data"]
+    return out
+
+
+def parse_exp_show(data: list[dict], exp: Experiment) -> list[Run]:
+    """Every experiment of `dvc exp show --json`, with its params (the experiment's params file,
+    flattened) and metrics (files under the experiment's directory, as `<stem>.<dotted key>`)."""
+    folder = str(Path(exp.params_file).parent)
+    prefix = "" if folder in ("", ".") else folder + "/"
+
+    def params_of(entry: dict) -> dict[str, Any]:
+        files = _file_values((entry.get("data") or {}).get("params"), lambda p: p == exp.params_file)
+        return flatten(next(iter(files.values()), {}))
+
+    def metrics_of(entry: dict) -> dict[str, Any]:
+        files = _file_values((entry.get("data") or {}).get("metrics"), lambda p: p.startswith(prefix))
+        return {k: v for path, values in files.items() for k, v in flatten(values, Path(path).stem + ".").items()}
+
+    runs = []
+    for base in data:
+        baseline = params_of(base)
+        for group in base.get("experiments") or []:
+            state = ((group.get("executor") or {}).get("state")) or "success"
+            for entry in group.get("revs") or []:
+                if entry.get("error"):
+                    state = "failed"
+                runs.append(Run(entry.get("name") or group.get("name") or entry.get("rev", "")[:7],
+                                entry.get("rev", ""), params_of(entry), metrics_of(entry), baseline, state))
+    return runs
+
+
+def assign(exp: Experiment, runs: list[Run], preset: str = "") -> None:
+    """Set each finished run's row and seed (runs not finished or matching no row keep row None)."""
+    for run in runs:
+        if run.state not in ("success", "done") or not run.metrics:
+            continue
+        run.row = match_row(exp, run.baseline, run.params, preset)
+        seeds = {run.params.get(k) for k in exp.seed_params}
+        run.seed = int(seeds.pop()) if len(seeds) == 1 and None not in seeds else None
+
+
+def metric_value(exp: Experiment, run: Run, name: str) -> float | None:
+    """A run's value of a metric, scaled (derived metrics: the difference of two, each scaled)."""
+    metric = next(m for m in exp.metrics if m.name == name)
+    if metric.minus:
+        a, b = (metric_value(exp, run, n) for n in metric.minus)
+        return None if a is None or b is None else a - b
+    value = run.metrics.get(metric.key)
+    return float(value) * metric.scale if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def summaries(exp: Experiment, runs: list[Run]) -> dict[tuple[str, str], Summary]:
+    """(row id, metric) -> summary over the row's runs (one per seed)."""
+    out = {}
+    for row in exp.rows:
+        members = [r for r in runs if r.row is not None and r.row.row_id == row.source]
+        for metric in exp.metrics:
+            out[(row.row_id, metric.name)] = summarize([metric_value(exp, r, metric.name) for r in members])
+    return out
+
+
+def _cell(s: Summary, digits: int = 1) -> str:
+    if s.mean is None:
+        return "–"
+    if s.half_width is None:
+        return f"{s.mean:.{digits}f}"
+    return f"{s.mean:.{digits}f} ± {s.half_width:.{digits}f}"
+
+
+def claims(exp: Experiment, runs: list[Run]) -> list[dict[str, Any]]:
+    out = []
+    for claim in exp.claims:
+        values = {}
+        for side in ("a", "b"):
+            source = exp.row(claim[side]).source
+            values[side] = {r.seed: metric_value(exp, r, claim["metric"]) for r in runs
+                            if r.row is not None and r.row.row_id == source}
+        result = paired_seed_difference(values["a"], values["b"])
+        metric = next(m for m in exp.metrics if m.name == claim["metric"])
+        better = (result.n - result.favour_b) if metric.higher_is_better else result.favour_b
+        out.append({"a": claim["a"], "b": claim["b"], "metric": claim["metric"], "seeds": result.n,
+                    "diff": result.diff, "low": result.low, "high": result.high, "seeds_b_better": better,
+                    "note": claim.get("note", "")})
+    return out
+
+
+def markdown(exp: Experiment, runs: list[Run], stats: dict, claim_rows: list[dict], tables: list[str]) -> str:
+    lines = []
+    paper_cols = list(exp.paper_metrics.items())
+    for table in tables:
+        lines += [f"### {exp.tables[table]}", ""]
+        header = ["row", "seeds"] + [m.label for m in exp.metrics] + [f"paper {label}" for _, label in paper_cols]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for row in (r for r in exp.rows if r.table == table):
+            n = max((stats[(row.row_id, m.name)].n for m in exp.metrics), default=0)
+            label = row.label + (f" (= {row.ref})" if row.ref else "") + (" *pending*" if row.pending else "")
+            cells = [label, f"{n}/{len(exp.seeds)}"] + [_cell(stats[(row.row_id, m.name)]) for m in exp.metrics]
+            cells += [str(row.paper.get(key, "–")) for key, _ in paper_cols]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["Mean ± half-width of the 95% t interval over seeds; every finished run is included.", ""]
+    if claim_rows:
+        lines += ["### Claims (B vs A, paired by seed)", "", "| B | A | metric | B − A | 95% interval | seeds with B better |",
+                  "|---|---|---|---|---|---|"]
+        for c in claim_rows:
+            interval = "–" if c["low"] is None else f"[{c['low']:.2f}, {c['high']:.2f}]"
+            diff = "–" if c["diff"] is None else f"{c['diff']:+.2f}"
+            lines.append(f"| {c['b']} | {c['a']} | {c['metric']} | {diff} | {interval} | {c['seeds_b_better']}/{c['seeds']} |")
+        lines.append("")
+    left = [r for r in runs if r.row is None]
+    if left:
+        lines += ["### Runs not in the tables", ""]
+        for r in left:
+            why = r.state if r.state not in ("success", "done") else ("no metrics" if not r.metrics else "params match no row")
+            lines.append(f"- {r.name} ({r.rev[:7]}): {why}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_report(exp: Experiment, runs: list[Run], out: str | Path, tables: list[str], plots: bool = True) -> dict:
+    out = Path(out)
+    stats = summaries(exp, runs)
+    claim_rows = claims(exp, runs)
+    write_text_atomic(markdown(exp, runs, stats, claim_rows, tables), out / "tables.md")
+    write_text_atomic(_csv([{"row": row, "metric": metric, "n": s.n, "mean": s.mean, "sd": s.sd, "low": s.low,
+                             "high": s.high} for (row, metric), s in stats.items()]), out / "summary.csv")
+    write_text_atomic(_csv([{"name": r.name, "rev": r.rev, "state": r.state, "row": r.row.row_id if r.row else "",
+                             "seed": r.seed, **{m.name: metric_value(exp, r, m.name) for m in exp.metrics}}
+                            for r in runs]), out / "runs.csv")
+    write_text_atomic(_csv(claim_rows), out / "claims.csv")
+    if plots:
+        from .report_plots import plot_metric
+
+        seeds = {(row.row_id, m.name): [v for r in runs if r.row is not None and r.row.row_id == row.source
+                                        if (v := metric_value(exp, r, m.name)) is not None]
+                 for row in exp.rows for m in exp.metrics}
+        for name, metric_names in {"eer": [m.name for m in exp.metrics if m.name.startswith("eer")],
+                                   "gap": [m.name for m in exp.metrics if m.name.endswith("gap")]}.items():
+            if metric_names:
+                plot_metric(exp, stats, tables, metric_names, out / f"{name}.png", seeds)
+    return {"runs": len(runs), "in_tables": sum(r.row is not None for r in runs), "out": str(out)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--experiment", default="experiments/repro/experiment.yaml",
+                        help="the experiment definition (rows, metrics, claims)")
+    parser.add_argument("--exp-json", default="", help="saved `dvc exp show --json` output ('-' stdin); "
+                                                       "default: run `dvc exp show --json --all-commits` here")
+    parser.add_argument("--preset", default="cpu", help="which preset's runs to tabulate (cpu, gpu)")
+    parser.add_argument("--tables", default="", help="comma-separated table ids (default: all)")
+    parser.add_argument("--out", default="experiments/repro/results", help="output directory")
+    parser.add_argument("--no-plots", action="store_true", help="tables and CSV only")
+
+
+def _exp_show(source: str) -> list[dict]:
+    if source == "-":
+        return json.load(sys.stdin)
+    if source:
+        return json.loads(Path(source).read_text())
+    done = subprocess.run(["dvc", "exp", "show", "--json", "--all-commits"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise JstipError(f"`dvc exp show --json` failed: {done.stderr.strip()[-400:]}")
+    return json.loads(done.stdout)
+
+
+def main(args: argparse.Namespace) -> int:
+    exp = load(args.experiment)
+    tables = [t for t in args.tables.split(",") if t] or list(exp.tables)
+    unknown = sorted(set(tables) - set(exp.tables))
+    if unknown:
+        raise JstipError(f"unknown tables {unknown}; known: {', '.join(exp.tables)}")
+    try:
+        runs = parse_exp_show(_exp_show(args.exp_json), exp)
+    except (json.JSONDecodeError, OSError, AttributeError, TypeError) as exc:
+        raise JstipError(f"cannot read experiments from {args.exp_json or 'dvc exp show'}: {exc}") from exc
+    assign(exp, runs, args.preset)
+    summary = write_report(exp, runs, args.out, tables, plots=not args.no_plots)
+    print(json.dumps(summary, indent=2))
+    return 0

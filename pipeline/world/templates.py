@@ -1,0 +1,180 @@
+"""Sentence templates of the world, by style and relation, and the general (non-medical) language.
+
+Styles and where they go:
+
+| style | used for | like the paper's |
+| --- | --- | --- |
+| `textbook` | stage-0 world text (the LM's prior) | the LLM's pretraining text |
+| `abstract` | the domain text pool | PubMed abstracts |
+| `dictation` | ASR training speech and the TTS transcripts (and pairs) | ASR data, GPT-written TTS prompts |
+| `dictation_test` | test speech only (no other set ever uses these templates) | held-out entity-rich test sets |
+| `question` | question-form text (non-probe facts) and the probes (probe facts) | QA / MMLU form |
+
+Slots: `{drug}`, `{condition}`, `{procedure}`, `{dose}` are annotated entities; `{symptom}`,
+`{organ}` literals of a fact; the other slots are general fillers (`FILLERS`). The relation
+`treats_dose` combines a treats fact with the drug's dose.
+"""
+from __future__ import annotations
+
+def _frames(*parts: tuple[str, ...]) -> tuple[str, ...]:
+    """Every combination of the phrase alternatives, joined by spaces."""
+    out = [""]
+    for options in parts:
+        out = [f"{a} {b}".strip() for a in out for b in options]
+    return tuple(out)
+
+
+# Textbook statements are composed from phrase pools (hundreds of frames per relation), so that the
+# stage-0 LM learns which entities go together in many frames, not one sentence per fact: a test
+# sentence in a frame it has not seen can then still call up the fact. Exact test templates stay
+# held out (`dictation_test`); sharing everyday phrases such as "we recommend" is how text is.
+_FOR = ("For", "In patients with", "To treat", "In cases of", "For adults with", "For children with",
+        "When a patient has", "Against")
+_TREAT = ("doctors prescribe {drug}.", "doctors often recommend {drug}.", "the usual choice is {drug}.",
+          "most guidelines suggest {drug}.", "physicians use {drug}.", "we recommend {drug}.",
+          "clinicians start {drug}.", "the standard treatment is {drug}.", "many doctors choose {drug}.",
+          "the first choice is {drug}.")
+_DRUG_FOR = ("is used to treat", "is prescribed for", "is a standard treatment for", "helps patients with",
+             "is often given for", "is recommended for", "works well against", "is the usual drug for",
+             "can control", "is approved for")
+_PROC_DO = ("doctors order a {procedure}.", "the usual procedure is a {procedure}.", "we recommend a {procedure}.",
+            "a {procedure} is often needed.", "surgeons may perform a {procedure}.", "the next step is a {procedure}.")
+_OFTEN = ("often", "usually", "commonly", "typically")
+
+TEXTBOOK: dict[str, tuple[str, ...]] = {
+    "treats": _frames(_FOR, ("{condition},",), _TREAT)
+    + _frames(("{drug}",), _DRUG_FOR, ("{condition}.",))
+    + ("Doctors prescribe {drug} for {condition}.", "We started {drug} for {condition}.",
+       "Patients take {drug} for their {condition}.", "{condition} is usually treated with {drug}.",
+       "{condition} responds well to {drug}.", "One of the standard treatments for {condition} is {drug}."),
+    "dose": _frames(("{drug}",), ("is usually taken at", "is given at", "is dosed at", "is started at"),
+                    ("{dose}",), ("a day.", "per day.", "daily.", "each morning.", "once a day."))
+    + _frames(("The usual dose of {drug} is {dose}",), ("a day.", "per day.", "daily."))
+    + _frames(("Adults take {dose} of {drug}",), ("a day.", "daily.", "every morning.")),
+    "performed_for": _frames(_FOR, ("{condition},",), _PROC_DO)
+    + _frames(("A {procedure} is",), _OFTEN, ("performed for", "done in", "ordered for", "needed in"),
+              ("{condition}.",)),
+    "symptom": _frames(("{condition}",), _OFTEN, ("causes", "leads to", "brings"), ("{symptom}.",))
+    + _frames(("Patients with {condition}",), _OFTEN, ("report", "complain of", "develop"), ("{symptom}.",))
+    + ("A common sign of {condition} is {symptom}.",),
+    "organ": _frames(("{condition}",), ("mainly", "mostly", "usually"), ("affects", "damages", "involves"),
+                     ("the {organ}.",))
+    + _frames(("In {condition}, the {organ} is",), ("affected.", "damaged.", "involved.")),
+}
+
+TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
+    "textbook": TEXTBOOK,
+    "abstract": {
+        "treats": ("In a trial of {number} patients with {condition}, {drug} reduced symptoms within {weeks} weeks.",
+                   "We report {number} cases of {condition} treated with {drug}.",
+                   "{drug} was effective in adults with {condition} in a randomized study.",
+                   "Outcomes of {condition} improved after treatment with {drug}.",
+                   "In {city}, a study of {number} adults with {condition} found that {drug} worked within {weeks} weeks.",
+                   "A review of {number} trials supports {drug} for {condition}."),
+        "dose": ("Patients received {drug} at {dose} per day for {weeks} weeks.",
+                 "{drug} at {dose} daily was well tolerated.",
+                 "A dose of {dose} of {drug} was given to {number} patients in {city}."),
+        "performed_for": ("A {procedure} was performed in {number} patients with {condition}.",
+                          "The role of the {procedure} in {condition} was reviewed.",
+                          "In {city}, {number} patients with {condition} underwent a {procedure}."),
+        "symptom": ("{symptom} was the most frequent finding in {condition}.",
+                    "Of {number} patients with {condition}, most presented with {symptom}.",
+                    "In {city}, {symptom} was reported by most of {number} patients with {condition}."),
+        "organ": ("{condition} was associated with damage to the {organ}.",
+                  "Imaging of {number} patients with {condition} showed changes in the {organ}."),
+    },
+    "dictation": {
+        "treats": ("The patient was started on {drug} for {condition} on {day}.",
+                   "{name} has a history of {condition} and takes {drug} daily.",
+                   "His {condition} improved after {weeks} weeks of {drug}.",
+                   "We will continue {drug} for {name}'s {condition}.", "{drug} was prescribed for {condition} on {day}.",
+                   "{name} came in with {condition}, so we began {drug}."),
+        "dose": ("Continue {drug} {dose} every {time}.", "{name} takes {dose} of {drug} every morning.",
+                 "Increase {drug} to {dose} starting {day}."),
+        "performed_for": ("{name} is scheduled for a {procedure} on {day} because of {condition}.",
+                          "A {procedure} was ordered on {day} to evaluate the {condition}.",
+                          "After the {procedure} on {day}, the {condition} was confirmed."),
+        "symptom": ("{name} reports {symptom} related to the {condition}.",
+                    "{name}'s {symptom} is likely due to {condition}."),
+        "organ": ("{name}'s {condition} is affecting the {organ}.",
+                  "We discussed with {name} how {condition} affects the {organ}."),
+        "treats_dose": ("The patient with {condition} was given {dose} of {drug} on {day}.",
+                        "For {name}'s {condition}, we prescribed {drug} {dose} each day."),
+    },
+    "dictation_test": {
+        "treats": ("For the {condition} we recommended {drug}.",
+                   "Her doctor switched her to {drug} because of {condition}.",
+                   "Given the {condition}, {drug} remains the best option.",
+                   "He has been on {drug} since the {condition} was found."),
+        "dose": ("Please take {drug} {dose} twice a day.", "The {drug} dose is {dose} at night."),
+        "performed_for": ("We booked a {procedure} to look into the {condition}.",
+                          "The {procedure} showed signs of {condition}."),
+        "symptom": ("The {condition} explains her {symptom}.",),
+        "organ": ("The {condition} has spread to the {organ}.",),
+        "treats_dose": ("For {condition} she now takes {dose} of {drug}.", "Start {drug} at {dose} for the {condition}."),
+    },
+}
+
+# question form: (template, slot the answer fills); used for question-form text and for the probes
+QUESTIONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "treats": (("Which drug is used to treat {condition}?", "drug"),
+               ("What condition is {drug} used for?", "condition")),
+    "dose": (("What is the usual daily dose of {drug}?", "dose"),),
+    "performed_for": (("Which procedure is performed for {condition}?", "procedure"),),
+    "symptom": (("What is a common symptom of {condition}?", "symptom"),),
+    "organ": (("Which organ does {condition} mainly affect?", "organ"),),
+}
+
+GENERAL_TEMPLATES = (
+    "The {adj} {noun} stood near the {place} this {time}.", "We will meet at the {place} on {day} morning.",
+    "Please send the {document} to {name} before {day}.", "The weather in {city} was {weather} all {period}.",
+    "My {relative} bought a new {object} last {period}.", "{name} walked to the {place} and ordered {food}.",
+    "There are {number} {noun}s waiting outside the {place}.", "I think the {object} in the {place} is {adj}.",
+    "{name} called on {day} to ask about the {document}.",
+    "It takes {number} minutes to drive from {city} to the {place}.",
+    "Could you bring the {object} to the {place} tomorrow?", "The {noun} from {city} arrived late on {day}.",
+    "{name} and her {relative} painted the {object} {color}.", "Our {relative} lives near a {adj} {place} in {city}.",
+    "The {document} was signed by {name} last {period}.", "We waited {number} minutes for the {noun} to arrive.",
+    "Every {day}, {name} reads a {adj} book at the {place}.", "The {color} {object} belongs to my {relative}.",
+    "Tickets to {city} cost {number} dollars this {period}.", "{name} forgot the {object} at the {place} again.",
+    "The {place} closes early on {day} during the {period}.", "A {adj} {noun} was sleeping under the {object}.",
+    "After lunch, {name} fixed the {object} in the {place}.", "The meeting about the {document} moved to {day}.",
+)
+FILLERS: dict[str, tuple[str, ...]] = {
+    "adj": ("old", "quiet", "bright", "small", "heavy", "strange", "green", "broken", "friendly", "busy", "tall", "warm"),
+    "noun": ("dog", "teacher", "car", "student", "bicycle", "visitor", "truck", "child", "driver", "neighbor", "cat"),
+    "place": ("station", "library", "market", "river", "bakery", "office", "garden", "school", "museum", "harbor",
+              "kitchen", "park"),
+    "time": ("morning", "evening", "afternoon", "week"),
+    "day": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+    "document": ("report", "invoice", "letter", "contract", "schedule", "form", "receipt"),
+    "name": ("Anna", "David", "Maria", "Peter", "Laura", "James", "Sofia", "Thomas", "Emma", "Daniel", "Grace", "Oliver"),
+    "city": ("Boston", "Denver", "Chicago", "Seattle", "Austin", "Portland", "Dallas", "Atlanta", "Phoenix", "Miami"),
+    "weather": ("cold", "sunny", "rainy", "windy", "warm", "cloudy"),
+    "period": ("week", "month", "year", "winter", "summer", "spring"),
+    "relative": ("brother", "sister", "uncle", "cousin", "neighbor", "aunt", "grandfather"),
+    "object": ("lamp", "table", "phone", "jacket", "camera", "kettle", "chair", "window", "radio", "clock"),
+    "food": ("soup", "coffee", "a sandwich", "pancakes", "tea", "rice", "a salad"),
+    "number": ("3", "5", "12", "20", "40", "250", "500", "8", "15", "30", "60", "90"),
+    "color": ("red", "blue", "yellow", "white", "black", "green"),
+    "weeks": ("two", "three", "four", "six", "eight"),
+}
+
+
+def general_vocabulary() -> frozenset[str]:
+    """Every lower-cased word the templates and fillers use (entity names must avoid them)."""
+    import re
+
+    words: set[str] = set()
+    texts = list(GENERAL_TEMPLATES) + [v for vs in FILLERS.values() for v in vs]
+    for style in TEMPLATES.values():
+        for group in style.values():
+            texts.extend(group)
+    for group in QUESTIONS.values():
+        texts.extend(t for t, _ in group)
+    from .facts import ORGANS, SYMPTOMS
+
+    texts.extend(SYMPTOMS + ORGANS)
+    for text in texts:
+        words.update(w.lower() for w in re.findall(r"[A-Za-z]+", re.sub(r"\{[a-z_]+\}", " ", text)))
+    return frozenset(words)

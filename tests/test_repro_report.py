@@ -1,0 +1,221 @@
+"""`jstip report`, the experiment definition and the queue plan, on a hand-made `dvc exp show --json`.
+
+The JSON has the shape DVC 3 writes (checked against a real `dvc exp show --json` of a queued
+run): baselines with `experiments` groups of `revs`, params and metrics per file under `data`.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from scipy import stats
+
+from manifests.errors import JstipError
+from pipeline.cli import main
+from pipeline.exp_config import flatten, load, queue_commands
+from pipeline.report import assign, parse_exp_show, write_report
+from pipeline.report_stats import paired_bootstrap, paired_seed_difference, summarize
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENT = REPO / "experiments" / "repro" / "experiment.yaml"
+PARAMS = yaml.safe_load((REPO / "experiments" / "repro" / "params.yaml").read_text())
+PFILE = "experiments/repro/params.yaml"
+
+
+def _unflatten(flat: dict) -> dict:
+    tree: dict = {}
+    for key, value in flat.items():
+        node = tree
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return tree
+
+
+def _entry(name: str, sets: dict, metrics: dict | None, state: str = "success", rev: str = "") -> dict:
+    params = {**flatten(PARAMS), **sets}
+    data = {"rev": rev or name, "timestamp": "2026-12-01T07:30:56",
+            "params": {PFILE: {"data": _unflatten(params)}, "params.yaml": {"data": {"train": {"seed": 99}}}},
+            "metrics": ({"experiments/repro/metrics/eval.json": {"data": metrics["eval"]},
+                         "experiments/repro/metrics/probe.json": {"data": metrics["probe"]},
+                         "metrics/eval.json": {"data": {"wer": 0.99}}} if metrics else
+                        {"experiments/repro/metrics/eval.json": {"error": {"type": "FileNotFoundError", "msg": "x"}}})}
+    return {"revs": [{"rev": rev or f"{abs(hash(name)):040x}"[:40], "name": name, "data": data,
+                      "error": None, "experiments": None}],
+            "executor": {"state": state, "name": "dvc-task", "local": None}, "name": name}
+
+
+def _metrics(eer_rare: float, mc_t: float = 0.5, mc_s: float = 0.4) -> dict:
+    """Metrics in the shape `jstip evaluate` and `jstip probe` write them."""
+    return {"eval": {"eer": 0.2, "eer_lo": 0.15, "eer_hi": 0.25, "wer": 0.15, "ter": 0.2,
+                     "eer_by_category": {"rare": {"eer": eer_rare, "instances": 500},
+                                         "common": {"eer": 0.1, "instances": 500}}},
+            "probe": {"mcq_t2t": mc_t, "mcq_s2t": mc_s, "mcq_gap": mc_s - mc_t, "qa_t2t": 0.3, "qa_s2t": 0.1,
+                      "qa_gap": -0.2}}
+
+
+def _seeds(s: int) -> dict:
+    return {"interleave.seed": s, "train.seed": s}
+
+
+ASR_ONLY = [0.40, 0.44, 0.42]
+ASR_IL = [0.30, 0.35, 0.31]
+
+
+def exp_show() -> list[dict]:
+    groups = []
+    for s, v in enumerate(ASR_ONLY):
+        groups.append(_entry(f"asr_only-s{s}", {"interleave.recipe": "asr_only", **_seeds(s)}, _metrics(v)))
+    for s, v in enumerate(ASR_IL):
+        groups.append(_entry(f"asr_il-s{s}", {"interleave.recipe": "asr_il", **_seeds(s)}, _metrics(v, 0.5, 0.5)))
+    groups.append(_entry("seg-sil-s0", {"interleave.recipe": "asr_il_segment", "interleave.segmenter": "pause",
+                                        **_seeds(0)}, _metrics(0.33)))
+    groups.append(_entry("asr_text-s0", {"interleave.recipe": "asr_text", **_seeds(0)}, None, state="failed"))
+    groups.append(_entry("asr_text-s1", {"interleave.recipe": "asr_text", **_seeds(1)}, None, state="queued"))
+    groups.append(_entry("odd-s0", {"interleave.recipe": "asr_only", "train.lr": 0.1, **_seeds(0)}, _metrics(0.9)))
+    baseline = {"rev": "a" * 40, "name": "main", "data": {"params": {PFILE: {"data": PARAMS}}, "metrics": {}},
+                "error": None, "experiments": groups}
+    workspace = {"rev": "workspace", "name": None, "data": {"params": {PFILE: {"data": PARAMS}}, "metrics": {}},
+                 "error": None, "experiments": None}
+    return [workspace, baseline]
+
+
+def _t_half(values: list[float]) -> float:
+    return stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values))
+
+
+def test_report_tables_claims_and_plots_from_exp_show(tmp_path):
+    exp = load(EXPERIMENT)
+    runs = parse_exp_show(exp_show(), exp)
+    assert len(runs) == 10
+    assign(exp, runs)
+    by_name = {r.name: r for r in runs}
+    assert by_name["asr_il-s2"].row.row_id == "asr_il" and by_name["asr_il-s2"].seed == 2
+    assert by_name["seg-sil-s0"].row.row_id == "segment_il_sil"
+    assert by_name["odd-s0"].row is None  # a knob no row changes: not silently put under asr_only
+    assert by_name["asr_text-s0"].row is None and by_name["asr_text-s1"].row is None
+    write_report(exp, runs, tmp_path, list(exp.tables))
+
+    md = (tmp_path / "tables.md").read_text()
+    mean, half = 100 * np.mean(ASR_ONLY), 100 * _t_half(ASR_ONLY)
+    asr_only_line = next(line for line in md.splitlines() if line.startswith("| ASR-only |"))
+    assert f"{mean:.1f} ± {half:.1f}" in asr_only_line and "| 3/3 |" in asr_only_line and "7.97" in asr_only_line
+    t3_line = next(line for line in md.splitlines() if line.startswith("| ASR only (= asr_only) |"))
+    assert f"{mean:.1f} ± {half:.1f}" in t3_line  # Table III repeats Table I's runs
+    gap = next(line for line in md.splitlines() if line.startswith("| +Interleave |"))
+    assert "0.0 ± 0.0" in gap  # MC gap of asr_il: 50 - 50 in every seed
+    for reason in ("odd-s0", "params match no row", "asr_text-s0", "failed", "asr_text-s1", "queued"):
+        assert reason in md
+
+    claims = {(c["a"], c["b"], c["metric"]): c for c in
+              __import__("csv").DictReader((tmp_path / "claims.csv").open())}
+    c = claims[("asr_only", "asr_il", "eer_rare")]
+    diffs = [100 * (b - a) for a, b in zip(ASR_ONLY, ASR_IL)]
+    assert float(c["diff"]) == pytest.approx(np.mean(diffs)) and c["seeds_b_better"] == "3" and c["seeds"] == "3"
+    assert float(c["high"]) < 0  # all three seeds lower: the interval excludes 0
+    assert claims[("asr_text", "asr_text_il", "eer_rare")]["seeds"] == "0"
+
+    runs_csv = (tmp_path / "runs.csv").read_text().splitlines()
+    assert len(runs_csv) == 11  # every run is listed, matched or not
+    for png in ("eer.png", "gap.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_preset_selects_its_own_runs(tmp_path):
+    exp = load(EXPERIMENT)
+    gpu = exp.preset("gpu")
+    data = exp_show()
+    data[1]["experiments"] = [_entry("asr_only-gpu-s0", {**gpu, "interleave.recipe": "asr_only", **_seeds(0)},
+                                     _metrics(0.2))]
+    for preset, expected in (("cpu", None), ("gpu", "asr_only")):
+        runs = parse_exp_show(data, exp)
+        assign(exp, runs, preset)
+        assert (runs[0].row.row_id if runs[0].row else None) == expected
+
+
+def test_report_command_reads_a_saved_exp_show(tmp_path, capsys):
+    saved = tmp_path / "exp.json"
+    saved.write_text(json.dumps(exp_show()))
+    assert main(["report", "--experiment", str(EXPERIMENT), "--exp-json", str(saved), "--out", str(tmp_path / "r"),
+                 "--tables", "table1", "--no-plots"]) == 0
+    assert json.loads(capsys.readouterr().out)["in_tables"] == 7
+    assert "Table III" not in (tmp_path / "r" / "tables.md").read_text()
+    saved.write_text("{not json")
+    assert main(["report", "--experiment", str(EXPERIMENT), "--exp-json", str(saved), "--out", str(tmp_path / "r")]) == 2
+
+
+def test_queue_plan_covers_every_runnable_row_and_seed_once():
+    exp = load(EXPERIMENT)
+    table1 = queue_commands(exp, ["table1"], [0, 1, 2])
+    runnable = [r for r in exp.rows if r.table == "table1" and not r.pending and not r.ref]
+    assert len(table1) == 3 * len(runnable) and len(runnable) >= 8
+    names = [c[c.index("--name") + 1] for c in table1]
+    assert len(set(names)) == len(names) and "asr_only-s2" in names
+    assert all(c[:4] == ["dvc", "exp", "run", "--queue"] and c[-1] == "dvc.yaml" for c in table1)
+    with_pending = queue_commands(exp, ["table1"], [0], include_pending=True)
+    assert any("--name" in c and "best-s0" in c for c in with_pending)
+    # Table III's rows that repeat Table I queue nothing again
+    both = queue_commands(exp, ["table1", "table3"], [0])
+    assert len(both) == len({tuple(c) for c in both})
+    assert not any("t3_asr_only-s0" in c for c in both)
+    gpu = queue_commands(exp, ["table1"], [0], preset="gpu")
+    assert "train.lm_layers=16" in " ".join(gpu[0]) and gpu[0][gpu[0].index("--name") + 1] == "asr_only-gpu-s0"
+
+
+def test_every_knob_a_row_or_preset_sets_exists_in_params():
+    exp = load(EXPERIMENT)
+    params = flatten(PARAMS)
+    recipes = PARAMS["interleave"]["recipes"]
+    for row in exp.rows:
+        for key in row.set:
+            assert key in params, (row.row_id, key)
+        recipe = row.set.get("interleave.recipe")
+        if recipe and not row.pending:
+            assert recipe in recipes, (row.row_id, recipe)
+    for key in exp.preset("gpu"):
+        assert key in params, key
+    for key in exp.seed_params:
+        assert key in params
+
+
+def test_experiment_file_errors_name_the_problem(tmp_path):
+    base = yaml.safe_load(EXPERIMENT.read_text())
+    cases = {
+        "appear more than once": lambda d: d["tables"]["table1"]["rows"].append(dict(d["tables"]["table1"]["rows"][0])),
+        "must `ref` a row": lambda d: d["tables"]["table3"]["rows"].append({"id": "x", "ref": "nope"}),
+        "claim": lambda d: d["claims"].append({"a": "asr_only", "b": "nope", "metric": "eer_rare"}),
+        "set the same params": lambda d: d["tables"]["table1"]["rows"].append(
+            {"id": "twin", "set": dict(d["tables"]["table1"]["rows"][0]["set"])}),
+    }
+    for message, spoil in cases.items():
+        data = json.loads(json.dumps(base))
+        spoil(data)
+        path = tmp_path / "e.yaml"
+        path.write_text(yaml.safe_dump(data))
+        with pytest.raises(JstipError, match=message):
+            load(path)
+
+
+def test_summaries_and_paired_statistics():
+    s = summarize([1.0, 2.0, 4.0])
+    assert s.n == 3 and s.mean == pytest.approx(7 / 3)
+    assert s.half_width == pytest.approx(_t_half([1.0, 2.0, 4.0]))
+    assert summarize([None, 2.0]).half_width is None and summarize([]).mean is None
+    d = paired_seed_difference({0: 1.0, 1: 2.0, 2: 3.0}, {0: 0.5, 1: 1.0, 3: 9.0})
+    assert d.n == 2 and d.diff == pytest.approx(-0.75) and d.favour_b == 2
+
+    rng = np.random.default_rng(0)
+    totals = rng.integers(1, 4, 300)
+    a = np.minimum(totals, rng.binomial(totals, 0.4))[None, :]
+    same = paired_bootstrap(a, a, totals, draws=500)
+    assert same.diff == 0 and same.low <= 0 <= same.high and same.p_not_better == 1.0
+    better = np.maximum(0, a - (rng.random(300) < 0.5))  # B fixes about half of A's erring utterances
+    result = paired_bootstrap(np.vstack([a, a]), np.vstack([better, better]), totals, draws=500)
+    assert result.diff < 0 and result.high < 0 and result.p_not_better < 0.01
+    with pytest.raises(ValueError, match="runs x utterances"):
+        paired_bootstrap(a, a[:, :10], totals)
