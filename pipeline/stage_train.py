@@ -46,6 +46,11 @@ class TrainConfig:
     encoder_path: str = field(default="", metadata={"help": "whisper: local model directory or name"})
     lm: str = field(default="", metadata={"help": "pretrained causal LM (path or name; its tokenizer is used), e.g. "
                                                   "checkpoints/lm of a text-only run; empty builds LM and tokenizer"})
+    init_from: str = field(default="", metadata={"help": "a checkpoint directory of an earlier jstip train run whose "
+                                                         "weights start this run's init_parts (e.g. a speech encoder "
+                                                         "pretrained once and shared by every run); '' for none"})
+    init_parts: str = field(default="encoder,projector", metadata={"help": "parts init_from starts: any of encoder, "
+                                                                           "projector (with its CTC head), lm"})
     lm_config: str = field(default="", metadata={"help": "config.json or model directory: build that LM with fresh "
                                                          "weights (corpus tokenizer)"})
     lm_type: str = field(default="llama", metadata={"help": "config family when building from sizes: llama or qwen2"})
@@ -189,7 +194,7 @@ def run(cfg: TrainConfig) -> dict:
     started = time.perf_counter()
     threads = set_cpu_threads(cfg.threads)
     from trainer.batching import Batching, data_from_source
-    from trainer.checkpoint import export_lm, save_checkpoint
+    from trainer.checkpoint import export_lm, init_parts, save_checkpoint
     from trainer.dist import init_distributed
     from trainer.loop import LoopConfig, pick_device, train
     from trainer.model import SpeechLM, SpeechLMConfig, count_parameters
@@ -204,6 +209,7 @@ def run(cfg: TrainConfig) -> dict:
     tok = _tokenizer(cfg, dist, source)
     torch.manual_seed(cfg.seed)
     model = SpeechLM(_subset(cfg, SpeechLMConfig), tok)
+    initialised = init_parts(model, cfg.init_from, cfg.init_parts) if cfg.init_from else {}
     batching = _subset(cfg, Batching)
     data = data_from_source(source, tok, model.spec, batching, cfg.span_encoding, max(1, cfg.num_workers))
     startup = time.perf_counter() - started
@@ -264,7 +270,7 @@ def run(cfg: TrainConfig) -> dict:
         "vocab_size": len(tok), "frame_ms": model.spec.frame_duration * 1000, "world_size": dist.world_size,
         "device": str(pick_device(cfg.device)), "threads": threads,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""), "batching": cfg.batching,
-        "span_encoding": cfg.span_encoding, "context": cfg.context,
+        "span_encoding": cfg.span_encoding, "context": cfg.context, **initialised,
     }
     write_stage_metrics(metrics, cfg.metrics, report, cfg.report)
     return metrics

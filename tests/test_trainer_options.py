@@ -174,3 +174,29 @@ def test_mfu_counts_lm_matmul_flops_and_knows_gpu_peaks():
     assert lm_flops_per_token(lm, 0) == 4 * (matmul + norms)
     assert peak_flops("NVIDIA H100 80GB HBM3") == 989e12 and peak_flops("NVIDIA H100 PCIe") == 756e12
     assert peak_flops("NVIDIA H200") == 989e12 and peak_flops("Some GPU") is None and peak_flops("x", 100) == 1e14
+
+
+def test_init_parts_copies_encoder_and_adapter_from_a_checkpoint_and_nothing_else(corpus, tmp_path):
+    from trainer.checkpoint import init_parts
+
+    samples, tok = corpus
+    cfg = dict(TINY, ctc_weight=1.0)
+    torch.manual_seed(1)
+    donor = SpeechLM(SpeechLMConfig(**cfg), tok)
+    save_checkpoint(donor, tok, tmp_path / "donor")
+    torch.manual_seed(2)
+    model = SpeechLM(SpeechLMConfig(**cfg), tok)
+    lm_before = {k: v.clone() for k, v in model.lm.state_dict().items()}
+    info = init_parts(model, tmp_path / "donor", "encoder,projector")
+    for part in ("encoder", "projector", "ctc_head"):
+        for (name, a), b in zip(getattr(model, part).state_dict().items(), getattr(donor, part).state_dict().values()):
+            assert torch.equal(a, b), f"{part}.{name} was not copied"
+    assert all(torch.equal(v, lm_before[k]) for k, v in model.lm.state_dict().items())  # the LM is left alone
+    assert info["init_ctc_head"] and info["init_parts"] == ["encoder", "projector"] and info["init_parameters"] > 0
+    other = SpeechLM(SpeechLMConfig(**{**cfg, "enc_dim": 48}), tok)
+    with pytest.raises(JstipError, match="enc_dim"):
+        init_parts(other, tmp_path / "donor", "encoder")
+    with pytest.raises(JstipError, match="init_parts"):
+        init_parts(model, tmp_path / "donor", "decoder")
+    with pytest.raises(JstipError, match="no model.safetensors"):
+        init_parts(model, tmp_path / "nowhere", "encoder")

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import polars as pl
+import torch
 import pytest
 
 from manifests.io import write_records, write_shards
@@ -169,3 +170,20 @@ def test_a_text_only_run_exports_an_lm_that_a_later_run_loads_as_train_lm(tmp_pa
     assert tok.get_vocab() == tok0.get_vocab() and TokenIds(tok).asr == TokenIds(tok0).asr
     stage0_model, _ = load_checkpoint(tmp_path / "ck0")
     assert model.cfg.lm == str(lm_dir) and model.lm.config.hidden_size == stage0_model.lm.config.hidden_size
+
+
+def test_init_from_starts_a_run_from_another_runs_encoder_and_adapter(tmp_path):
+    from safetensors.torch import load_file
+
+    paths = make_corpus(tmp_path)
+    common = dict(samples=paths["samples"], stage1_share=0.0, **TINY)
+    train(TrainConfig(steps=2, seed=1, **outputs(tmp_path, "0"), **common))
+    train(TrainConfig(steps=1, seed=2, lr=1e-12, warmup_steps=0, init_from=str(tmp_path / "ck0"),
+                      **outputs(tmp_path, "1"), **common))
+    donor, run = load_file(str(tmp_path / "ck0/model.safetensors")), load_file(str(tmp_path / "ck1/model.safetensors"))
+    enc = [k for k in donor if k.startswith("encoder.")]
+    assert enc and all(torch.allclose(donor[k], run[k], atol=1e-6) for k in enc)  # started from ck0's (lr ~ 0)
+    lm = [k for k in donor if k.startswith("lm.")]
+    assert lm and not any(torch.allclose(donor[k], run[k]) for k in lm if donor[k].ndim == 2)  # the LM: its own seed
+    report = json.loads((tmp_path / "reports1/train.json").read_text())
+    assert report["init_from"] == str(tmp_path / "ck0") and report["init_tensors"] > 0

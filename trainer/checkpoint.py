@@ -10,6 +10,9 @@ rank's data cursors, scheduler, Python and NumPy RNG states, the settings that m
 across a resume, the per-step losses and the samples set aside so far).
 `export_lm` writes the LM alone as a Hugging Face model directory (for `train.lm`). It is written to a temporary directory and
 renamed, so a crash never leaves a half state that `resume=auto` would pick up.
+`init_parts` starts some parts of a new model from another run's checkpoint (`train.init_from`): e.g.
+a speech encoder and adapter pretrained once on ASR speech and shared by every run of an experiment,
+as the paper starts from a pretrained Conformer encoder.
 """
 from __future__ import annotations
 
@@ -216,3 +219,38 @@ def load_optimizer(path: str | Path, model: SpeechLM, optimizer: torch.optim.Opt
     path = Path(path)
     load_optimizer_tensors(model, optimizer, load_file(str(path / OPTIM_FILE)), meta["optimizer_groups"])
     scheduler.load_state_dict({**scheduler.state_dict(), **meta["scheduler"]})
+
+
+def init_parts(model: SpeechLM, directory: str | Path, parts: str = "encoder,projector") -> dict[str, Any]:
+    """Copy the weights of `parts` (any of encoder, projector, lm) from checkpoint `directory` into `model`.
+
+    The CTC head goes with the projector (as it trains with it) when both models have one of the same
+    shape. Every tensor of a named part must be in the checkpoint with the same shape, else a
+    JstipError names the first mismatches (a different encoder size or LM). Returns what was copied.
+    """
+    from .model import PARTS
+
+    wanted = [p.strip() for p in parts.split(",") if p.strip()]
+    if not wanted or set(wanted) - set(PARTS):
+        raise JstipError(f"init_parts={parts!r} must name parts among {', '.join(PARTS)} (comma-separated)")
+    path = Path(directory) / WEIGHTS_FILE
+    if not path.is_file():
+        raise JstipError(f"init_from {directory}: no {WEIGHTS_FILE}; give a checkpoint directory written by jstip train")
+    saved = load_file(str(path))
+    own = model.state_dict()
+    prefixes = tuple(f"{p}." for p in wanted)
+    keys = [k for k in own if k.startswith(prefixes)]
+    if "projector" in wanted and model.ctc_head is not None:
+        keys += [k for k in own if k.startswith("ctc_head.") and k in saved and saved[k].shape == own[k].shape]
+    tied = lambda k: k.endswith("lm_head.weight") and k not in saved  # noqa: E731  (saved once, as the embeddings)
+    bad = [f"{k} (missing)" if k not in saved else f"{k} {tuple(saved[k].shape)} vs {tuple(own[k].shape)}"
+           for k in keys if not tied(k) and (k not in saved or saved[k].shape != own[k].shape)]
+    if bad:
+        raise JstipError(f"init_from {directory} does not fit this model's {', '.join(wanted)}: {bad[:3]}"
+                         f"{' …' if len(bad) > 3 else ''}; use the same encoder and adapter sizes (enc_dim, enc_layers, "
+                         "stack, proj_hidden) and LM as the run that wrote it")
+    copied = {k: saved[k] for k in keys if k in saved}
+    model.load_state_dict(copied, strict=False)
+    return {"init_from": str(directory), "init_parts": wanted, "init_tensors": len(copied),
+            "init_parameters": int(sum(t.numel() for t in copied.values())),
+            "init_ctc_head": any(k.startswith("ctc_head.") for k in copied)}
