@@ -166,9 +166,9 @@ def build_texts(paths: Iterable[Path], encoding: str = "utf-8") -> Iterator[Text
 
 
 def check_config(cfg: PrepareConfig) -> None:
-    if not cfg.corpus:
+    if not cfg.corpus and not cfg.domain_text:
         raise JstipError("prepare needs a corpus: set prepare.corpus in params.yaml or pass --corpus PATH "
-                         "(`jstip demo-corpus` makes a demo one)")
+                         "(`jstip demo-corpus` makes a demo one), or only --domain-text for a text manifest")
     if not 0.0 <= cfg.test_fraction < 1.0:
         raise JstipError(f"prepare.test_fraction must lie in [0, 1), got {cfg.test_fraction}")
     if cfg.scripts not in SCRIPTS:
@@ -181,8 +181,8 @@ def run(cfg: PrepareConfig) -> dict:
     started = time.perf_counter()
     corpus = cfg.corpus_name or Path(cfg.corpus.rstrip("/")).name
     _describe_audio_dir(Path(cfg.audio_dir))
-    raws = tqdm(iter_corpus(cfg.corpus, cfg.format, cfg.encoding, cfg.audio_dir), desc="prepare: checking audio",
-                unit="utt")
+    raws = tqdm(iter_corpus(cfg.corpus, cfg.format, cfg.encoding, cfg.audio_dir) if cfg.corpus else iter(()),
+                desc="prepare: checking audio", unit="utt")  # no corpus: a text manifest only (e.g. an LM's text)
     utterances, rejected = _partition(build_utterances(raws, corpus, cfg.test_fraction, cfg.scripts, cfg.verify_audio))
     texts, rejected_texts = _partition(build_texts(domain_text_files(cfg.domain_text), cfg.encoding))
     write_records(rejected + rejected_texts, Rejected, cfg.rejected)
@@ -205,7 +205,7 @@ def run(cfg: PrepareConfig) -> dict:
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
     write_stage_metrics(metrics, cfg.metrics, report, cfg.report)
-    if not utterances:
+    if cfg.corpus and not utterances:
         raise JstipError(f"no usable utterance in {cfg.corpus}: {len(rejected)} rejected, reasons in {cfg.rejected} "
                          f"and {cfg.report}")
     return metrics

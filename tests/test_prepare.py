@@ -228,6 +228,18 @@ def test_prepare_needs_a_corpus():
         run(PrepareConfig())
 
 
+def test_text_only_prepare_writes_a_text_manifest_and_no_utterances(tmp_path):
+    import polars as pl
+
+    (tmp_path / "lm.txt").write_text("Take aspirin daily.\n\nMetformin treats diabetes.\n")
+    out = {k: str(tmp_path / f"{k}.parquet") for k in ("utterances", "texts", "rejected")}
+    metrics = run(PrepareConfig(domain_text=str(tmp_path / "lm.txt"), metrics=str(tmp_path / "m.json"),
+                                report=str(tmp_path / "r.json"), audio_dir=str(tmp_path / "audio"), **out))
+    assert metrics["utterances"] == 0 and metrics["texts"] == 2
+    assert pl.read_parquet(out["texts"])["text"].to_list() == ["Take aspirin daily.", "Metformin treats diabetes."]
+    assert pl.read_parquet(out["utterances"]).height == 0
+
+
 def test_relative_corpus_paths_are_stored_absolute(tmp_path, sine, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _wav(tmp_path / "corpus" / "s" / "a.wav", sine)
