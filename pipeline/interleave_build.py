@@ -31,7 +31,7 @@ from manifests.io import file_metadata, shard_fingerprint, shard_path, write_rec
 from manifests.schema import SPEECH, Alignment, audio_cell
 
 from .interleave_inputs import Task, read_text_task, read_utterance_task
-from .interleave_tts import TTS_DIR, synthesizer
+from .interleave_tts import TTS_DIR, recorded, synthesizer
 from .textnorm import normalize
 
 STATS_KEY = "interleave_stats"  # Parquet metadata: the shard's counts as JSON, read back when it is reused
@@ -143,10 +143,11 @@ def build(job: Job) -> dict[str, Any]:
         built, facts = (build_utterances(UtteranceBatch.from_table(table), s, job.thresholds, normalize, _cache())
                         if table.num_rows else (Built.empty(), Facts()))
     else:
-        speak = synthesizer({**job.tts, "seed": s.seed, "out": job.out}, tts_alignments) if _has_tts(job) else None
+        speaker = recorded if job.tts.get("tts_recordings") else synthesizer
+        speak = speaker({**job.tts, "seed": s.seed, "out": job.out}, tts_alignments) if _has_tts(job) else None
         built, facts, results = build_texts(TextBatch.from_table(read_text_task(task)), s, task.roles, job.thresholds,
                                             normalize, speak, _cache())
-        tts_files = sorted(Path(r[0]).name for r in results if not isinstance(r, str))
+        tts_files = [] if job.tts.get("tts_recordings") else sorted(Path(r[0]).name for r in results if not isinstance(r, str))
     order = np.lexsort((built.rank, built.row))
     samples = built.table.take(pa.array(order))
     _check_unique(samples.column("sample_id"))

@@ -1,4 +1,6 @@
-"""The TTS kinds' speech: domain text spoken by espeak-ng, with the synthesizer's own word times.
+"""The TTS kinds' speech: domain text spoken by espeak-ng, with the synthesizer's own word times,
+or recordings that exist already (`recorded`: e.g. an in-house TTS's output, prepared as a corpus
+and aligned, as the paper's 9k hours of synthetic pairs were made before any data preparation).
 
 The synthetic speech-text pairs the JSTIP paper compares domain text against (`tts_pair`) and
 their interleaved sequences (`tts_interleave`) share one synthesis per (text, repeat). Voice, rate
@@ -8,6 +10,7 @@ valid); the word times go to an alignment record (`<out>/tts/alignments/`) for `
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from pathlib import Path
@@ -17,7 +20,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from interleave.sampling import rng_for
-from manifests.schema import ALIGN_OK, Alignment, WordSpan
+from manifests.schema import ALIGN_OK, Alignment, Utterance, WordSpan
 
 from .textnorm import normalize
 
@@ -85,6 +88,44 @@ def synthesizer(s: dict[str, Any], alignments: list[Alignment]) -> Callable[[lis
             alignments.append(Alignment(text_id + (f"#{repeat}" if repeat else ""), f"espeak:{request[1]}:{request[2]}",
                                         ALIGN_OK, "", tuple(words)))
             out.append((str(path), len(audio) / s["tts_sample_rate"], [(w.word, w.start, w.end) for w in words]))
+        return out
+
+    return speak
+
+
+@functools.lru_cache(maxsize=2)
+def _recordings(utterances: str, alignments: str, stamp: tuple = ()) -> dict[str, tuple[str, str, float, tuple | None]]:
+    """transcript as written -> (utt id, audio path, duration, ok aligned words or None); the first
+    utterance (by id) wins when two share a transcript. Read once per worker process and `stamp`
+    (the files' identities)."""
+    from manifests.io import read_records
+
+    words = {a.utt_id: a.words for a in read_records(alignments, Alignment) if a.status == ALIGN_OK and a.words}
+    out: dict[str, tuple[str, str, float, tuple | None]] = {}
+    for u in sorted(read_records(utterances, Utterance), key=lambda u: u.utt_id):
+        out.setdefault(u.text, (u.utt_id, u.audio_path, u.duration, words.get(u.utt_id)))
+    return out
+
+
+def recorded(s: dict[str, Any], alignments: list[Alignment]) -> Callable[[list[tuple[str, str, int]]], list]:
+    """`synthesizer`'s stand-in when the TTS pairs exist as recordings: a request (text id, text, repeat)
+    is answered with the recording in `s["tts_recordings"]` whose transcript is the text, and the word
+    times of its alignment in `s["tts_alignments"]` (e.g. the synthesizer's true times, imported). A text
+    without a recording, or whose recording has no ok alignment, gets the reason instead."""
+    table = _recordings(s["tts_recordings"], s["tts_alignments"], tuple(map(tuple, s.get("stamps", ()))))
+
+    def speak(requests: list[tuple[str, str, int]]) -> list:
+        out: list[Any] = []
+        for text_id, text, repeat in requests:
+            hit = table.get(text)
+            if hit is None:
+                out.append(f"{text_id}: no recording in {s['tts_recordings']} has the transcript {text[:40]!r}")
+            elif hit[3] is None:
+                out.append(f"{text_id}: recording {hit[0]} has no ok alignment in {s['tts_alignments']}")
+            else:
+                alignments.append(Alignment(text_id + (f"#{repeat}" if repeat else ""), f"recorded:{hit[0]}", ALIGN_OK,
+                                            "", tuple(hit[3])))
+                out.append((hit[1], hit[2], [(w.word, w.start, w.end) for w in hit[3]]))
         return out
 
     return speak

@@ -33,11 +33,11 @@ from interleave.sequences import VARIANTS
 from interleave.tokens import Rates
 from interleave.units import FORMS, SEGMENTERS
 from manifests.errors import JstipError
-from manifests.io import shard_path, write_stage_metrics
+from manifests.io import manifest_files, shard_path, write_stage_metrics
 
 from .execution import fingerprint, run_shards
 from .interleave_build import EMPTY_DIR, Job, build, measure, one_thread
-from .interleave_inputs import Task, plan_tasks
+from .interleave_inputs import Task, file_stamp, plan_tasks
 from .interleave_report import metrics_and_report, speech_left, write_segment_plots
 from .interleave_tts import TTS_DIR
 
@@ -49,7 +49,7 @@ TOKEN_FORMATS = ("paper", "tagged")
 MAX_TASK_ROWS = 8192  # utterances per shard at most: bounds a worker's memory whatever the corpus
 BYTES_PER_SAMPLE = 1500.0  # a sample row without audio (spans of a ~12 s, ~30-word utterance): for shard sizes
 FLAC_BYTES_PER_SECOND = 20000.0  # 16 kHz speech as 16-bit FLAC: a shard-size estimate only
-NOT_RECIPE_SETTINGS = {"utterances", "alignments", "texts", "tts_texts", "out", "recipe", "recipes", "workers",
+NOT_RECIPE_SETTINGS = {"utterances", "alignments", "texts", "tts_texts", "tts_recordings", "tts_alignments", "out", "recipe", "recipes", "workers",
                        "scheduler", "metrics", "report", "plot", "figure"}
 
 
@@ -85,6 +85,12 @@ class InterleaveConfig:
     min_words: int = field(default=1, metadata={"help": "fewest words in a segment (shorter ones fold into a neighbour; 1: off)"})
     max_segment_duration: float = field(default=0.0, metadata={"help": "longest segment in seconds (longer ones are cut; 0: off)"})
     segment_words: int = field(default=5, metadata={"help": "segmenter every_n: word units per segment"})
+    tts_recordings: str = field(default="", metadata={"help": "utterance manifest of TTS pairs that exist as audio (e.g. "
+                                                              "prepared in-house TTS output): tts_pair and tts_interleave use "
+                                                              "the recording whose transcript is the TTS text instead of "
+                                                              "synthesizing; '' synthesizes with espeak-ng"})
+    tts_alignments: str = field(default="", metadata={"help": "alignments of tts_recordings (e.g. the synthesizer's "
+                                                              "true word times: jstip align --aligner import)"})
     tts_voices: str = field(default=DEFAULT_VOICES, metadata={"help": "tts kinds: espeak-ng voices to draw from"})
     tts_min_rate: int = field(default=140, metadata={"help": "tts kinds: slowest speaking rate (wpm)"})
     tts_max_rate: int = field(default=190, metadata={"help": "tts kinds: fastest speaking rate (wpm)"})
@@ -168,6 +174,9 @@ def check_config(cfg: InterleaveConfig) -> tuple[InterleaveConfig, dict[str, flo
         raise JstipError("--target-shard-mb and --row-group-mb must be positive and --workers at least 1")
     if cfg.speech_tokens_per_second <= 0 or cfg.tokens_per_word <= 0:
         raise JstipError("--speech-tokens-per-second and --tokens-per-word must be positive")
+    if bool(cfg.tts_recordings) != bool(cfg.tts_alignments):
+        raise JstipError("--tts-recordings and --tts-alignments go together: the recordings' manifest and their word "
+                         f"times (got {cfg.tts_recordings!r} and {cfg.tts_alignments!r})")
     if not 0 < cfg.tts_min_rate <= cfg.tts_max_rate:
         raise JstipError(f"--tts-min-rate {cfg.tts_min_rate} must be positive and at most --tts-max-rate {cfg.tts_max_rate}")
     settings = BuildSettings(
@@ -249,6 +258,9 @@ def run(cfg: InterleaveConfig) -> dict:
     tasks = plan_tasks(cfg.utterances if utt_kinds else "", cfg.alignments, _text_roles(cfg, weights),
         _rows_per_task(cfg, weights, utt_kinds), _rows_per_task(cfg, weights, tuple(k for k in weights if k in TEXT_KINDS)))
     tts = {k: getattr(cfg, k) for k in ("tts_voices", "tts_min_rate", "tts_max_rate", "tts_sample_rate")}
+    if cfg.tts_recordings:  # recorded pairs: their files (not the voices) decide the shards
+        tts = {"tts_recordings": cfg.tts_recordings, "tts_alignments": cfg.tts_alignments,
+               "stamps": [file_stamp(f) for p in (cfg.tts_recordings, cfg.tts_alignments) for f in manifest_files(p)]}
     with _executor(cfg) as shards:
         measured = shards(measure, [Job(t, settings) for t in tasks], "measure")
         hists: dict[str, np.ndarray] = {}

@@ -247,3 +247,30 @@ def test_duplicate_ids_are_an_error_naming_the_id(tmp_path, spoken_module):
     write_records(texts + texts[:1], Text, paths["texts"])
     with pytest.raises(JstipError, match="'t0:text'.*twice"):
         _run(paths, tmp_path, recipe="text:1", mix_by="samples", max_repeats=1)
+
+
+def test_tts_kinds_use_recorded_pairs_and_their_word_times_instead_of_synthesizing(corpus, tmp_path):
+    """Pairs that exist as audio (here the corpus's own speech with its true word times) are matched to the
+    TTS texts by transcript; a text without a recording is counted, and nothing is synthesized."""
+    utts = pl.read_parquet(corpus["utterances"]).filter(pl.col("split") == "train")
+    texts = [Text(f"tt{i}", t, t.lower(), "tts") for i, t in enumerate(utts["text"].to_list() + ["Never recorded."])]
+    write_records(texts, Text, tmp_path / "tts_texts.parquet")
+    metrics, df = _run(corpus, tmp_path, recipe="asr:1,tts_pair:1,tts_interleave:1", mix_by="samples", max_repeats=3,
+                       tts_texts=str(tmp_path / "tts_texts.parquet"), tts_recordings=corpus["utterances"],
+                       tts_alignments=corpus["alignments"], word_probability=1.0)
+    pairs = df.filter(pl.col("kind") == "tts_pair")
+    assert len(pairs) and set(pairs["audio_path"]) <= set(utts["audio_path"])
+    by_text = dict(zip(utts["text"], utts["audio_path"]))
+    aligned = {a.utt_id: a for a in read_records(corpus["alignments"], Alignment)}
+    for row in df.filter(pl.col("kind").str.starts_with("tts")).iter_rows(named=True):
+        text = texts[int(row["source_id"][2:])].text
+        assert row["audio_path"] == by_text[text]  # the recording of this very transcript
+        utt = utts.filter(pl.col("text") == text)["utt_id"][0]
+        starts = {round(w.start, 6) for w in aligned[utt].words}
+        speech = [s for s in row["spans"] if s["modality"] == "speech"]
+        assert row["kind"] == "tts_pair" or all(round(s["start"], 6) in starts for s in speech)
+    assert not list((tmp_path / "samples" / "tts").glob("*.flac"))  # nothing synthesized
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert "no recording" in json.dumps(report) and "u4" in json.dumps(report)  # unrecorded text, failed alignment
+    with pytest.raises(JstipError, match="go together"):
+        _run(corpus, tmp_path, recipe="asr:1,tts_pair:1", tts_recordings=corpus["utterances"])
