@@ -9,7 +9,13 @@ Input files are JSONL, one item per line:
   speaks them).
 - open questions: `{"id": "qa1", "question": "What kind of thing is metformin?", "answers":
   ["a drug", "drug"]}`; `audio` optional as above.
-A relative `audio` path is relative to the JSONL file.
+A relative `audio` path is relative to the JSONL file. Multiple-choice items may also give
+`question_audio`, a recording of the question alone (the cloze form speaks only the question), and
+any field named by the stage's `group_by` (e.g. `tier`) breaks the accuracies down by its values.
+
+Cloze form (`mcq_form: cloze`; lm-eval-harness's "cloze" MMLU variant, what small LMs can answer):
+`Question: {question} Answer:` zero-shot, each choice's text scored as the continuation (summed
+log-probability); in the speech-in condition the question is spoken.
 
 Prompts (MMLU's form, Hendrycks et al. 2021, as its reference code and lm-eval-harness write it):
 
@@ -62,6 +68,8 @@ class McqItem:
     subject: str = ""
     split: str = "test"
     audio: str = ""
+    group: str = ""  # the value of the stage's group_by field (e.g. tier), '' without one
+    question_audio: str = ""  # a recording of the question alone (cloze form)
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,7 @@ class QaItem:
     question: str
     answers: tuple[str, ...]
     audio: str = ""
+    group: str = ""
 
 
 def _lines(path: str) -> list[tuple[int, dict[str, Any]]]:
@@ -105,7 +114,12 @@ def _text(row: dict[str, Any], key: str, where: str) -> str:
     return value.strip()
 
 
-def read_mcq(path: str, letters: str) -> list[McqItem]:
+def _group(row: dict[str, Any], key: str) -> str:
+    value = row.get(key) if key else None
+    return "" if value is None else str(value)
+
+
+def read_mcq(path: str, letters: str, group_by: str = "") -> list[McqItem]:
     """Multiple-choice items of a JSONL file (see the module docstring); errors name the line."""
     items, seen = [], set()
     for n, row in _lines(path):
@@ -131,11 +145,12 @@ def read_mcq(path: str, letters: str) -> list[McqItem]:
             raise JstipError(f"{where}: id {item_id!r} appears twice; ids must be unique")
         seen.add(item_id)
         items.append(McqItem(item_id, _text(row, "question", where), tuple(c.strip() for c in choices), index,
-                             str(row.get("subject", "") or ""), split, _audio(path, row.get("audio"), where)))
+                             str(row.get("subject", "") or ""), split, _audio(path, row.get("audio"), where),
+                             _group(row, group_by), _audio(path, row.get("question_audio"), where)))
     return items
 
 
-def read_qa(path: str) -> list[QaItem]:
+def read_qa(path: str, group_by: str = "") -> list[QaItem]:
     """Open spoken questions of a JSONL file (see the module docstring); errors name the line."""
     items, seen = [], set()
     for n, row in _lines(path):
@@ -150,7 +165,8 @@ def read_qa(path: str) -> list[QaItem]:
         if item_id in seen:
             raise JstipError(f"{where}: id {item_id!r} appears twice; ids must be unique")
         seen.add(item_id)
-        items.append(QaItem(item_id, _text(row, "question", where), tuple(answers), _audio(path, row.get("audio"), where)))
+        items.append(QaItem(item_id, _text(row, "question", where), tuple(answers), _audio(path, row.get("audio"), where),
+                            _group(row, group_by)))
     return items
 
 
@@ -177,6 +193,11 @@ def mcq_parts(item: McqItem, shots: Sequence[McqItem], letters: str) -> tuple[st
     header = HEADER.format(about=f" about {subject}" if subject else "")
     context = header + "\n\n" + "".join(f"{_block(s, letters)}\n{CUE} {letters[s.answer]}\n\n" for s in shots)
     return context, _block(item, letters), CUE
+
+
+def cloze_parts(item: McqItem) -> tuple[str, str, str]:
+    """(text before, the question, the cue) of a multiple-choice item's zero-shot cloze prompt."""
+    return QUESTION, item.question, CUE
 
 
 def qa_parts(item: QaItem) -> tuple[str, str, str]:

@@ -4,12 +4,16 @@
     as text (T2T) or as speech (S2T), then `Answer:`; the choice is the letter with the highest
     next-token likelihood (`trainer.probe`). Reported: accuracy of each, and the gap S2T − T2T
     (paired over the same questions).
+    With `mcq_form: cloze` (or `both`) the same items are also asked in cloze form: `Question: q
+    Answer:` zero-shot, each choice's text scored (small LMs sit at chance in the letter form);
+    in the speech-in condition the question alone is spoken (`question_audio`, else espeak-ng).
 (b) Zero-shot open questions: `Question:` + the question as text or speech + `Answer:`; the
     model generates until `</s>` (up to `max_new_tokens`), the answer is its first line, scored
     by normalised exact match (or containment) against the given answers.
 Input formats and prompts: `pipeline/probe_items.py`. `mcq`/`qa` `demo` generate small sets from
 the demo's facts (`pipeline/demo_probe.py`) into `demo_dir`; `''` skips that probe. The speech
 is synthesized with espeak-ng (`voice`, `rate`) unless an item gives its own `audio`.
+`group_by` (e.g. `tier`) breaks every accuracy down by that item field: `mcq_by_tier.rare.t2t`, ….
 Intervals: seeded bootstrap over questions; the gap's from a paired bootstrap. A question
 whose speech cannot be made or read is left out of both conditions and counted with its reason.
 Metrics (numbers) to `metrics/probe.json`; per-question answers to the report.
@@ -24,8 +28,10 @@ from typing import Any, Callable
 from manifests.errors import AudioError, JstipError
 from manifests.io import write_stage_metrics, write_text_atomic
 
-from .probe_items import CUE, McqItem, QaItem, mcq_parts, probe_sample, qa_correct, qa_parts, read_mcq, read_qa, \
-    shots_for, first_line
+from .probe_items import CUE, McqItem, QaItem, cloze_parts, mcq_parts, probe_sample, qa_correct, qa_parts, read_mcq, \
+    read_qa, shots_for, first_line
+
+MCQ_FORMS = ("letter", "cloze", "both")
 
 
 @dataclass
@@ -40,6 +46,11 @@ class ProbeConfig:
         "'': skip")})
     demo_dir: str = field(default="data/probe", metadata={"help": "where the generated demo sets are written"})
     demo_items: int = field(default=24, metadata={"help": "questions per generated demo set"})
+    mcq_form: str = field(default="letter", metadata={"help": "letter (MMLU: the likeliest option letter), cloze (each "
+                                                               "choice's text scored after 'Question: q Answer:', "
+                                                               "zero-shot: mcq_cloze_*) or both"})
+    group_by: str = field(default="", metadata={"help": "an item field (e.g. tier) whose values break every accuracy "
+                                                        "down (mcq_by_<field>.<value>.t2t, …); '' none"})
     shots: int = field(default=5, metadata={"help": "k of the k-shot multiple-choice prompt (MMLU: 5)"})
     letters: str = field(default="ABCDEFGHIJ", metadata={"help": "option letters, in order (MMLU: A-D)"})
     qa_match: str = field(default="exact", metadata={
@@ -110,6 +121,18 @@ def _accuracy(out: dict[str, Any], prefix: str, t2t: list[bool], s2t: list[bool]
         out[f"{prefix}_gap_lo"], out[f"{prefix}_gap_hi"] = paired["lo"], paired["hi"]
 
 
+def _by_group(out: dict[str, Any], prefix: str, by: str, groups: list[str], t2t: list[bool], s2t: list[bool]) -> None:
+    """Accuracies per value of the `group_by` field (no intervals: the per-group counts are in `items`)."""
+    if not by:
+        return
+    table: dict[str, dict[str, Any]] = {}
+    for g in sorted(set(groups)):
+        idx = [i for i, x in enumerate(groups) if x == g]
+        a, b = sum(t2t[i] for i in idx) / len(idx), sum(s2t[i] for i in idx) / len(idx)
+        table[g if g.isidentifier() else f"g_{g}" if g else "none"] = {"items": len(idx), "t2t": a, "s2t": b, "gap": b - a}
+    out[f"{prefix}_by_{by}"] = table
+
+
 def _batches(items: list, size: int, label: str, progress: bool):
     from tqdm import tqdm
 
@@ -139,7 +162,7 @@ def run_mcq(prompter, items: list[McqItem], cfg: ProbeConfig, speech: Speech) ->
         plan = plan_letters(prompter.tok, CUE, cfg.letters[:n_letters])
     except JstipError as exc:
         return {"mcq_items": 0}, {"not_run": str(exc)}
-    rows, skipped, t2t, s2t = [], {}, [], []
+    rows, skipped, t2t, s2t, groups = [], {}, [], [], []
     for batch in _batches(test, cfg.batch_size, "probe: multiple choice", cfg.progress):
         parts = [mcq_parts(i, shots[i.id], cfg.letters) for i in batch]
         n = [len(i.choices) for i in batch]
@@ -154,11 +177,13 @@ def run_mcq(prompter, items: list[McqItem], cfg: ProbeConfig, speech: Speech) ->
             picks = [max(range(len(s)), key=s.__getitem__) for s in (text[q], said[q])]
             t2t.append(picks[0] == item.answer)
             s2t.append(picks[1] == item.answer)
+            groups.append(item.group)
             rows.append({"id": item.id, "subject": item.subject, "answer": cfg.letters[item.answer],
                          "t2t": cfg.letters[picks[0]], "s2t": cfg.letters[picks[1]],
                          "t2t_logprobs": [round(x, 4) for x in text[q]], "s2t_logprobs": [round(x, 4) for x in said[q]]})
     metrics: dict[str, Any] = {}
     _accuracy(metrics, "mcq", t2t, s2t, cfg)
+    _by_group(metrics, "mcq", cfg.group_by, groups, t2t, s2t)
     metrics.update(mcq_skipped=len(skipped), mcq_chance=sum(1 / len(i.choices) for i in test) / len(test) if test else None)
     example = mcq_parts(test[0], shots[test[0].id], cfg.letters) if test else None
     report = {"items": rows, "skipped": skipped, "scoring": plan.mode,
@@ -168,10 +193,54 @@ def run_mcq(prompter, items: list[McqItem], cfg: ProbeConfig, speech: Speech) ->
     return metrics, report
 
 
+def run_cloze(prompter, items: list[McqItem], cfg: ProbeConfig, speech: Speech) -> tuple[dict, dict]:
+    """Cloze-form accuracy (each choice's text scored after the question), text-in and speech-in, and the gap."""
+    from trainer.probe import cloze
+
+    test = [i for i in items if i.split != "dev"][: cfg.limit or None]
+    rows, skipped, t2t, s2t, groups = [], {}, [], [], []
+    for batch in _batches(test, cfg.batch_size, "probe: multiple choice, cloze", cfg.progress):
+        parts = [cloze_parts(i) for i in batch]
+        options = [i.choices for i in batch]
+        text = cloze(prompter, CUE, lambda q, suf: probe_sample(f"{batch[q].id}:cloze:t2t", parts[q], None, suf), options)
+        audio = _spoken_questions(batch, speech, skipped)
+        said = cloze(prompter, CUE, lambda q, suf: probe_sample(f"{batch[q].id}:cloze:s2t", parts[q], audio[q], suf)
+                     if audio[q] else probe_sample(f"{batch[q].id}:cloze:t2t", parts[q], None, suf), options)
+        for q, item in enumerate(batch):
+            if audio[q] is None or said[q] is None or text[q] is None:
+                skipped.setdefault(item.id, prompter.skipped.get(f"{item.id}:cloze:s2t", "audio unreadable"))
+                continue
+            picks = [max(range(len(x)), key=x.__getitem__) for x in (text[q], said[q])]
+            t2t.append(picks[0] == item.answer)
+            s2t.append(picks[1] == item.answer)
+            groups.append(item.group)
+            rows.append({"id": item.id, "choices": list(item.choices), "answer": item.choices[item.answer],
+                         "t2t": item.choices[picks[0]],
+                         "s2t": item.choices[picks[1]], "t2t_logprobs": [round(x, 4) for x in text[q]],
+                         "s2t_logprobs": [round(x, 4) for x in said[q]]})
+    metrics: dict[str, Any] = {}
+    _accuracy(metrics, "mcq_cloze", t2t, s2t, cfg)
+    _by_group(metrics, "mcq_cloze", cfg.group_by, groups, t2t, s2t)
+    metrics["mcq_cloze_skipped"] = len(skipped)
+    return metrics, {"items": rows, "skipped": skipped, "scoring": "summed log-probability of each choice's text",
+                     "spoken_part": "the question alone ('Question:' and 'Answer:' are text)"}
+
+
+def _spoken_questions(batch: list[McqItem], speech: Speech, skipped: dict[str, str]) -> list:
+    audio = []
+    for item in batch:
+        try:
+            audio.append(speech(item.question, item.question_audio))
+        except (AudioError, JstipError) as exc:
+            skipped[item.id] = f"no speech: {exc}"
+            audio.append(None)
+    return audio
+
+
 def run_qa(prompter, items: list[QaItem], cfg: ProbeConfig, speech: Speech) -> tuple[dict, dict]:
     """Normalised exact-match accuracy of open answers, text-in and speech-in."""
     items = items[: cfg.limit or None]
-    rows, skipped, t2t, s2t, truncated = [], {}, [], [], 0
+    rows, skipped, t2t, s2t, truncated, groups = [], {}, [], [], 0, []
     for batch in _batches(items, cfg.batch_size, "probe: open questions", cfg.progress):
         parts = [qa_parts(i) for i in batch]
         audio = _spoken(batch, [p[1] for p in parts], speech, skipped)
@@ -189,11 +258,13 @@ def run_qa(prompter, items: list[QaItem], cfg: ProbeConfig, speech: Speech) -> t
             hits = [qa_correct(a, item.answers, cfg.qa_match) for a in answers]
             t2t.append(hits[0])
             s2t.append(hits[1])
+            groups.append(item.group)
             truncated += text[q].truncated + said[q].truncated
             rows.append({"id": item.id, "question": item.question, "answers": list(item.answers),
                          "t2t": answers[0], "s2t": answers[1], "t2t_correct": hits[0], "s2t_correct": hits[1]})
     metrics: dict[str, Any] = {}
     _accuracy(metrics, "qa", t2t, s2t, cfg)
+    _by_group(metrics, "qa", cfg.group_by, groups, t2t, s2t)
     metrics.update(qa_skipped=len(skipped), qa_truncated=truncated)
     return metrics, {"items": rows, "skipped": skipped, "match": cfg.qa_match}
 
@@ -209,24 +280,29 @@ def run(cfg: ProbeConfig) -> dict:
                          f"({cfg.max_new_tokens}) and demo_items ({cfg.demo_items}) >= 1")
     if len(set(cfg.letters)) != len(cfg.letters) or len(cfg.letters) < 2:
         raise JstipError(f"letters {cfg.letters!r} must be at least two distinct characters, e.g. ABCD")
+    if cfg.mcq_form not in MCQ_FORMS:
+        raise JstipError(f"mcq_form {cfg.mcq_form!r} is unknown; use {', '.join(MCQ_FORMS)}")
     if cfg.qa_match not in ("exact", "contains"):
         raise JstipError(f"qa_match {cfg.qa_match!r} is unknown; use exact or contains")
     mcq_path, qa_path = _demo_sets(cfg)
-    mcq = read_mcq(mcq_path, cfg.letters) if mcq_path else []  # read first: a bad file fails before loading
-    qa = read_qa(qa_path) if qa_path else []
+    mcq = read_mcq(mcq_path, cfg.letters, cfg.group_by) if mcq_path else []  # read first: a bad file fails early
+    qa = read_qa(qa_path, cfg.group_by) if qa_path else []
     model, tok = load_checkpoint(cfg.checkpoints, pick_device(cfg.device))
     prompter, speech = Prompter(model, tok), Speech(cfg.voice, cfg.rate)
     metrics: dict[str, Any] = {}
     report: dict[str, Any] = {"checkpoints": cfg.checkpoints, "mcq_file": mcq_path, "qa_file": qa_path,
                               "shots": cfg.shots, "voice": cfg.voice, "rate": cfg.rate, "seed": cfg.seed,
                               "confidence": cfg.confidence}
-    runs: list[tuple[str, Callable, list]] = [("mcq", run_mcq, mcq), ("qa", run_qa, qa)]
+    runs: list[tuple[str, Callable, list]] = [("mcq", run_mcq, mcq if cfg.mcq_form != "cloze" else []),
+                                              ("mcq_cloze", run_cloze, mcq if cfg.mcq_form != "letter" else []),
+                                              ("qa", run_qa, qa)]
     for name, probe, items in runs:
         if items:
             m, r = probe(prompter, items, cfg, speech)
             metrics.update(m)
             report[name] = r
-    reasons = Counter(v.split(":")[0] for name in ("mcq", "qa") for v in report.get(name, {}).get("skipped", {}).values())
+    reasons = Counter(v.split(":")[0] for name in ("mcq", "mcq_cloze", "qa")
+                      for v in report.get(name, {}).get("skipped", {}).values())
     metrics["skipped_by_reason"] = {k.replace(" ", "_"): v for k, v in sorted(reasons.items())}
     write_stage_metrics(metrics, cfg.metrics, report, cfg.report)
     return metrics

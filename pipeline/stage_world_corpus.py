@@ -12,7 +12,7 @@ synthesizes its speech with espeak-ng and writes, under `out`:
 | `domain_text.txt`, `tts_text.txt` | the domain text pool (PubMed's role) and the TTS-pair transcripts |
 | `entities.jsonl`, `entities.txt`, `facts.jsonl` | the world: names with category and tier; lower-cased names; facts |
 | `test_entities.jsonl` | per test utterance: `utt_id`, `text`, `entities` [{start, end, text, category, tier, entity_id}] (char spans of `text`) |
-| `probes/mcq.jsonl`, `probes/qa.jsonl` | multiple choice in MMLU form (`split` dev: the k shots) and open questions, in `jstip probe`'s format; with `probe_audio`, each test question spoken by a test voice (`audio`, under `probes/audio/`) |
+| `probes/mcq.jsonl`, `probes/qa.jsonl` | multiple choice in MMLU form (`split` dev: the k shots) and open questions, in `jstip probe`'s format; with `probe_audio`, each test question spoken by a test voice (`audio`, under `probes/audio/`; a multiple-choice item's `question_audio` is its question alone, the open question's recording) |
 
 The plan's controls fail the stage before any audio is made. `metrics/world_corpus.json` holds
 counts, hours and test occurrences per tier; `reports/world_corpus.json` the examples and speakers.
@@ -116,6 +116,11 @@ def _write_probes(probes: dict[str, list[dict]], speakers: list, cfg: WorldCorpu
             item["audio"] = f"audio/{item['id']}.flac"  # relative to the JSONL file, as jstip probe reads it
             item["speaker"] = speaker.speaker_id
             seconds += len(audio) / cfg.sample_rate
+    spoken_questions = {q["question"]: q["audio"] for q in probes.get("qa", []) if q.get("audio")}
+    for item in probes.get("mcq", []):  # the question alone, for the cloze form: the open question's recording
+        if item.get("split", "test") == "test" and item["question"] in spoken_questions:
+            item["question_audio"] = spoken_questions[item["question"]]
+    for name, items in probes.items():
         write_text_atomic(_jsonl(items), out / "probes" / f"{name}.jsonl")
     return seconds
 

@@ -191,3 +191,51 @@ def test_probe_stage_on_the_demo_sets(tmp_path):
     m = run(replace(cfg, mcq="", qa=qa))
     assert m["qa_items"] == 1 and m["qa_skipped"] == 1 and "mcq_items" not in m
     assert json.loads(Path(cfg.report).read_text())["qa"]["skipped"]["bad"].startswith("no speech")
+
+
+def test_cloze_scores_each_choice_text_as_a_direct_forward_pass_does(model_tok):
+    from pipeline.probe_items import QUESTION
+    from trainer.probe import choice_continuations, cloze
+
+    model, tok = model_tok
+    prompter = Prompter(model, tok)
+    options = [("a drug", "a city", "a condition"), ("a drug", "a drug store")]  # a shared prefix, and a prefix of another
+    parts = [(QUESTION, "What is aspirin?", CUE), (QUESTION, "What is Boston?", CUE)]
+    audio = [Speech("en-us", 170)(p[1], "") for p in parts]
+    for spoken in (False, True):
+        scores = cloze(prompter, CUE, lambda q, s: probe_sample(f"q{q}", parts[q], audio[q] if spoken else None, s),
+                       options)
+        for q, opts in enumerate(options):
+            conts = choice_continuations(tok, CUE, opts)
+            assert all(conts) and len(set(conts)) == len(opts)
+            for j, option in enumerate(opts):
+                ids, logp = full_logprobs(prompter, probe_sample(f"q{q}", parts[q], audio[q] if spoken else None,
+                                                                 " " + option))
+                n = len(conts[j])
+                assert ids[len(ids) - n:] == list(conts[j])
+                direct = sum(float(logp[t - 1, ids[t]]) for t in range(len(ids) - n, len(ids)))
+                assert scores[q][j] == pytest.approx(direct, abs=1e-4)
+
+
+def test_probe_stage_cloze_form_and_accuracies_by_tier(tmp_path):
+    from manifests.io import check_metrics
+
+    model, tok = tiny_model("next_token")
+    save_checkpoint(model, tok, tmp_path / "ck")
+    cfg = ProbeConfig(checkpoints=str(tmp_path / "ck"), demo_dir=str(tmp_path / "probe"), demo_items=8, shots=2,
+                      max_new_tokens=3, batch_size=4, bootstrap=50, progress=False, device="cpu", qa="",
+                      mcq_form="both", group_by="tier", metrics=str(tmp_path / "m.json"), report=str(tmp_path / "r.json"))
+    m = run(cfg)
+    check_metrics(m)
+    assert m["mcq_items"] == m["mcq_cloze_items"] == 8
+    for prefix in ("mcq", "mcq_cloze"):
+        tiers = m[f"{prefix}_by_tier"]
+        assert set(tiers) == {"rare", "common"} and sum(t["items"] for t in tiers.values()) == 8
+        right = sum(t["t2t"] * t["items"] for t in tiers.values())
+        assert right == pytest.approx(m[f"{prefix}_t2t"] * 8)
+    report = json.loads(Path(cfg.report).read_text())
+    row = report["mcq_cloze"]["items"][0]
+    assert row["t2t"] == row["choices"][max(range(4), key=row["t2t_logprobs"].__getitem__)]
+    assert "mcq_cloze_gap_lo" in m and run(replace(cfg, mcq_form="cloze")).keys() >= {"mcq_cloze_t2t"}
+    with pytest.raises(JstipError, match="mcq_form"):
+        run(replace(cfg, mcq_form="essay"))

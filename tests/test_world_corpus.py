@@ -219,8 +219,14 @@ def test_probe_questions_are_spoken_by_test_voices(world):
         from pipeline.probe_items import read_mcq, read_qa
     except ImportError:
         return
-    assert len(read_mcq(str(world / "probes" / "mcq.jsonl"), "ABCD")) == len(_jsonl(world / "probes" / "mcq.jsonl"))
+    mcq = read_mcq(str(world / "probes" / "mcq.jsonl"), "ABCD", "tier")
+    assert len(mcq) == len(_jsonl(world / "probes" / "mcq.jsonl"))
     assert all(Path(i.audio).is_file() for i in read_qa(str(world / "probes" / "qa.jsonl")))
+    # the cloze form speaks the question alone: the open question's recording of the same words
+    qa = {i["question"]: i["audio"] for i in _jsonl(world / "probes" / "qa.jsonl")}
+    test = [i for i in mcq if i.split == "test"]
+    assert test and all(Path(i.question_audio).is_file() and i.group in ("rare", "common") for i in test)
+    assert all(i.question_audio.endswith(qa[i.question]) for i in test)
 
 
 def test_the_plan_is_a_function_of_the_seed():

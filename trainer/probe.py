@@ -10,6 +10,8 @@ pass per question gives the next-token distribution and the choice is the argmax
 letters' tokens (the paper's next-token selection). Otherwise each candidate's tokens are
 scored by teacher forcing and summed (one row per letter). Letters that tokenise alike
 cannot be told apart: that is an error, not a silent 25%.
+`cloze` scores each choice's own text the same way (summed log-probability of its tokens after the
+cue), the form in which small LMs answer above chance.
 """
 from __future__ import annotations
 
@@ -83,4 +85,37 @@ def choose(prompter: Prompter, plan: LetterPlan, prompt: Callable[[int, str], Sa
             out[q] = [float(logp[0, plan.continuations[k][0]]) for k in range(n_choices[q])]
         elif out[q] is not None:
             out[q][j] = float(sum(logp[t, tid] for t, tid in enumerate(plan.continuations[j])))
+    return out
+
+
+def choice_continuations(tok: PreTrainedTokenizerBase, cue: str, options: Sequence[str]) -> list[tuple[int, ...]]:
+    """The scored tokens of `cue + " " + option` for each option (what follows the tokens all share)."""
+    fulls = [tok(f"{cue} {o}", add_special_tokens=False)["input_ids"] for o in options]
+    shared = min(_common(fulls[0], f) for f in fulls[1:]) if len(fulls) > 1 else len(
+        tok(cue, add_special_tokens=False)["input_ids"])
+    shared = min(shared, *(len(f) - 1 for f in fulls))
+    return [tuple(f[shared:]) for f in fulls]
+
+
+def cloze(prompter: Prompter, cue: str, prompt: Callable[[int, str], Sample],
+          options: Sequence[Sequence[str]]) -> list[list[float] | None]:
+    """Summed log-probability of each option's text after the cue, per question (None where the audio failed).
+
+    `prompt(q, suffix)` returns question q's prompt with `suffix` (" " + option) appended to the cue.
+    """
+    rows: list[Sample] = []
+    scored: list[int] = []
+    owners: list[tuple[int, int, tuple[int, ...]]] = []
+    for q, opts in enumerate(options):
+        for j, (option, cont) in enumerate(zip(opts, choice_continuations(prompter.tok, cue, opts))):
+            rows.append(prompt(q, " " + option))
+            scored.append(len(cont))
+            owners.append((q, j, cont))
+    logps = prompter.continuation_logprobs(rows, scored)
+    out: list[list[float] | None] = [[0.0] * len(opts) for opts in options]
+    for (q, j, cont), logp in zip(owners, logps):
+        if logp is None:
+            out[q] = None
+        elif out[q] is not None:
+            out[q][j] = float(sum(logp[t, tid] for t, tid in enumerate(cont)))
     return out
