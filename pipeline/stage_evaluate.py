@@ -133,7 +133,10 @@ def score(utterances: list[Utterance], hypotheses: list[Hypothesis], spans: dict
         per_utt.append({"utt_id": u.utt_id, "reference": u.text, "hypothesis": h.hypothesis,
                         "ter_errors": t.errors, "ter_tokens": t.reference, "wer_errors": w.errors,
                         "wer_words": w.reference, "entities": len(r),
-                        "entities_missed": [e.text for e in r if not e.hit]})
+                        "entities_missed": [e.text for e in r if not e.hit],
+                        # per category: [instances, missed] (a paired bootstrap over utterances per tier needs them)
+                        "by_category": {c: [sum(e.category == c for e in r), sum(e.category == c and not e.hit for e in r)]
+                                        for c in sorted({e.category for e in r if e.category})}})
     details = {"utterances": per_utt,
                "missed_entities": dict(sorted(((k, v) for k, v in missed.items() if v["missed"]),
                                               key=lambda kv: (-kv[1]["missed"], kv[0])))}

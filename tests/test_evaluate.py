@@ -49,6 +49,7 @@ def test_score_hand_made_hypotheses():
                                                             {"utt_id": "u0", "reference": "Metformin",
                                                              "hypothesis": "metformin"}]}}
     assert details["utterances"][0]["entities_missed"] == ["Metformin"]
+    assert [u["by_category"] for u in details["utterances"]] == [{"drug": [1, 1]}, {"procedure": [1, 0]}, {}]
 
 
 def test_annotation_file_offsets_texts_and_problems(tmp_path):
