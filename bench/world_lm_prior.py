@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.world.probes import LETTERS, render_mc  # noqa: E402
 from trainer.tokenizer import build_tokenizer  # noqa: E402
 
-PRESET = Path(__file__).resolve().parents[1] / "experiments" / "repro" / "params.yaml"
+PRESET = Path(__file__).resolve().parents[1] / "experiments" / "repro" / "pretrain" / "lm.yaml"  # the stage-0 LM
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -98,7 +98,7 @@ def entity_choice(model, tok, world: Path, per_tier: int, rng: random.Random) ->
         rng.shuffle(chosen)
         hits = {"context": 0, "no_context": 0}
         for text, m, valid in chosen[:per_tier]:
-            cands = by_cat[m["category"]]
+            cands = by_cat[m["type"]]
             options = [e["name"][0].upper() + e["name"][1:] if m["start"] == 0 else e["name"] for e in cands]
             for key, pre in (("context", text[: m["start"]].rstrip()), ("no_context", "")):
                 scores = _score(model, tok, pre, options)
@@ -106,8 +106,8 @@ def entity_choice(model, tok, world: Path, per_tier: int, rng: random.Random) ->
                 hits[key] += int(best in valid)
         n = min(per_tier, len(chosen))
         out[tier] = {k: round(v / max(n, 1), 3) for k, v in hits.items()} | {"n": n}
-    out["chance"] = round(sum(len(v) / len(by_cat[x[1]["category"]]) for x in mentions
-                              for v in [x[2] & {e["entity_id"] for e in by_cat[x[1]["category"]]}])
+    out["chance"] = round(sum(len(v) / len(by_cat[x[1]["type"]]) for x in mentions
+                              for v in [x[2] & {e["entity_id"] for e in by_cat[x[1]["type"]]}])
                           / max(len(mentions), 1), 3)
     return out
 
@@ -184,7 +184,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save", default="", help="save the trained LM here (transformers format)")
-    p.add_argument("--load", default="", help="evaluate an LM saved by --save instead of training (same world)")
+    p.add_argument("--load", default="", help="evaluate an LM saved by --save (or `jstip train --export-lm`'s "
+                                              "checkpoints/lm, with its tokenizer) instead of training (same world)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -192,7 +193,12 @@ def main() -> int:
 
     world = Path(args.world)
     lines = [line for line in (world / "world_text.txt").read_text().splitlines() if line.strip()]
-    tok = build_tokenizer(lines, args.vocab)
+    if args.load:  # the saved LM's own tokenizer (e.g. the experiment's pretrained/lm/lm)
+        from trainer.tokenizer import load_tokenizer
+
+        tok = load_tokenizer(args.load)
+    else:
+        tok = build_tokenizer(lines, args.vocab)
     data = _blocks(tok, lines, args.seq)
     config = LlamaConfig(vocab_size=len(tok), hidden_size=args.lm_hidden, num_hidden_layers=args.lm_layers,
                          num_attention_heads=args.lm_heads, num_key_value_heads=args.lm_heads,

@@ -167,9 +167,10 @@ def shell(argv: list[str]) -> str:
 
 
 def expected_params(exp: Experiment, baseline: dict[str, Any], row: Row, preset: str = "") -> dict[str, Any]:
-    """What a run of `row` must have as params (seed params excluded)."""
+    """What a run of `row` must have as params of the experiment's params file (seed params excluded;
+    settings of other params files, `file:section.key`, are not compared)."""
     expected = {**baseline, **exp.preset(preset), **row.set}
-    return {k: v for k, v in expected.items() if k not in exp.seed_params}
+    return {k: v for k, v in expected.items() if k not in exp.seed_params and ":" not in k}
 
 
 def match_row(exp: Experiment, baseline: dict[str, Any], params: dict[str, Any], preset: str = "") -> Row | None:

@@ -9,7 +9,7 @@ what its name says), and writes to `--out`:
 | `tables.md` | one table per paper table: per row the seeds found and every metric as mean ± half-width of the 95% t interval over seeds, beside the paper's figures; then the claims and the runs left out |
 | `summary.csv` | row, metric, n, mean, sd, low, high |
 | `runs.csv` | every run: name, rev, row, seed and its metrics (no run is dropped from this file) |
-| `claims.csv` | each claim (B vs A on a metric): mean per-seed difference, t interval, seeds in B's favour |
+| `claims.csv` | each claim (B vs A on a metric): mean per-seed difference, t interval, seeds in B's favour; for entity error rates also the paired bootstrap over test utterances pooled over seeds (`utt_*`, from each run's `reports/evaluate.json`: `report_utterances.py`) |
 | `eer.png`, `gap.png` | entity error rate per row with intervals; modality gap (speech-in minus text-in) per row |
 
 Every finished run that matches a row is used: no seed is chosen. Runs that failed, are still
@@ -32,6 +32,7 @@ from manifests.io import write_text_atomic
 
 from .exp_config import Experiment, Row, flatten, load, match_row
 from .report_stats import Summary, paired_seed_difference, summarize
+from .report_utterances import Reader, bootstrap_claim, dvc_reader, entity_category
 
 
 @dataclass
@@ -119,20 +120,35 @@ def _cell(s: Summary, digits: int = 1) -> str:
     return f"{s.mean:.{digits}f} ± {s.half_width:.{digits}f}"
 
 
-def claims(exp: Experiment, runs: list[Run]) -> list[dict[str, Any]]:
+def claims(exp: Experiment, runs: list[Run], reader: Reader | None = None) -> list[dict[str, Any]]:
+    """Each claim paired by seed; with `reader` (rev -> evaluate report), entity error rates also paired by
+    test utterance (`report_utterances.bootstrap_claim`, in the metric's scale)."""
     out = []
+    cache: dict[str, Any] = {}
     for claim in exp.claims:
-        values = {}
+        values, members = {}, {}
         for side in ("a", "b"):
             source = exp.row(claim[side]).source
-            values[side] = {r.seed: metric_value(exp, r, claim["metric"]) for r in runs
-                            if r.row is not None and r.row.row_id == source}
+            members[side] = [r for r in runs if r.row is not None and r.row.row_id == source]
+            values[side] = {r.seed: metric_value(exp, r, claim["metric"]) for r in members[side]}
         result = paired_seed_difference(values["a"], values["b"])
         metric = next(m for m in exp.metrics if m.name == claim["metric"])
         better = (result.n - result.favour_b) if metric.higher_is_better else result.favour_b
-        out.append({"a": claim["a"], "b": claim["b"], "metric": claim["metric"], "seeds": result.n,
-                    "diff": result.diff, "low": result.low, "high": result.high, "seeds_b_better": better,
-                    "note": claim.get("note", "")})
+        row = {"a": claim["a"], "b": claim["b"], "metric": claim["metric"], "seeds": result.n,
+               "diff": result.diff, "low": result.low, "high": result.high, "seeds_b_better": better,
+               "utt_diff": None, "utt_low": None, "utt_high": None, "utt_p_not_better": None,
+               "note": claim.get("note", "")}
+        category = entity_category(metric.key)
+        if reader is not None and category is not None:
+            reports = {side: [rep for r in members[side]
+                              if (rep := cache[r.rev] if r.rev in cache else cache.setdefault(r.rev, reader(r.rev)))]
+                       for side in ("a", "b")}
+            boot = bootstrap_claim(reports["a"], reports["b"], category)
+            for key in ("utt_diff", "utt_low", "utt_high"):
+                if boot.get(key) is not None:
+                    boot[key] *= metric.scale
+            row.update(boot)
+        out.append(row)
     return out
 
 
@@ -152,13 +168,21 @@ def markdown(exp: Experiment, runs: list[Run], stats: dict, claim_rows: list[dic
         lines.append("")
     lines += ["Mean ± half-width of the 95% t interval over seeds; every finished run is included.", ""]
     if claim_rows:
-        lines += ["### Claims (B vs A, paired by seed)", "", "| B | A | metric | B − A | 95% interval | seeds with B better |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["### Claims (B vs A)", "",
+                  "| B | A | metric | B − A (seeds) | 95% t interval | seeds with B better "
+                  "| B − A (utterances) | 95% bootstrap interval | p (B not better) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for c in claim_rows:
             interval = "–" if c["low"] is None else f"[{c['low']:.2f}, {c['high']:.2f}]"
             diff = "–" if c["diff"] is None else f"{c['diff']:+.2f}"
-            lines.append(f"| {c['b']} | {c['a']} | {c['metric']} | {diff} | {interval} | {c['seeds_b_better']}/{c['seeds']} |")
-        lines.append("")
+            utt = "–" if c.get("utt_diff") is None else f"{c['utt_diff']:+.2f}"
+            utt_interval = "–" if c.get("utt_low") is None else f"[{c['utt_low']:.2f}, {c['utt_high']:.2f}]"
+            p = "–" if c.get("utt_p_not_better") is None else f"{c['utt_p_not_better']:.3f}"
+            lines.append(f"| {c['b']} | {c['a']} | {c['metric']} | {diff} | {interval} | {c['seeds_b_better']}/{c['seeds']} "
+                         f"| {utt} | {utt_interval} | {p} |")
+        lines += ["", "Seeds: per-seed differences with a t interval (another seed's view). Utterances: paired "
+                  "bootstrap over test utterances, pooled over the seeds both rows have (this test set's view; "
+                  "entity error rates only); p is the share of draws in which B is not better.", ""]
     left = [r for r in runs if r.row is None]
     if left:
         lines += ["### Runs not in the tables", ""]
@@ -179,10 +203,11 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def write_report(exp: Experiment, runs: list[Run], out: str | Path, tables: list[str], plots: bool = True) -> dict:
+def write_report(exp: Experiment, runs: list[Run], out: str | Path, tables: list[str], plots: bool = True,
+                 reader: Reader | None = None) -> dict:
     out = Path(out)
     stats = summaries(exp, runs)
-    claim_rows = claims(exp, runs)
+    claim_rows = claims(exp, runs, reader)
     write_text_atomic(markdown(exp, runs, stats, claim_rows, tables), out / "tables.md")
     write_text_atomic(_csv([{"row": row, "metric": metric, "n": s.n, "mean": s.mean, "sd": s.sd, "low": s.low,
                              "high": s.high} for (row, metric), s in stats.items()]), out / "summary.csv")
@@ -212,6 +237,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tables", default="", help="comma-separated table ids (default: all)")
     parser.add_argument("--out", default="experiments/repro/results", help="output directory")
     parser.add_argument("--no-plots", action="store_true", help="tables and CSV only")
+    parser.add_argument("--no-utterance-bootstrap", action="store_true",
+                        help="skip the paired bootstrap over test utterances (it reads each run's "
+                             "reports/evaluate.json from DVC's cache)")
 
 
 def _exp_show(source: str) -> list[dict]:
@@ -236,6 +264,8 @@ def main(args: argparse.Namespace) -> int:
     except (json.JSONDecodeError, OSError, AttributeError, TypeError) as exc:
         raise JstipError(f"cannot read experiments from {args.exp_json or 'dvc exp show'}: {exc}") from exc
     assign(exp, runs, args.preset)
-    summary = write_report(exp, runs, args.out, tables, plots=not args.no_plots)
+    reader = None if args.no_utterance_bootstrap else dvc_reader(
+        ".", str(Path(exp.params_file).parent / "reports" / "evaluate.json"))
+    summary = write_report(exp, runs, args.out, tables, plots=not args.no_plots, reader=reader)
     print(json.dumps(summary, indent=2))
     return 0

@@ -73,8 +73,7 @@ def exp_show() -> list[dict]:
         groups.append(_entry(f"asr_only-s{s}", {"interleave.recipe": "asr_only", **_seeds(s)}, _metrics(v)))
     for s, v in enumerate(ASR_IL):
         groups.append(_entry(f"asr_il-s{s}", {"interleave.recipe": "asr_il", **_seeds(s)}, _metrics(v, 0.5, 0.5)))
-    groups.append(_entry("seg-sil-s0", {"interleave.recipe": "asr_il_segment", "interleave.segmenter": "pause",
-                                        **_seeds(0)}, _metrics(0.33)))
+    groups.append(_entry("seg-sil-s0", {"interleave.recipe": "il_segment_silence", **_seeds(0)}, _metrics(0.33)))
     groups.append(_entry("asr_text-s0", {"interleave.recipe": "asr_text", **_seeds(0)}, None, state="failed"))
     groups.append(_entry("asr_text-s1", {"interleave.recipe": "asr_text", **_seeds(1)}, None, state="queued"))
     groups.append(_entry("odd-s0", {"interleave.recipe": "asr_only", "train.lr": 0.1, **_seeds(0)}, _metrics(0.9)))
@@ -138,15 +137,45 @@ def test_report_preset_selects_its_own_runs(tmp_path):
         assert (runs[0].row.row_id if runs[0].row else None) == expected
 
 
+def _evaluate_report(misses: dict[str, dict[str, int]]) -> dict:
+    """A `jstip evaluate` report's per-utterance part: 40 utterances with one rare and one common entity each."""
+    return {"utterances": [{"utt_id": f"u{i:02d}", "entities": 2,
+                            "entities_missed": ["x"] * (misses["rare"].get(i, 0) + misses["common"].get(i, 0)),
+                            "by_category": {"rare": [1, misses["rare"].get(i, 0)], "common": [1, misses["common"].get(i, 0)]}}
+                           for i in range(40)]}
+
+
+def test_claims_add_a_paired_bootstrap_over_test_utterances(tmp_path):
+    exp = load(EXPERIMENT)
+    runs = parse_exp_show(exp_show(), exp)
+    assign(exp, runs)
+    reports = {}
+    for r in runs:  # asr_only misses rare entities in utterances 0-19, asr_il in 0-9; common ones alike
+        if r.row is not None and r.row.row_id in ("asr_only", "asr_il"):
+            n = 20 if r.row.row_id == "asr_only" else 10
+            reports[r.rev] = _evaluate_report({"rare": {i: 1 for i in range(n)}, "common": {i: 1 for i in range(5)}})
+    write_report(exp, runs, tmp_path, list(exp.tables), plots=False, reader=reports.get)
+    claims = {(c["a"], c["b"], c["metric"]): c for c in __import__("csv").DictReader((tmp_path / "claims.csv").open())}
+    rare = claims[("asr_only", "asr_il", "eer_rare")]
+    assert float(rare["utt_diff"]) == pytest.approx(100 * (10 - 20) / 40)  # pooled over 3 seeds each, in %
+    assert float(rare["utt_high"]) < 0 and float(rare["utt_p_not_better"]) < 0.01 and rare["utt_runs_b"] == "3"
+    common = claims[("asr_only", "asr_il", "eer_common")]
+    assert float(common["utt_diff"]) == 0 and float(common["utt_low"]) <= 0 <= float(common["utt_high"])
+    assert claims[("asr_only", "asr_il", "mc_gap")]["utt_diff"] == ""  # not an entity error rate
+    assert claims[("asr_text", "asr_text_il", "eer_rare")]["utt_diff"] == ""  # no finished runs
+    assert "bootstrap" in (tmp_path / "tables.md").read_text()
+
+
 def test_report_command_reads_a_saved_exp_show(tmp_path, capsys):
     saved = tmp_path / "exp.json"
     saved.write_text(json.dumps(exp_show()))
     assert main(["report", "--experiment", str(EXPERIMENT), "--exp-json", str(saved), "--out", str(tmp_path / "r"),
-                 "--tables", "table1", "--no-plots"]) == 0
+                 "--tables", "table1", "--no-plots", "--no-utterance-bootstrap"]) == 0
     assert json.loads(capsys.readouterr().out)["in_tables"] == 7
     assert "Table III" not in (tmp_path / "r" / "tables.md").read_text()
     saved.write_text("{not json")
-    assert main(["report", "--experiment", str(EXPERIMENT), "--exp-json", str(saved), "--out", str(tmp_path / "r")]) == 2
+    assert main(["report", "--experiment", str(EXPERIMENT), "--exp-json", str(saved), "--out", str(tmp_path / "r"),
+                 "--no-utterance-bootstrap"]) == 2
 
 
 def test_queue_plan_covers_every_runnable_row_and_seed_once():
@@ -164,21 +193,27 @@ def test_queue_plan_covers_every_runnable_row_and_seed_once():
     assert len(both) == len({tuple(c) for c in both})
     assert not any("t3_asr_only-s0" in c for c in both)
     gpu = queue_commands(exp, ["table1"], [0], preset="gpu")
-    assert "train.lm_layers=16" in " ".join(gpu[0]) and gpu[0][gpu[0].index("--name") + 1] == "asr_only-gpu-s0"
+    assert "pretrain/lm.yaml:train.lm_layers=16" in " ".join(gpu[0]) and "train.context=8192" in " ".join(gpu[0])
+    assert gpu[0][gpu[0].index("--name") + 1] == "asr_only-gpu-s0"
 
 
 def test_every_knob_a_row_or_preset_sets_exists_in_params():
+    from interleave.recipes import DEFAULT_RECIPES
+    from pipeline.stage_interleave import InterleaveConfig
+
     exp = load(EXPERIMENT)
     params = flatten(PARAMS)
-    recipes = PARAMS["interleave"]["recipes"]
     for row in exp.rows:
         for key in row.set:
             assert key in params, (row.row_id, key)
         recipe = row.set.get("interleave.recipe")
         if recipe and not row.pending:
-            assert recipe in recipes, (row.row_id, recipe)
+            assert recipe in DEFAULT_RECIPES, (row.row_id, recipe)  # the paper's recipes of jstip interleave
+    assert "recipes" not in PARAMS["interleave"] and set(PARAMS["interleave"]) <= set(InterleaveConfig.__dataclass_fields__)
     for key in exp.preset("gpu"):
-        assert key in params, key
+        file, _, name = key.rpartition(":")
+        other = flatten(yaml.safe_load((REPO / "experiments" / "repro" / file).read_text())) if file else params
+        assert name in other, key
     for key in exp.seed_params:
         assert key in params
 

@@ -1,15 +1,16 @@
 """Queue and run the reproduction's DVC experiments: every row of the chosen tables x every seed.
 
     python run_experiments.py --dry-run                      # print the commands (Table I, seeds 0 1 2, CPU preset)
-    python run_experiments.py --run --jobs 2                 # queue them and run them, two at a time
+    python run_experiments.py --run --jobs 2                 # shared stages, then the runs, two at a time
     python run_experiments.py --tables table3,ablations --run
     python run_experiments.py --preset gpu --run --jobs 1
 
 Run from this directory (`experiments/repro`). What it does, in order:
-1. queues the first run alone and runs it with every core: that run also computes the shared stages
-   (world corpus, prepare, align; phase 2: the stage-0 LM and encoder), which DVC's run-cache then
-   gives every later run;
-2. queues the other runs (`dvc exp run --queue --name <row>-s<seed> -S ...`) and runs them all
+1. runs the shared stages in this workspace with every core (`dvc repro` of the world corpus, prepare,
+   align, the stage-0 LM and the pretrained speech encoder): DVC's run-cache then gives them to every
+   queued run. They run here, not in a queued run's temporary copy, because the manifests store
+   absolute audio paths, which must stay valid after that copy is removed;
+2. queues every run (`dvc exp run --queue --name <row>-s<seed> -S ...`) and runs them all
    (`dvc exp run --run-all --jobs N`); with N > 1 each run gets one torch thread (OMP_NUM_THREADS=1)
    so that N runs share the cores instead of fighting over them.
 Afterwards `jstip report` (see README.md) writes the tables and plots from `dvc exp show`.
@@ -26,6 +27,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 from pipeline.exp_config import load, queue_commands, shell  # noqa: E402
+
+# the last shared stages of dvc.yaml (`dvc repro` runs everything upstream of them too)
+SHARED = ["prepare_test", "align", "align_tts", "pretrain_lm", "pretrain_encoder_eval"]
 
 
 def _run(argv: list[str], env: dict[str, str], dry: bool) -> None:
@@ -55,18 +59,21 @@ def main(argv: list[str] | None = None) -> int:
     if not commands:
         print("nothing to queue", file=sys.stderr)
         return 1
-    env = dict(os.environ)  # the first run (with the shared stages) alone: every core is its own
+    env = dict(os.environ)  # the shared stages: every core is theirs
     parallel = dict(env)
     if args.jobs > 1:
         parallel.setdefault("OMP_NUM_THREADS", "1")
     dry = args.dry_run
-    first, rest = commands[0], commands[1:]
-    _run(first, env, dry)
     if args.run or dry:
-        _run(["dvc", "exp", "run", "--run-all", "--jobs", "1"], env, dry)
-    for command in rest:
+        overrides = exp.preset(args.preset)
+        if overrides:  # the preset changes shared params too: a workspace experiment applies them here
+            sets = [a for key, value in overrides.items() for a in ("--set-param", f"{key}={value}")]
+            _run(["dvc", "exp", "run", "--name", f"shared-{args.preset}", *sets, *SHARED], env, dry)
+        else:
+            _run(["dvc", "repro", *SHARED], env, dry)
+    for command in commands:
         _run(command, env, dry)
-    if (args.run or dry) and rest:
+    if args.run or dry:
         _run(["dvc", "exp", "run", "--run-all", "--jobs", str(args.jobs)], parallel, dry)
     print(f"{len(commands)} experiments {'planned' if dry else 'queued'}; then, from the repository root: "
           f"jstip report --preset {args.preset}", file=sys.stderr)
