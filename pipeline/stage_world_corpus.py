@@ -171,6 +171,27 @@ def _jitter_levels(text: str) -> list[int]:
         raise JstipError(f"--jitter-ms must list whole milliseconds like 20,50,100; got {text!r}") from exc
 
 
+def test_words_unheard(plan) -> dict:
+    """Words of the test transcripts outside entity mentions that no ASR training transcript contains:
+    their share of those words, and the most frequent ones (an ASR test should not hinge on them)."""
+    import re
+
+    def words(text: str) -> list[str]:
+        return [w.lower() for w in re.findall(r"[A-Za-z]+", text)]
+
+    heard = {w for line in plan.sets["asr_train"] for w in words(line.text)}
+    counts: Counter = Counter()
+    total = 0
+    for line in plan.sets["test"]:
+        text = line.text
+        for m in sorted(line.mentions, key=lambda m: -m.start):
+            text = text[:m.start] + " " + text[m.end:]
+        ws = words(text)
+        total += len(ws)
+        counts.update(w for w in ws if w not in heard)
+    return {"share": round(sum(counts.values()) / total, 4) if total else 0.0, "words": dict(counts.most_common(20))}
+
+
 def run(cfg: WorldCorpusConfig) -> dict:
     started = time.perf_counter()
     levels = _jitter_levels(cfg.jitter_ms)
@@ -205,6 +226,7 @@ def run(cfg: WorldCorpusConfig) -> dict:
                      for a in alignments]
             write_text_atomic(_ctm(moved), out / f"reference_jitter{ms:03d}.ctm")
     occurrences = test_occurrences(plan)
+    unheard = test_words_unheard(plan)
     metrics = {
         "sentences": plan.counts(),
         "audio_hours": hours,
@@ -214,6 +236,7 @@ def run(cfg: WorldCorpusConfig) -> dict:
         "probes": {name: len(items) for name, items in probes.items()},
         "probe_audio_hours": round(hours_probes, 4),
         "world_text_words": sum(len(l.text.split()) for l in plan.sets["world_text"]),
+        "test_words_unheard_share": unheard["share"],  # test words outside entities that ASR training never says
         "syntheses_per_s": round(len(alignments) / synth_seconds, 2) if alignments else None,
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
@@ -221,6 +244,7 @@ def run(cfg: WorldCorpusConfig) -> dict:
         "examples": {name: [l.text for l in lines[:5]] for name, lines in plan.sets.items()},
         "speakers": {name: sorted({i.speaker.voice for i in set_items}) for name, set_items in items.items()},
         "entities": {e.entity_id: [e.name, e.category, e.tier] for e in plan.world.entities.values()},
+        "test_words_unheard": unheard["words"],
         "outputs": str(out),
     }
     write_stage_metrics(metrics, cfg.metrics, report, cfg.report)
