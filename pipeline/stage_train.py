@@ -75,6 +75,9 @@ class TrainConfig:
                                                              "attention memory quadratic in the row length"})
     ctc_weight: float = field(default=1.0, metadata={"help": "weight of an auxiliary CTC loss of the speech frames on "
                                                            "asr-format transcripts (0 disables); makes small models listen"})
+    ctc_units: str = field(default="tokens", metadata={"help": "CTC targets: tokens (the transcript's tokens) or chars "
+                                                              "(its letters and word boundaries: generalises across "
+                                                              "words when there is little speech)"})
     lora_r: int = field(default=0, metadata={"help": "LoRA rank on the LM (peft); 0 trains the LM fully"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
     lora_targets: str = field(default="all-linear", metadata={"help": "LoRA target modules (all-linear or names)"})
@@ -211,7 +214,8 @@ def run(cfg: TrainConfig) -> dict:
     model = SpeechLM(_subset(cfg, SpeechLMConfig), tok)
     initialised = init_parts(model, cfg.init_from, cfg.init_parts) if cfg.init_from else {}
     batching = _subset(cfg, Batching)
-    data = data_from_source(source, tok, model.spec, batching, cfg.span_encoding, max(1, cfg.num_workers))
+    data = data_from_source(source, tok, model.spec, batching, cfg.span_encoding, max(1, cfg.num_workers),
+                            ctc_units=cfg.ctc_units)
     startup = time.perf_counter() - started
     try:
         result = train(model, data, _subset(cfg, LoopConfig), out_dir=ckpt, tok=tok, log_path=ckpt / "train_log.jsonl",

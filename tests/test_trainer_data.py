@@ -142,3 +142,25 @@ def test_large_row_groups_are_read_in_chunks_with_their_own_audio(tmp_path):
     assert [s.sample_id for _, _, s in read] == [s.sample_id for s in originals]
     assert all(source.audio(g, row) == originals[int(s.sample_id[1:])].audio for g, row, s in read)
     assert source.kinds() == {"asr": 7}
+
+
+def test_ctc_targets_as_characters_with_word_boundaries(tok):
+    from trainer.data import Collator, SampleDataset, char_ids, char_targets
+
+    ids = char_ids(tok)
+    inverse = {v: k for k, v in ids.items()}
+    assert "".join(inverse[i] for i in char_targets("Take 5 mg, twice-daily.", ids)) == "take 5 mg twicedaily"
+    items = SampleDataset(samples(2), SPEC)
+    by_tokens = Collator(tok, SPEC)([items[0], items[1]])
+    by_chars = Collator(tok, SPEC, ctc_units="chars")([items[0], items[1]])
+    assert "".join(inverse[int(i)] for i in by_chars["ctc_targets"]) == "one two" * 2
+    assert by_chars["ctc_target_lens"].tolist() == [7, 7] and by_tokens["ctc_target_lens"].tolist() != [7, 7]
+    assert all(torch_equal(by_chars[k], by_tokens[k]) for k in ("input_ids", "labels"))  # only the CTC targets differ
+    with pytest.raises(JstipError, match="ctc_units"):
+        Collator(tok, SPEC, ctc_units="phones")
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))

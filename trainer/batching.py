@@ -125,12 +125,13 @@ class TrainData:
     """A rank's training data: a sample source, how to batch it, and the streams that read it."""
 
     def __init__(self, source: Any, tok: PreTrainedTokenizerBase, spec: FrameSpec, batching: Batching,
-                 stats: CorpusStats, span_encoding: str = "concat", streams: int = 1, cache_mb: float = 512.0) -> None:
+                 stats: CorpusStats, span_encoding: str = "concat", streams: int = 1, cache_mb: float = 512.0,
+                 ctc_units: str = "tokens") -> None:
         batching.check()
         self.source, self.tok, self.ids, self.spec, self.batching = source, tok, TokenIds(tok), spec, batching
         self.stats = stats
         self.streams = max(1, min(streams, len(source.groups)))
-        self.collator = Collator(tok, spec, max_tokens=batching.context, span_encoding=span_encoding)
+        self.collator = Collator(tok, spec, max_tokens=batching.context, span_encoding=span_encoding, ctc_units=ctc_units)
         self.features = Features(spec, cache_mb, self._audio_bytes)
         self.refs: dict[str, tuple[int, int]] = {}  # sample id -> (row group, row) of the pools being read
         self._pools: tuple[Any, list[list[int]]] | None = None
@@ -316,11 +317,11 @@ def chars_per_token(tok: PreTrainedTokenizerBase, texts: Sequence[str], max_char
 
 def data_from_source(source: Any, tok: PreTrainedTokenizerBase, spec: FrameSpec, batching: Batching,
                      span_encoding: str = "concat", streams: int = 1, cache_mb: float = 512.0,
-                     check_format: bool = True) -> TrainData:
+                     check_format: bool = True, ctc_units: str = "tokens") -> TrainData:
     """`TrainData` after one columnar scan of `source` (sizes, and the `</s>` check)."""
     cpt = chars_per_token(tok, text_sample(source, 200_000, batching.seed))
     stats = scan(source, spec, cpt, check_format)
-    return TrainData(source, tok, spec, batching, stats, span_encoding, streams, cache_mb)
+    return TrainData(source, tok, spec, batching, stats, span_encoding, streams, cache_mb, ctc_units)
 
 
 def data_from_samples(samples: Sequence[Sample], tok: PreTrainedTokenizerBase, spec: FrameSpec,

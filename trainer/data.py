@@ -29,7 +29,7 @@ from transformers import PreTrainedTokenizerBase
 from manifests.audio import decode_audio_bytes, load_audio
 from manifests.errors import AudioError, JstipError
 from manifests.frames import span_mel
-from manifests.schema import SPEECH, Sample
+from manifests.schema import SPEECH, TEXT, Sample
 
 from .features import FrameSpec, LogMel, encoded_frames
 from .render import IGNORE, BadSample, check_spans, is_asr_format, render_sample
@@ -140,6 +140,33 @@ def _pad_mel(mel: torch.Tensor, rows: int) -> torch.Tensor:
     return torch.cat([mel, floor.expand(rows - mel.shape[0], mel.shape[1])])
 
 
+CTC_UNITS = ("tokens", "chars")
+WORD_BOUNDARY = "\u2581"  # the Metaspace tokenizers' word start; a space in char targets
+
+
+def char_ids(tok: PreTrainedTokenizerBase) -> dict[str, int]:
+    """Lower-case letters, digits, the apostrophe and a word boundary as the tokenizer's single-character
+    token ids (the CTC head's classes for `ctc_units: chars`); characters it lacks are left out."""
+    wanted = "abcdefghijklmnopqrstuvwxyz0123456789'"
+    unk = tok.unk_token_id
+    out = {c: i for c in wanted if (i := tok.convert_tokens_to_ids(c)) is not None and i != unk}
+    boundary = tok.convert_tokens_to_ids(WORD_BOUNDARY)
+    if boundary is not None and boundary != unk:
+        out[" "] = boundary
+    if len(out) < 27:
+        raise JstipError(f"ctc_units chars needs single-letter tokens in the tokenizer; it has {len(out)} of "
+                         f"{len(wanted) + 1}: use ctc_units tokens")
+    return out
+
+
+def char_targets(text: str, ids: dict[str, int]) -> list[int]:
+    """A transcript as CTC character targets: lower case, characters outside `ids` dropped (punctuation),
+    words separated by one boundary. Letters generalise across words where a small encoder would learn
+    each token of a 1000-token vocabulary from few examples (and memorise sentences instead)."""
+    words = ["".join(c for c in w if c in ids) for w in text.lower().split()]
+    return [ids[c] for c in " ".join(w for w in words if w) if c in ids]
+
+
 class Collator:
     """Lays out a list of `Item`s as a batch the `SpeechLM` takes (see the module docstring).
 
@@ -158,9 +185,12 @@ class Collator:
 
     def __init__(self, tok: PreTrainedTokenizerBase, spec: FrameSpec = FrameSpec(), max_tokens: int = 2048,
                  padding_side: str = "right", add_eos: bool = True, span_encoding: str = "concat",
-                 prompt: bool | None = None) -> None:
+                 prompt: bool | None = None, ctc_units: str = "tokens") -> None:
         if span_encoding not in SPAN_ENCODINGS:
             raise JstipError(f"span_encoding {span_encoding!r} is unknown; use {' or '.join(SPAN_ENCODINGS)}")
+        if ctc_units not in CTC_UNITS:
+            raise JstipError(f"ctc_units {ctc_units!r} is unknown; use {' or '.join(CTC_UNITS)}")
+        self.ctc_units, self._chars = ctc_units, char_ids(tok) if ctc_units == "chars" else {}
         self.tok, self.ids, self.spec = tok, TokenIds(tok), spec
         self.max_tokens, self.padding_side, self.span_encoding = max_tokens, padding_side, span_encoding
         self.prompt = (not add_eos) if prompt is None else prompt
@@ -192,7 +222,9 @@ class Collator:
             else:
                 mels.append(item.mel)
                 spans += [(audio, first, last) for first, last in r.speech]
-            if is_asr_format(sample.spans):  # a CTC target for the encoder: the transcript's tokens
+            if is_asr_format(sample.spans) and self.ctc_units == "chars":  # the transcript's letters
+                ctc = char_targets(" ".join(sp.text for sp in sample.spans if sp.modality == TEXT), self._chars)
+            elif is_asr_format(sample.spans):  # a CTC target for the encoder: the transcript's tokens
                 ctc = [t for t, lab in zip(r.input_ids, r.labels) if lab != IGNORE and t not in self.ids.targets]
         labels = list(r.labels)
         if labels:
