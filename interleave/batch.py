@@ -3,9 +3,11 @@
 Pass 1 (`utterance_measures`): which rows may give which kind (the pools) and each candidate's
 measure (tokens, or samples), from columns only. Pass 2 (`build_utterances`): the candidates under
 their kind's threshold (see `recipes.py`) become samples. A batch is utterance rows joined with
-their alignments: `asr` draws from every utterance of the split with a transcript (the paper trains
-ASR on all of it), interleaved kinds from those whose alignment is `ok` with 2+ words (failed
-alignments are removed, as in the paper), `text` from their transcripts when `transcripts_as_text`.
+their alignments: `asr` draws from every utterance of the split with a transcript except those
+whose alignment failed (the aligner found the audio and the words disagree: silence, a wrong
+transcript; `asr_failed_alignments` keeps them, as the paper's ASR data may), interleaved kinds from
+those whose alignment is `ok` with 2+ words (failed alignments are removed, as in the paper), `text`
+from their transcripts when `transcripts_as_text`.
 Text records and the TTS kinds are in `text_batch.py`.
 """
 from __future__ import annotations
@@ -55,6 +57,7 @@ class BuildSettings:
     transcripts_as_text: bool = False
     rates: Rates = Rates()
     tts_words_per_minute: float = 165.0
+    asr_failed_alignments: bool = False
 
     def rank(self, kind: str) -> int:
         return 1000 * self.kinds.index(kind)
@@ -127,8 +130,9 @@ def utterance_reasons(b: UtteranceBatch, s: BuildSettings) -> dict[str, np.ndarr
 def utterance_pools(b: UtteranceBatch, s: BuildSettings) -> dict[str, np.ndarray]:
     """Rows each utterance kind of the recipe may draw from."""
     r = utterance_reasons(b, s)
-    speech = r["no_alignment"] | r["alignment_failed"] | r["one_aligned_word"] | r["aligned"]
-    pools = {"asr": speech, **({"text": speech} if s.transcripts_as_text else {})}
+    transcribed = r["no_alignment"] | r["alignment_failed"] | r["one_aligned_word"] | r["aligned"]
+    speech = transcribed if s.asr_failed_alignments else transcribed & ~r["alignment_failed"]
+    pools = {"asr": speech, **({"text": transcribed} if s.transcripts_as_text else {})}  # text needs no audio
     for kind in ("interleave_word", "interleave_segment", "interleave_mixed"):
         pools[kind] = r["aligned"]
     return {k: np.flatnonzero(m) for k, m in pools.items() if k in s.kinds}
@@ -274,7 +278,9 @@ def build_utterances(b: UtteranceBatch, s: BuildSettings, thresholds: dict[str, 
             used[picked] = True
     built = concat(parts)
     facts.used_seconds = float(b.duration[used].sum())
-    in_split = reasons["no_alignment"] | reasons["alignment_failed"] | reasons["one_aligned_word"] | reasons["aligned"]
+    in_split = reasons["no_alignment"] | reasons["one_aligned_word"] | reasons["aligned"]  # what a recipe may use
+    if s.asr_failed_alignments:
+        in_split = in_split | reasons["alignment_failed"]
     facts.split_seconds = float(b.duration[in_split].sum())
     facts.used_aligned = int((used & reasons["aligned"]).sum())
     return built, facts

@@ -210,6 +210,52 @@ def read_row_group(file: str | Path, index: int, columns: Sequence[str], optiona
     return table
 
 
+Group = tuple[str, int, int, int, int]  # file, row group, first global row, rows, first row in its file
+
+
+def manifest_groups(path: str, record_type: type) -> list[Group]:
+    """Every row group of a manifest (a file or a shard directory) with its first global row."""
+    groups, row = [], 0
+    optional = ADDED_COLUMNS.get(record_type, frozenset())
+    for file in manifest_files(path):
+        in_file = 0
+        for g, n in enumerate(row_group_sizes(file, record_type, optional)):
+            groups.append((str(file), g, row, n, in_file))
+            row += n
+            in_file += n
+    return groups
+
+
+def read_rows(groups: Sequence[Group], start: int, stop: int, columns: list[str], schema: pa.Schema) -> pa.Table:
+    """Columns of rows [start, stop) of a manifest. Whole row groups inside the range are read as
+    they are; a range that cuts a row group (a manifest written with huge row groups, as
+    `pq.write_table`'s default of 1Mi rows gives) is read with polars' slice, which skips the
+    pages before it instead of decoding the whole group."""
+    parts = []
+    for file, g, first, n, in_file in groups:
+        if first + n <= start or first >= stop:
+            continue
+        lo, hi = max(start, first) - first, min(stop, first + n) - first
+        if lo == 0 and hi == n:
+            parts.append(read_row_group(file, g, columns))
+        else:
+            parts.append(_polars_slice(file, in_file + lo, hi - lo, columns, schema))
+    if not parts:
+        raise ManifestError(f"rows {start}:{stop} lie beyond the manifest ({sum(g[3] for g in groups)} rows)")
+    return pa.concat_tables(parts).combine_chunks()
+
+
+def _polars_slice(file: str, offset: int, length: int, columns: list[str], schema: pa.Schema) -> pa.Table:
+    import polars as pl
+
+    try:
+        table = pl.scan_parquet(file, low_memory=True).select(columns).slice(offset, length).collect().to_arrow(
+            compat_level=pl.CompatLevel.oldest())
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise ManifestError(f"cannot read rows {offset}:{offset + length} of {file}: {exc}") from exc
+    return table.cast(pa.schema([schema.field(name) for name in columns]))
+
+
 def read_records(path: str | Path, record_type: Type[T]) -> list[T]:
     """All records of a manifest, in order."""
     return list(iter_records(path, record_type))

@@ -21,14 +21,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from manifests.errors import JstipError
-from manifests.io import file_metadata, manifest_files, read_row_group, row_group_sizes, shard_fingerprint
+from manifests.io import (Group, file_metadata, manifest_files, manifest_groups, read_row_group, read_rows, row_group_sizes,
+                          shard_fingerprint)
 from manifests.schema import ALIGNMENT_SCHEMA, TEXT_SCHEMA, UTTERANCE_SCHEMA, Alignment, Text, Utterance
 
 UTT_COLUMNS = ["utt_id", "audio_path", "offset", "duration", "sample_rate", "text", "norm_text", "split"]
 ALIGN_COLUMNS = ["utt_id", "status", "words"]
 TEXT_COLUMNS = ["text_id", "text", "norm_text"]
 MERGE_WINDOW = 200_000  # utterance rows the merge join looks ahead for one alignment record
-Group = tuple[str, int, int, int, int]  # file, row group, first global row, rows, first row in its file
 
 
 @dataclass(frozen=True)
@@ -56,49 +56,6 @@ def file_stamp(path: str | Path) -> tuple:
         return (Path(path).name, stored)
     st = os.stat(path)
     return (Path(path).name, st.st_size, st.st_mtime_ns)
-
-
-def manifest_groups(path: str, record_type: type) -> list[Group]:
-    """Every row group of a manifest (a file or a shard directory) with its first global row."""
-    groups, row = [], 0
-    optional = ("phones",) if record_type is Alignment else ()
-    for file in manifest_files(path):
-        in_file = 0
-        for g, n in enumerate(row_group_sizes(file, record_type, optional)):
-            groups.append((str(file), g, row, n, in_file))
-            row += n
-            in_file += n
-    return groups
-
-
-def read_rows(groups: Sequence[Group], start: int, stop: int, columns: list[str], schema: pa.Schema) -> pa.Table:
-    """Columns of rows [start, stop) of a manifest. Whole row groups inside the range are read as
-    they are; a range that cuts a row group (a manifest written with huge row groups, as
-    `pq.write_table`'s default of 1Mi rows gives) is read with polars' slice, which skips the
-    pages before it instead of decoding the whole group."""
-    parts = []
-    for file, g, first, n, in_file in groups:
-        if first + n <= start or first >= stop:
-            continue
-        lo, hi = max(start, first) - first, min(stop, first + n) - first
-        if lo == 0 and hi == n:
-            parts.append(read_row_group(file, g, columns))
-        else:
-            parts.append(_polars_slice(file, in_file + lo, hi - lo, columns, schema))
-    if not parts:
-        raise JstipError(f"rows {start}:{stop} lie beyond the manifest ({sum(g[3] for g in groups)} rows)")
-    return pa.concat_tables(parts).combine_chunks()
-
-
-def _polars_slice(file: str, offset: int, length: int, columns: list[str], schema: pa.Schema) -> pa.Table:
-    import polars as pl
-
-    try:
-        table = pl.scan_parquet(file, low_memory=True).select(columns).slice(offset, length).collect().to_arrow(
-            compat_level=pl.CompatLevel.oldest())
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        raise JstipError(f"cannot read rows {offset}:{offset + length} of {file}: {exc}") from exc
-    return table.cast(pa.schema([schema.field(name) for name in columns]))
 
 
 def _ids(groups: Sequence[Group], chunk: int = 65536) -> Iterator[tuple[int, list[str]]]:

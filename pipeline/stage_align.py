@@ -35,8 +35,8 @@ from aligners import BACKENDS, check_aligner, get_aligner
 from aligners.base import is_transient
 from aligners.quality import REPORT_COLUMNS, QualityReport, format_report, load_reference
 from manifests.errors import JstipError
-from manifests.io import (file_metadata, iter_records, manifest_files, read_records, read_row_group, row_group_sizes,
-                          shard_fingerprint, shard_path, write_stage_metrics, write_table)
+from manifests.io import (file_metadata, iter_records, manifest_files, manifest_groups, read_records, read_row_group,
+                          read_rows, row_group_sizes, shard_fingerprint, shard_path, write_stage_metrics, write_table)
 from manifests.schema import Alignment, Utterance, from_table, schema_of, to_table
 from pipeline.execution import fingerprint, run_shards, worker_cached
 
@@ -146,26 +146,10 @@ def manifest_durations(path: str) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-_ROWS_CACHE: dict[str, Any] = {}  # the last row group read in this process: consecutive shards share it
-
-
 def utterance_rows(path: str, start: int, stop: int) -> list[Utterance]:
-    """Rows [start, stop) of the utterance manifest, reading only the row groups that hold them."""
-    names = schema_of(Utterance).names
-    out, offset = [], 0
-    for file in manifest_files(path):
-        stamp = Path(file).stat().st_mtime_ns
-        for i, rows in enumerate(row_group_sizes(file, Utterance)):
-            lo, hi = max(start, offset), min(stop, offset + rows)
-            if lo < hi:
-                key = f"{file}|{stamp}|{i}"
-                if _ROWS_CACHE.get("key") != key:
-                    _ROWS_CACHE.update(key=key, table=read_row_group(file, i, names))
-                out += from_table(_ROWS_CACHE["table"].slice(lo - offset, hi - lo), Utterance)
-            offset += rows
-            if offset >= stop:
-                return out
-    return out
+    """Rows [start, stop) of the utterance manifest, reading only the row groups (or pages) that hold them."""
+    table = read_rows(manifest_groups(path, Utterance), start, stop, schema_of(Utterance).names, schema_of(Utterance))
+    return list(from_table(table, Utterance))
 
 
 def _align_shard(task: tuple) -> dict:

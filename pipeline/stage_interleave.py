@@ -43,7 +43,7 @@ from .interleave_tts import TTS_DIR
 
 # Part of every shard's fingerprint: bump it whenever interleave/ or the build code changes what a
 # shard holds for the same settings and inputs, so a rerun rebuilds the shards instead of keeping old ones.
-INTERLEAVE_VERSION = 3
+INTERLEAVE_VERSION = 4
 DEFAULT_VOICES = "en-us,en-us+f3,en-us+m3,en-gb-x-rp+m2"
 TOKEN_FORMATS = ("paper", "tagged")
 MAX_TASK_ROWS = 8192  # utterances per shard at most: bounds a worker's memory whatever the corpus
@@ -68,6 +68,9 @@ class InterleaveConfig:
     max_repeats: int = field(default=1, metadata={"help": "most samples one source gives one kind (repeats let small pools be redrawn)"})
     text_ratio: float = field(default=0.0, metadata={"help": "if > 0: text weight = this x the speech kinds' weight (overrides the recipe's)"})
     transcripts_as_text: bool = field(default=False, metadata={"help": "add training transcripts to the `text` pool"})
+    asr_failed_alignments: bool = field(default=False, metadata={
+        "help": "also make asr samples of utterances whose alignment failed (by default they are left out, counted: "
+                "the aligner found that the audio does not hold the transcript's words)"})
     text_form: str = field(default="raw", metadata={"help": "text spans as written (raw: case, punctuation) or normalised (norm)"})
     tokens: str = field(default="paper", metadata={"help": "token format: paper (manifests/formats.py) or tagged (speech in <|speech|>…<|/speech|>)"})
     variants: str = field(default="both", metadata={"help": f"alternation variants per source: {', '.join(VARIANTS)}"})
@@ -183,7 +186,8 @@ def check_config(cfg: InterleaveConfig) -> tuple[InterleaveConfig, dict[str, flo
         tuple(weights), cfg.split, cfg.seed, cfg.mix_by, cfg.max_repeats, cfg.text_form, cfg.tokens == "tagged",
         cfg.variants, cfg.segmenter, cfg.max_pause, cfg.min_words, cfg.max_segment_duration, cfg.segment_words,
         cfg.word_sampler, cfg.segment_sampler, params, cfg.layout, cfg.word_probability, cfg.transcripts_as_text,
-        Rates(cfg.speech_tokens_per_second, cfg.tokens_per_word), (cfg.tts_min_rate + cfg.tts_max_rate) / 2)
+        Rates(cfg.speech_tokens_per_second, cfg.tokens_per_word), (cfg.tts_min_rate + cfg.tts_max_rate) / 2,
+        cfg.asr_failed_alignments)
     return cfg, weights, settings
 
 

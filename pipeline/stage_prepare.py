@@ -198,6 +198,7 @@ def run(cfg: PrepareConfig) -> dict:
         "speakers": len({u.speaker for u in utterances}),
         "texts": len(texts),
         "rejected": len(rejected) + len(rejected_texts),
+        "rejected_by_reason": dict(Counter(reason_category(r.reason) for r in rejected + rejected_texts)),
     }
     report = {
         "corpus": cfg.corpus, "rejected_file": cfg.rejected,

@@ -69,7 +69,9 @@ def test_recipes_produce_their_kinds(corpus, tmp_path, recipe, kinds):
 
 def test_the_paper_token_formats_reach_the_shards(corpus, tmp_path):
     metrics, df = _run(corpus, tmp_path, recipe="asr_il", segmenter="silence_punct")
-    assert metrics["samples_by_kind"]["asr"] == 5  # every utterance of the split, its alignment failed or not
+    assert metrics["samples_by_kind"]["asr"] == 4  # not u4: its alignment failed (audio and words disagree)
+    with_failed, _ = _run(corpus, tmp_path / "all", recipe="asr_il", asr_failed_alignments=True)
+    assert with_failed["samples_by_kind"]["asr"] == 5  # every utterance of the split, as the paper's ASR data
     rows = {r["sample_id"]: r for r in df.iter_rows(named=True)}
     asr = rows["u0:asr"]["spans"]
     assert _seq(asr) == [BOS, "S", ASR, "T", EOS] and asr[3]["text"] == SENTENCES[0]  # as written
@@ -190,7 +192,7 @@ def test_alignments_out_of_manifest_order_are_a_clear_error(tmp_path, spoken_mod
     metrics, _ = _run(paths, tmp_path, recipe="asr_only")  # a gap: u2 has no alignment record
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["skipped"]["no_alignment"] == 1 and report["skipped_examples"]["no_alignment"] == ["u2"]
-    assert metrics["samples_by_kind"]["asr"] == 5
+    assert metrics["samples_by_kind"]["asr"] == 4  # u2 without a record still gives asr; u4's alignment failed
 
 
 def test_a_mixture_limited_by_a_small_pool_says_how_much_speech_it_leaves(corpus, tmp_path, capsys):

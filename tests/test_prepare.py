@@ -64,7 +64,9 @@ def test_mfa_directory_with_bad_inputs_keeps_every_record_accounted_for(tmp_path
     assert [t.norm_text for t in read_records(cfg.texts, Text)] == ["warfarin five milligrams daily", "aspirin helps"]
     assert metrics == json.loads((tmp_path / "out" / "m.json").read_text())
     assert metrics["rejected"] == 7 and metrics["utterances"] == 1
-    assert all(isinstance(v, (int, float)) for v in metrics.values())
+    assert all(isinstance(v, (int, float)) or all(isinstance(n, int) for n in v.values()) for v in metrics.values())
+    assert metrics["rejected_by_reason"] == {"empty_transcript": 1, "no_transcript": 1, "unreadable_audio": 1,
+                                             "missing_audio": 1, "bad_encoding": 1, "foreign_script": 1, "no_words": 1}
     report = json.loads((tmp_path / "out" / "rep.json").read_text())
     assert report["rejected_utterances"]["missing_audio"]["examples"][0]["id"] == "e"
 
