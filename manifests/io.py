@@ -302,13 +302,41 @@ def check_metrics(metrics: dict[str, Any], prefix: str = "") -> None:
             raise ManifestError(f"metric {name} = {value!r} is not a number; put it in the stage's report")
 
 
+def split_metrics(figures: dict[str, Any], keep: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the figures named by `keep`, the others), nesting kept. A name is a key or a dotted path into
+    nested dicts, `*` matching any key at its level: `eer_by_category.*.eer`."""
+    keep = list(keep)
+    kept: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
+    for key, value in figures.items():
+        inner = [k.split(".", 1)[1] for k in keep if "." in k and k.split(".", 1)[0] in (key, "*")]
+        if key in keep:
+            kept[key] = value
+        elif inner and isinstance(value, dict):
+            sub_kept, sub_rest = split_metrics(value, inner)
+            if sub_kept:
+                kept[key] = sub_kept
+            if sub_rest:
+                rest[key] = sub_rest
+        else:
+            rest[key] = value
+    return kept, rest
+
+
 def write_stage_metrics(metrics: dict[str, Any], path: str | Path, report: dict[str, Any] | None = None,
-                        report_path: str | Path | None = None) -> Path:
+                        report_path: str | Path | None = None, keep: Iterable[str] | None = None) -> Path:
     """A stage's small numeric metrics (`metrics/<stage>.json`, what `dvc exp show` compares) and,
     apart, its report (`reports/<stage>.json`: reason tables, examples, strings), both atomically.
 
+    With `keep` (names as `split_metrics` reads them), only those figures are metrics and the others
+    go to the report under `figures`: a handful per stage to compare experiments, nothing lost.
     Metrics are checked by `check_metrics`; non-finite floats become null in both files.
     """
+    if keep is not None:
+        metrics, rest = split_metrics(metrics, keep)
+        if report is None:
+            raise ManifestError(f"the figures left out of {path} need a report")
+        report = {**report, "figures": rest}
     metrics = _finite(metrics)
     check_metrics(metrics)
     if report is not None:

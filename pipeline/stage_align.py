@@ -42,6 +42,10 @@ from pipeline.execution import fingerprint, run_shards, worker_cached
 
 ALIGN_VERSION = 4  # bump when a backend's output changes for the same input, so old shards rerun
 
+# What `metrics/align.json` holds (`dvc exp show` compares these); every other figure is in the report.
+ALIGN_METRICS = ("utterances", "aligned_share", "failed", "failed_by_reason", "partial", "audio_hours",
+                 "boundary_error_mean_ms", "boundary_error_median_ms", "within_20ms", "real_time_factor")
+
 
 @dataclass
 class AlignConfig:
@@ -232,7 +236,7 @@ def run(cfg: AlignConfig) -> dict:
                "real_time_factor": speed.pop("real_time_factor"), "wall_seconds": round(wall, 2)}
     report = {"aligner": cfg.aligner, "reference": cfg.reference, "utterances": cfg.utterances, "out": cfg.out,
               **quality.details(), "speed": speed, "shard_rows": [f"{a}:{b}" for a, b in bounds[:20]]}
-    write_stage_metrics(metrics, cfg.metrics, report, cfg.report)
+    write_stage_metrics(metrics, cfg.metrics, report, cfg.report, keep=ALIGN_METRICS)
     print(format_report({**metrics, "aligner": cfg.aligner}), file=sys.stderr)
     return {**metrics, **speed}
 

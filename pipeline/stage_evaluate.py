@@ -30,6 +30,12 @@ from .eval_entities import read_entity_source
 
 EXAMPLES = 3
 
+# What `metrics/evaluate.json` holds (the rates with their intervals, per entity category too); every other
+# figure (error counts, the normalised entity error rate's intervals, decoding counts) is in the report.
+EVALUATE_METRICS = ("wer", "wer_lo", "wer_hi", "ter", "ter_lo", "ter_hi", "eer", "eer_lo", "eer_hi", "eer_normalised",
+                    "entity_instances", "eer_by_category.*.eer", "eer_by_category.*.eer_lo", "eer_by_category.*.eer_hi",
+                    "eer_by_category.*.instances", "utterances", "skipped", "real_time_factor")
+
 
 @dataclass
 class EvaluateConfig:
@@ -190,5 +196,5 @@ def run(cfg: EvaluateConfig) -> dict:
         "categories": sorted({s.category for spans in located.spans.values() for s in spans if s.category}),
         **details,
     }
-    write_stage_metrics(metrics, cfg.metrics, report, cfg.report)
+    write_stage_metrics(metrics, cfg.metrics, report, cfg.report, keep=EVALUATE_METRICS)
     return metrics

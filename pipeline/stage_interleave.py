@@ -52,6 +52,11 @@ FLAC_BYTES_PER_SECOND = 20000.0  # 16 kHz speech as 16-bit FLAC: a shard-size es
 NOT_RECIPE_SETTINGS = {"utterances", "alignments", "texts", "tts_texts", "tts_recordings", "tts_alignments", "out", "recipe", "recipes", "workers",
                        "scheduler", "metrics", "report", "plot", "figure"}
 
+# What `metrics/interleave.json` holds (samples and hours per kind, the mixture, the segment lengths of
+# the paper's Figure 2); every other figure is in the report.
+INTERLEAVE_METRICS = ("samples", "tokens", "samples_by_kind", "speech_hours_by_kind", "token_share_by_kind",
+                      "speech_hours_used", "speech_share_unused", "segments.*.mean_words")
+
 
 @dataclass
 class InterleaveConfig:
@@ -294,7 +299,7 @@ def run(cfg: InterleaveConfig) -> dict:
               f"({metrics['speech_hours_in_split'] - metrics['speech_hours_used']:.2f} of "
               f"{metrics['speech_hours_in_split']:.2f} h) is left unused: the mixture is limited by "
               f"{selection.limited_by} (see {cfg.report})", file=sys.stderr)
-    write_stage_metrics(metrics, cfg.metrics, report, cfg.report)
+    write_stage_metrics(metrics, cfg.metrics, report, cfg.report, keep=INTERLEAVE_METRICS)
     return metrics
 
 

@@ -70,7 +70,7 @@ def test_dvc_repro_runs_the_whole_flow_and_reruns_only_what_changed(tmp_path):
     metrics = {m: json.loads((tmp_path / "metrics" / f"{m}.json").read_text())
                for m in ("demo_corpus", "prepare", "align", "interleave", "train", "eval", "probe")}
     assert metrics["prepare"]["utterances"] == 12 and metrics["prepare"]["rejected"] == 0
-    assert metrics["align"]["aligned"] >= 10 and "boundary_error_mean_ms" in metrics["align"]
+    assert metrics["align"]["aligned_share"] >= 10 / 12 and "boundary_error_mean_ms" in metrics["align"]
     assert metrics["train"]["steps"] == 20 + metrics["train"]["stage1_steps"]
     assert 0.0 <= metrics["eval"]["wer"]
     assert set(metrics["eval"]["eer_by_category"]) <= {"common", "rare"}  # the demo's entity list has categories
@@ -123,4 +123,4 @@ def test_your_own_repository_tracks_your_corpus(tmp_path, spoken):
     elsewhere.mkdir()
     _run(elsewhere, "align", "--params", "", "--utterances", str(proj / "data" / "utterances.parquet"),
          "--out", str(elsewhere / "alignments"), "--metrics", str(elsewhere / "align.json"), module="pipeline.cli")
-    assert json.loads((elsewhere / "align.json").read_text())["aligned"] == 5
+    assert json.loads((elsewhere / "align.json").read_text())["aligned_share"] == 1.0

@@ -9,10 +9,10 @@ import soundfile as sf
 import torch
 
 from manifests.errors import JstipError
-from manifests.io import write_records
+from manifests.io import split_metrics, write_records
 from manifests.schema import Hypothesis, Utterance
 from pipeline.eval_entities import locate, read_entity_source
-from pipeline.stage_evaluate import EvaluateConfig, run, score
+from pipeline.stage_evaluate import EVALUATE_METRICS, EvaluateConfig, run, score
 from pipeline.textnorm import normalize
 from trainer.checkpoint import save_checkpoint
 from trainer.chunking import plan_cuts, plan_pieces
@@ -135,7 +135,9 @@ def test_evaluate_stage_decodes_long_audio_in_pieces_and_counts_skips(tmp_path, 
         run(EvaluateConfig(**{**cfg.__dict__, "chunk_seconds": 0.0}))
     m = run(cfg)
     written = json.loads(Path(cfg.metrics).read_text())
-    assert written == json.loads(json.dumps(m))
+    kept, rest = split_metrics(json.loads(json.dumps(m)), EVALUATE_METRICS)
+    assert written == kept and json.loads(Path(cfg.report).read_text())["figures"] == rest
+    assert set(written["eer_by_category"]["common"]) == {"eer", "eer_lo", "eer_hi", "instances"}
     assert (m["utterances"], m["decoded"], m["skipped"]) == (5, 2, 3)
     assert m["skipped_by_reason"] == {"too_long": 2, "audio_unreadable": 1}
     assert m["entity_instances"] == 1 and m["entity_instances_not_decoded"] == 1  # u1 (62 s) was skipped

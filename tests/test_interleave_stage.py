@@ -11,9 +11,9 @@ import soundfile as sf
 
 from manifests.errors import JstipError
 from manifests.formats import ASR, BOS, EOS, SEGMENT, SPEECH_CLOSE, SPEECH_OPEN
-from manifests.io import check_metrics, read_records, write_records, write_table
+from manifests.io import check_metrics, read_records, split_metrics, write_records, write_table
 from manifests.schema import Alignment, Sample, Text, to_table
-from pipeline.stage_interleave import InterleaveConfig, run
+from pipeline.stage_interleave import INTERLEAVE_METRICS, InterleaveConfig, run
 from tests.interleave_corpus import SENTENCES, make_corpus
 
 
@@ -207,8 +207,10 @@ def test_a_mixture_limited_by_a_small_pool_says_how_much_speech_it_leaves(corpus
 def test_metrics_report_and_the_segment_length_plot(corpus, tmp_path):
     metrics, _ = _run(corpus, tmp_path, recipe="asr_il", figure=str(tmp_path / "p.png"))
     check_metrics(metrics)
-    assert json.loads((tmp_path / "m.json").read_text()) == metrics
     report = json.loads((tmp_path / "r.json").read_text())
+    kept, rest = split_metrics(metrics, INTERLEAVE_METRICS)  # a handful in metrics, every other figure in the report
+    assert json.loads((tmp_path / "m.json").read_text()) == kept and report["figures"] == rest
+    assert kept["segments"] == {"silence": {"mean_words": 5.125}, "silence_punct": {"mean_words": 5.125}}
     assert report["paper_row"].startswith("Table I") and report["mix_by"] == "tokens"
     assert report["pools"]["asr"]["share_of_pool_used"] == 1.0
     for name in ("silence", "silence_punct"):

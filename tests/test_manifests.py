@@ -136,6 +136,10 @@ def test_stage_metrics_are_numeric_with_identifier_keys_and_the_rest_goes_to_the
     assert json.loads((tmp_path / "r" / "a.json").read_text()) == {"failed_by_reason": {"cannot read audio: /x.wav": 1}}
     with pytest.raises(ManifestError, match="not a short identifier"):
         check_metrics({"failed": {"cannot read audio: /x.wav": 1}})
+    figures = {"wer": 0.5, "wer_errors": 4, "by": {"rare": {"eer": 0.2, "eer_normalised": 0.1}, "common": {"eer": 0.3}}}
+    write_stage_metrics(figures, tmp_path / "m" / "b.json", {"x": "y"}, tmp_path / "r" / "b.json", keep=("wer", "by.*.eer"))
+    assert json.loads((tmp_path / "m" / "b.json").read_text()) == {"wer": 0.5, "by": {"rare": {"eer": 0.2}, "common": {"eer": 0.3}}}
+    assert json.loads((tmp_path / "r" / "b.json").read_text()) == {"x": "y", "figures": {"wer_errors": 4, "by": {"rare": {"eer_normalised": 0.1}}}}
     with pytest.raises(ManifestError, match="aligner = 'pocketsphinx' is not a number"):
         check_metrics({"aligner": "pocketsphinx"})
 
