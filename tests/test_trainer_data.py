@@ -1,6 +1,7 @@
 """Shard reading for training: row groups per rank, the columnar scan, embedded FLAC audio, deterministic
 plans, packing into rows with almost no padding, worker streams and their cursors."""
 import dataclasses
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -76,7 +77,8 @@ def test_pools_and_plans_are_deterministic_and_cover_every_sample_once(tok):
         data = data_from_samples(corpus, tok, SPEC, Batching(batching=batching, batch_size=4, context=128, pool=8),
                                  group_size=50)
         pools = data.pools(Stage(), 0)
-        assert sorted(g for p in pools for g in p) == list(range(12)) and len(pools) > 1
+        rows = sorted((g, r) for p in pools for g, a, b in p for r in range(a, b))
+        assert rows == [(g, r) for g in range(12) for r in range(50)] and len(pools) > 1  # every row once
         assert pools != data.pools(Stage(), 1) and pools == data.pools(Stage(), 0)
         seen = []
         for k, groups in enumerate(pools):
@@ -86,6 +88,22 @@ def test_pools_and_plans_are_deterministic_and_cover_every_sample_once(tok):
             assert [p.members for p in planned] == [p.members for p in again]
             seen += [members[i].sample_id for p in planned for i in p.members]
         assert sorted(seen) == sorted(s.sample_id for s in corpus)
+
+
+def test_every_pool_mixes_the_kinds_as_the_data_does_even_when_each_kind_has_its_own_row_groups(tok):
+    # interleave writes each kind to its own shards: pools of whole row groups were one kind each
+    corpus = [asr(f"a{i}", "/nowhere/u.wav", 0.5, "one two") for i in range(300)]
+    corpus += [text(f"t{i}", ["three four"]) for i in range(100)]
+    data = data_from_samples(corpus, tok, SPEC, Batching(batching="packed", batch_size=2, context=64, pool=4),
+                             group_size=100)
+    for epoch in (0, 1):
+        pools = data.pools(Stage(), epoch)
+        assert len(pools) >= 4
+        for pool in pools:
+            kinds = Counter(s.kind for g, a, b in pool for s in data.source.read(g, a, b))
+            assert kinds["asr"] == pytest.approx(3 * kinds["text"], abs=3)
+    only_asr = data.pools(Stage("stage1", ("asr",)), 0)
+    assert {data.source.read(g, a, b)[0].kind for p in only_asr for g, a, b in p} == {"asr"}
 
 
 def test_packing_fills_rows_and_padding_stays_under_two_percent(tok):
@@ -111,7 +129,7 @@ def test_token_budget_cut_respects_budget_and_padding_cap():
 def test_samples_longer_than_the_context_are_set_aside_with_the_reason(tok):
     long = text("long", [" ".join(["alpha beta gamma delta"] * 40)])
     data = data_from_samples(samples(3) + [long], tok, SPEC, Batching(batching="packed", batch_size=2, context=64))
-    _, planned, skipped = data.plan_pool(Stage(), 0, 0, [0])
+    _, planned, skipped = data.plan_pool(Stage(), 0, 0, [(0, 0, 4)])
     assert list(skipped) == ["long"] and skipped["long"].startswith("too_long: ")
     assert sum(len(p.members) for p in planned) == 3
 

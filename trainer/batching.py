@@ -2,7 +2,8 @@
 
 Start-up knows only row groups and their row counts (and a columnar scan's estimates, see
 `shards.scan`). Each epoch is planned deterministically from (seed, stage, epoch): this rank's
-row groups are shuffled and cut into pools of about `pool` batches' worth of samples; pools are
+row groups (in chunks) are shuffled and cut into pools of about `pool` batches' worth of samples,
+each pool a stratified draw over the chunks' kinds (see `TrainData.pools`); pools are
 dealt round-robin to S streams (one per loader worker). A pool is planned only when its stream
 reaches it: its samples are read (metadata only), rendered lengths computed exactly, samples
 longer than `context` set aside with a reason, the rest shuffled and then
@@ -38,6 +39,7 @@ from .shards import CorpusStats, MemorySource, ShardSource, scan, text_sample
 from .tokenizer import TokenIds
 
 BATCHING = ("packed", "padded")
+Slice = tuple[int, int, int]  # (chunk, start row, stop row) of the source: what a pool reads
 PACK_FILL = 0.97  # expected share of a packed row that holds tokens (for estimates only)
 
 
@@ -156,31 +158,53 @@ class TrainData:
         return self.tokens(stage) / max(self.tokens_per_batch(stage), 1.0)
 
     # -- planning -----------------------------------------------------------------------------------
-    def pools(self, stage: Stage, epoch: int) -> list[list[int]]:
-        """Row-group indices of each pool of an epoch (deterministic)."""
+    def pools(self, stage: Stage, epoch: int) -> list[list[Slice]]:
+        """The slices (chunk, start, stop) of each pool of an epoch (deterministic), every pool a
+        stratified draw: chunks are grouped by their main kind, each group's chunks shuffled and its
+        rows cut into as many consecutive runs as there are pools, pool p taking run p of every group.
+        So every pool mixes the kinds as the whole data does (interleave writes each kind to its own
+        row groups: unstratified pools were one kind each, and a run shorter than an epoch saw only the
+        kinds its seed put first)."""
         key = (stage, epoch)
         if self._pools is not None and self._pools[0] == key:
             return self._pools[1]
-        order = list(range(len(self.source.groups)))
-        random.Random(f"{self.batching.seed}:{stage.name}:{epoch}:pools").shuffle(order)
-        share = self.rows(stage) / max(self.stats.rows, 1)
+        rng = random.Random(f"{self.batching.seed}:{stage.name}:{epoch}:pools")
+        strata: dict[str, list[int]] = {}
+        for g, counts in enumerate(self.source.chunk_kinds()):
+            wanted = {k: n for k, n in counts.items() if stage.kinds is None or k in stage.kinds}
+            if wanted:
+                strata.setdefault(max(sorted(wanted), key=wanted.__getitem__), []).append(g)
+        total = sum(self.source.groups[g].n for gs in strata.values() for g in gs)
+        share = self.rows(stage) / max(total, 1)
         per_batch = self.tokens_per_batch(stage) / max(self.stats.mean_length(stage.kinds), 1.0)
         target = max(1.0, self.batching.pool * per_batch / max(share, 1e-9))
-        pools, cur, n = [], [], 0
-        for g in order:
-            cur.append(g)
-            n += self.source.groups[g].n
-            if n >= target:
-                pools.append(cur)
-                cur, n = [], 0
-        if cur:
-            pools.append(cur)
-        if len(pools) < self.streams:  # every stream gets at least one pool
-            pools = [order[s::self.streams] for s in range(self.streams)]
+        n_pools = max(self.streams, min(total, round(total / target))) if total else self.streams
+        pools: list[list[Slice]] = [[] for _ in range(n_pools)]
+        for name in sorted(strata):
+            order = strata[name]
+            rng.shuffle(order)
+            rows = sum(self.source.groups[g].n for g in order)
+            cuts = [round(rows * p / n_pools) for p in range(n_pools + 1)]
+            offset = 0  # rows of this stratum before chunk g
+            p = 0
+            for g in order:
+                n = self.source.groups[g].n
+                while p < n_pools and cuts[p] < offset + n:
+                    a, b = max(cuts[p], offset) - offset, min(cuts[p + 1], offset + n) - offset
+                    if b > a:
+                        pools[p].append((g, a, b))
+                    if cuts[p + 1] > offset + n:
+                        break
+                    p += 1
+                offset += n
+        pools = [pool for pool in pools if pool]
+        if len(pools) < self.streams:  # tiny data: every stream gets at least one pool of whole chunks
+            chunks = sorted(g for gs in strata.values() for g in gs) or list(range(len(self.source.groups)))
+            pools = [[(g, 0, self.source.groups[g].n) for g in chunks[s::self.streams]] for s in range(self.streams)]
         self._pools = (key, pools)
         return pools
 
-    def plan_pool(self, stage: Stage, epoch: int, pool: int, groups: Sequence[int]
+    def plan_pool(self, stage: Stage, epoch: int, pool: int, slices: Sequence[Slice]
                   ) -> tuple[list[Sample], list[Planned], dict[str, str]]:
         """A pool's samples (of the stage's kinds), its batches, and the samples set aside with reasons.
 
@@ -188,8 +212,8 @@ class TrainData:
         """
         samples: list[Sample] = []
         skipped: dict[str, str] = {}
-        for g in groups:
-            for row, s in enumerate(self.source.read(g)):
+        for g, start, stop in slices:
+            for row, s in enumerate(self.source.read(g, start, stop), start=start):
                 if stage.kinds is not None and s.kind not in stage.kinds:
                     continue
                 try:

@@ -117,10 +117,16 @@ class ShardSource:
         self.physical = physical
         self.groups = chunked(physical, chunk_rows)
         self.cache_groups = cache_groups
+        self._chunk_kinds: list[Counter] | None = None
         self._audio: OrderedDict[tuple, list[bytes | None]] = OrderedDict()
 
-    def read(self, g: int) -> list[Sample]:
-        return read_metadata(self.groups[g])
+    def read(self, g: int, start: int = 0, stop: int | None = None) -> list[Sample]:
+        """Chunk g's samples (rows [start, stop) of it), without audio."""
+        group = self.groups[g]
+        if start or stop is not None:
+            stop = group.n if stop is None else stop
+            group = RowGroup(group.file, group.index, group.rows, group.take, group.start + start, group.start + stop)
+        return read_metadata(group)
 
     def audio(self, g: int, row: int) -> bytes | None:
         group = self.groups[g]
@@ -142,12 +148,21 @@ class ShardSource:
             yield _read(self.physical[i], columns)
 
     def kinds(self) -> Counter:
-        """Samples per kind, reading the `kind` column of each row group once."""
-        out: Counter = Counter()
-        for group in self.physical:
-            for item in pc.value_counts(_read(group, ["kind"]).column("kind").combine_chunks()).to_pylist():
-                out[item["values"]] += item["counts"]
-        return out
+        """Samples per kind."""
+        return sum(self.chunk_kinds(), Counter())
+
+    def chunk_kinds(self) -> list[Counter]:
+        """Samples per kind of each chunk, reading the `kind` column of each row group once (kept)."""
+        if self._chunk_kinds is None:
+            columns: dict[tuple, pa.Array] = {}
+            out = []
+            for group in self.groups:
+                if group.physical not in columns:
+                    columns = {group.physical: _read(group, ["kind"], whole=True).column("kind").combine_chunks()}
+                values = columns[group.physical].slice(group.start, group.n)
+                out.append(Counter({i["values"]: i["counts"] for i in pc.value_counts(values).to_pylist()}))
+            self._chunk_kinds = out
+        return self._chunk_kinds
 
 
 @dataclass(frozen=True)
@@ -169,9 +184,9 @@ class MemorySource:
         self.samples = list(samples)
         self.groups = [_Range(i, min(i + group_size, len(samples))) for i in range(0, len(samples), group_size)]
 
-    def read(self, g: int) -> list[Sample]:
+    def read(self, g: int, start: int = 0, stop: int | None = None) -> list[Sample]:
         r = self.groups[g]
-        return self.samples[r.start:r.stop]
+        return self.samples[r.start + start:r.stop if stop is None else r.start + stop]
 
     def audio(self, g: int, row: int) -> bytes | None:
         return self.samples[self.groups[g].start + row].audio
@@ -187,6 +202,9 @@ class MemorySource:
 
     def kinds(self) -> Counter:
         return Counter(s.kind for s in self.samples)
+
+    def chunk_kinds(self) -> list[Counter]:
+        return [Counter(s.kind for s in self.read(g)) for g in range(len(self.groups))]
 
 
 @dataclass
