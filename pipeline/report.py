@@ -133,7 +133,7 @@ def claims(exp: Experiment, runs: list[Run], reader: Reader | None = None) -> li
             values[side] = {r.seed: metric_value(exp, r, claim["metric"]) for r in members[side]}
         result = paired_seed_difference(values["a"], values["b"])
         metric = next(m for m in exp.metrics if m.name == claim["metric"])
-        better = (result.n - result.favour_b) if metric.higher_is_better else result.favour_b
+        better = result.higher_b if metric.higher_is_better else result.favour_b  # a tie favours neither
         row = {"a": claim["a"], "b": claim["b"], "metric": claim["metric"], "seeds": result.n,
                "diff": result.diff, "low": result.low, "high": result.high, "seeds_b_better": better,
                "utt_diff": None, "utt_low": None, "utt_high": None, "utt_p_not_better": None,

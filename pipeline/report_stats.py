@@ -57,6 +57,7 @@ class PairedResult:
     high: float | None
     favour_b: int  # pairs where B is lower (better, for error rates)
     p_not_better: float | None = None  # bootstrap only: share of draws where B is not lower
+    higher_b: int = 0  # pairs where B is higher (better, for accuracies); ties favour neither
 
 
 def paired_seed_difference(a: dict[int, float | None], b: dict[int, float | None],
@@ -65,7 +66,8 @@ def paired_seed_difference(a: dict[int, float | None], b: dict[int, float | None
     seeds = sorted(s for s in set(a) & set(b) if a[s] is not None and b[s] is not None)
     diffs = [b[s] - a[s] for s in seeds]
     summary = summarize(diffs, confidence)
-    return PairedResult(summary.n, summary.mean, summary.low, summary.high, sum(d < 0 for d in diffs))
+    return PairedResult(summary.n, summary.mean, summary.low, summary.high, sum(d < 0 for d in diffs),
+                        higher_b=sum(d > 0 for d in diffs))
 
 
 def paired_bootstrap(errors_a: Sequence[Sequence[float]], errors_b: Sequence[Sequence[float]],

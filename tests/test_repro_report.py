@@ -243,6 +243,8 @@ def test_summaries_and_paired_statistics():
     assert summarize([None, 2.0]).half_width is None and summarize([]).mean is None
     d = paired_seed_difference({0: 1.0, 1: 2.0, 2: 3.0}, {0: 0.5, 1: 1.0, 3: 9.0})
     assert d.n == 2 and d.diff == pytest.approx(-0.75) and d.favour_b == 2
+    tie = paired_seed_difference({0: 0.5, 1: 0.5}, {0: 0.5, 1: 0.7})
+    assert tie.favour_b == 0 and tie.higher_b == 1  # a tie is in nobody's favour
 
     rng = np.random.default_rng(0)
     totals = rng.integers(1, 4, 300)

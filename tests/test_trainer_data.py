@@ -182,3 +182,28 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return bool(torch.equal(a, b))
+
+
+def test_character_ctc_reads_the_encoders_own_frames_where_letters_outnumber_lm_positions(tok, tmp_path):
+    """At 80 ms per LM position (stack 4) speech has fewer positions than letters (~15 letters/s vs
+    12.5 positions/s), so CTC over letters is impossible there: the `chars` head reads the encoder's
+    20 ms frames instead, and a checkpoint keeps that choice."""
+    from trainer.checkpoint import load_checkpoint, save_checkpoint
+    from trainer.data import Collator, SampleDataset
+    from trainer.model import SpeechLM, SpeechLMConfig
+
+    spec = FrameSpec(stack=4)
+    items = SampleDataset(samples(2), spec)  # 0.5 s of "one two": 7 letters, 25 encoder frames, 6 positions
+    sizes = dict(enc_dim=32, enc_layers=1, enc_heads=2, proj_hidden=64, lm_hidden=48, lm_layers=1, lm_heads=2,
+                 lm_intermediate=64, dropout=0.0, max_positions=256, stack=4, ctc_weight=1.0)
+    model = SpeechLM(SpeechLMConfig(**sizes, ctc_units="chars"), tok)
+    assert model.ctc_head.in_features == 32  # the encoder's width, not the LM's
+    out = model(Collator(tok, spec, ctc_units="chars")([items[0], items[1]]))
+    assert out.ctc_loss is not None and 0 < float(out.ctc_loss) < float("inf")  # feasible: not zeroed as infinite
+    out.loss.backward()
+    assert model.encoder.conv[0].weight.grad.abs().sum() > 0
+    tokens = SpeechLM(SpeechLMConfig(**sizes), tok)
+    assert tokens.ctc_head.in_features == 48  # the default: CTC of tokens on the projected frames
+    save_checkpoint(model, tok, tmp_path / "ck")
+    loaded, _ = load_checkpoint(tmp_path / "ck")
+    assert loaded.cfg.ctc_units == "chars" and loaded.ctc_head.in_features == 32

@@ -33,7 +33,7 @@ from manifests.errors import JstipError
 
 from .attention import NAME as VARLEN
 from .encoders import ConvEncoder, WhisperSpeechEncoder, load_whisper_encoder
-from .features import FrameSpec, encoded_frames
+from .features import FrameSpec, encoded_frames, subsampled_frames
 from .tokenizer import TokenIds
 
 PARTS = ("encoder", "projector", "lm")
@@ -62,7 +62,10 @@ class SpeechLMConfig:
     max_positions: int = 2048
     dropout: float = 0.1  # speech encoder
     lm_dropout: float = 0.0  # attention dropout of an LM built from sizes (pretrained LMs keep their own)
-    ctc_weight: float = 0.0  # > 0 adds a CTC loss of the projected frames on `asr` transcripts
+    ctc_weight: float = 0.0  # > 0 adds a CTC loss of the speech frames on `asr` transcripts
+    # tokens: CTC of the transcript's tokens on the projected frames (one per LM position); chars: of its
+    # letters on the encoder's own 20 ms frames (at 40-80 ms per position letters outnumber frames)
+    ctc_units: str = "tokens"
     lora_r: int = 0  # > 0 wraps the LM with LoRA adapters of this rank (peft)
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -226,7 +229,8 @@ class SpeechLM(nn.Module):
         self.cfg.vocab_size = lm.get_input_embeddings().num_embeddings
         self.lm = wrap_lora(lm, cfg, self.ids) if cfg.lora_r > 0 else lm
         self.projector = Projector(self.encoder.dim, cfg.stack, cfg.proj_hidden, hidden)
-        self.ctc_head = nn.Linear(hidden, cfg.vocab_size) if cfg.ctc_weight > 0 else None
+        ctc_dim = self.encoder.dim if cfg.ctc_units == "chars" else hidden
+        self.ctc_head = nn.Linear(ctc_dim, cfg.vocab_size) if cfg.ctc_weight > 0 else None
         # what each part trains when it is trained (LoRA: the adapters, not the base LM)
         self._trainable = {part: [p for p in getattr(self, part).parameters() if p.requires_grad] for part in PARTS}
         if self.ctc_head is not None:
@@ -262,7 +266,14 @@ class SpeechLM(nn.Module):
         return self
 
     def encode(self, mel: torch.Tensor, mel_lens: torch.Tensor, max_padding: float = 0.1) -> tuple[torch.Tensor, list[int]]:
-        """Projected speech frames `[A, F, H]` and each row's valid frame count.
+        """Projected speech frames `[A, F, H]` and each row's valid frame count."""
+        frames, n_frames, _, _ = self.encode_all(mel, mel_lens, max_padding)
+        return frames, n_frames
+
+    def encode_all(self, mel: torch.Tensor, mel_lens: torch.Tensor, max_padding: float = 0.1
+                   ) -> tuple[torch.Tensor, list[int], torch.Tensor, list[int]]:
+        """Projected frames `[A, F, H]` and their counts, and the encoder's own frames `[A, T', d]` (20 ms,
+        before stacking: what a `ctc_units: chars` head reads) and their counts.
 
         Rows are encoded in groups of similar length (each padded by at most `max_padding`): a
         packed batch mixes short word-level spans with whole utterances, and one padded encoder
@@ -294,13 +305,17 @@ class SpeechLM(nn.Module):
         frames = outs[0].new_zeros(len(lens), width, outs[0].shape[-1]) if outs else mel.new_zeros(0, 0, 0)
         for o, g in zip(outs, groups):
             frames[g, : o.shape[1]] = o
-        return frames, n_frames
+        n_hidden = [subsampled_frames(n, self.spec) for n in lens]
+        hidden = pieces[0].new_zeros(len(lens), max(n_hidden, default=0), pieces[0].shape[-1]) if pieces else frames
+        for h, g in zip(pieces, groups):
+            hidden[g, : h.shape[1]] = h
+        return frames, n_frames, hidden, n_hidden
 
     def embed(self, batch: dict[str, Any]) -> torch.Tensor:
         """Token embeddings with each `<|audio|>` position replaced by its speech frame."""
         return self._embed(batch)[0]
 
-    def _embed(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None, list[int]]:
+    def _embed(self, batch: dict[str, Any]) -> tuple[torch.Tensor, tuple[torch.Tensor, list[int]] | None, list[int]]:
         input_ids = batch["input_ids"]
         embeds = self.lm.get_input_embeddings()(input_ids)
         placeholder = input_ids == self.ids.audio
@@ -310,7 +325,7 @@ class SpeechLM(nn.Module):
             if n_place:
                 raise JstipError(f"batch has {n_place} <|audio|> placeholders but no audio features")
             return embeds, None, []
-        frames, n_frames = self.encode(mel, batch["mel_lens"])
+        frames, n_frames, hidden, n_hidden = self.encode_all(mel, batch["mel_lens"])
         pieces = []
         for a, first, last in zip(batch["span_audio"].tolist(), batch["span_first"].tolist(), batch["span_last"].tolist()):
             if last > n_frames[a]:
@@ -321,7 +336,8 @@ class SpeechLM(nn.Module):
         if speech.shape[0] != n_place:
             raise JstipError(f"{n_place} <|audio|> placeholders but {speech.shape[0]} speech frames; "
                              "the collator and model use different FrameSpecs")
-        return embeds.masked_scatter(placeholder.unsqueeze(-1), speech.to(embeds.dtype)), frames, n_frames
+        ctc_in = (hidden, n_hidden) if self.cfg.ctc_units == "chars" else (frames, n_frames)
+        return embeds.masked_scatter(placeholder.unsqueeze(-1), speech.to(embeds.dtype)), ctc_in, n_frames
 
     def _lm_inputs(self, batch: dict[str, Any], embeds: torch.Tensor) -> tuple[dict[str, Any], torch.Tensor | None]:
         """LM keyword arguments for padded rows (mask) or packed rows (restarting position ids, no mask);
@@ -338,7 +354,7 @@ class SpeechLM(nn.Module):
 
     def forward(self, batch: dict[str, Any], num_items: int | None = None) -> SpeechLMOutput:
         """LM logits for a collated batch; with labels, the losses (see `SpeechLMOutput`)."""
-        embeds, frames, n_frames = self._embed(batch)
+        embeds, ctc_in, _ = self._embed(batch)
         labels = batch.get("labels")
         kwargs, real = self._lm_inputs(batch, embeds)
         if labels is None:
@@ -360,8 +376,8 @@ class SpeechLM(nn.Module):
         loss = ce.sum() / (num_items if num_items else max(n_labels, 1))
         out = SpeechLMOutput(loss, logits, lm_loss=(ce.detach().sum() / max(n_labels, 1)), n_labels=n_labels,
                              example_loss=per_example, example_tokens=counts)
-        if self.ctc_head is not None and frames is not None and "ctc_audio" in batch:
-            rows = batch["ctc_audio"]
+        if self.ctc_head is not None and ctc_in is not None and "ctc_audio" in batch:
+            rows, (frames, n_frames) = batch["ctc_audio"], ctc_in
             logp = self.ctc_head(frames[rows.to(frames.device)]).float().log_softmax(-1).transpose(0, 1)
             ctc = nn.functional.ctc_loss(logp, batch["ctc_targets"], torch.tensor([n_frames[a] for a in rows.tolist()]),
                                          batch["ctc_target_lens"], blank=self.ids.pad, zero_infinity=True)

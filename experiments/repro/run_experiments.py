@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 from pipeline.exp_config import load, queue_commands, shell  # noqa: E402
 
 # the last shared stages of dvc.yaml (`dvc repro` runs everything upstream of them too)
-SHARED = ["prepare_test", "align", "align_tts", "pretrain_lm", "pretrain_encoder_eval"]
+SHARED = ["prepare_test", "align", "align_tts", "pretrain_lm", "pretrain_encoder_eval", "pretrain_encoder_probe"]
 
 
 def _run(argv: list[str], env: dict[str, str], dry: bool) -> None:
