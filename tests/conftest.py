@@ -46,6 +46,16 @@ def spoken():
     return make
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fixtures_run_in_a_temporary_directory(tmp_path_factory):
+    """Module- and session-scoped fixtures are set up before a test's own directory: they run in a
+    scratch directory too (a fixture's default `reports/interleave.json` landed in the repository)."""
+    old = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(old)
+
+
 @pytest.fixture(autouse=True)
 def _run_in_a_temporary_directory(tmp_path, monkeypatch):
     """Every test runs in its own directory: stages read ./params.yaml and write metrics/ and
