@@ -35,7 +35,7 @@ audio-libs:
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc metrics show
+	@for f in metrics/*.json; do PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc metrics show "$$f"; done  # a small table per stage
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
