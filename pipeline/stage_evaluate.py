@@ -30,7 +30,7 @@ from .eval_entities import read_entity_source
 
 EXAMPLES = 3
 
-# What `metrics/evaluate.json` holds (the rates with their intervals, per entity category too); every other
+# What `metrics/eval.json` holds (the rates with their intervals, per entity category too); every other
 # figure (error counts, the normalised entity error rate's intervals, decoding counts) is in the report.
 EVALUATE_METRICS = ("wer", "wer_lo", "wer_hi", "ter", "ter_lo", "ter_hi", "eer", "eer_lo", "eer_hi", "eer_normalised",
                     "entity_instances", "eer_by_category.*.eer", "eer_by_category.*.eer_lo", "eer_by_category.*.eer_hi",

@@ -20,6 +20,7 @@ counts, hours and test occurrences per tier; `reports/world_corpus.json` the exa
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -171,11 +172,9 @@ def _jitter_levels(text: str) -> list[int]:
         raise JstipError(f"--jitter-ms must list whole milliseconds like 20,50,100; got {text!r}") from exc
 
 
-def test_words_unheard(plan) -> dict:
+def unheard_test_words(plan: Plan) -> dict:
     """Words of the test transcripts outside entity mentions that no ASR training transcript contains:
     their share of those words, and the most frequent ones (an ASR test should not hinge on them)."""
-    import re
-
     def words(text: str) -> list[str]:
         return [w.lower() for w in re.findall(r"[A-Za-z]+", text)]
 
@@ -226,7 +225,7 @@ def run(cfg: WorldCorpusConfig) -> dict:
                      for a in alignments]
             write_text_atomic(_ctm(moved), out / f"reference_jitter{ms:03d}.ctm")
     occurrences = test_occurrences(plan)
-    unheard = test_words_unheard(plan)
+    unheard = unheard_test_words(plan)
     metrics = {
         "sentences": plan.counts(),
         "audio_hours": hours,
