@@ -57,7 +57,7 @@ def test_train_then_evaluate_end_to_end(tmp_path):
     paths = make_corpus(tmp_path)
     out = outputs(tmp_path)
     seen = []
-    import pipeline.stage_train as stage
+    import trainer.run as stage
 
     write = stage.write_plots
     stage.write_plots = lambda records, d: (seen.append(len(records)), write(records, d))  # plots as the run goes

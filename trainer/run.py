@@ -1,0 +1,175 @@
+"""One call from a training config to a trained run: tokenizer, model, data, the two-stage loop,
+checkpoint, and the run's metrics and report.
+
+Start-up reads footers and one columnar pass over this rank's row groups (sizes per kind, the
+`</s>` check), never the corpus as Python objects; rank 0 builds the tokenizer from a bounded
+sample of the samples' text (or takes the pretrained LM's, or reloads the resumed state's) and
+saves it, the other ranks load that copy. Then the model, the schedule of `schedule.py` and
+`loop.train`. Rank 0 writes `checkpoints/` (final model, `state/step-*` training states,
+`train_log.jsonl`; with `export_lm` the LM alone as a Hugging Face model in `checkpoints/lm`) and
+the plot CSVs as the run goes. On CPU the OpenMP threads wait passively (`OMP_WAIT_POLICY=PASSIVE`,
+set before torch loads) so a busy neighbour process does not stall every step.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from manifests.io import write_text_atomic
+
+from .config import PLOTS, TrainConfig
+
+
+def _subset(cfg: TrainConfig, target: type):
+    """`target` built from the stage options of the same names (the rest keep its defaults)."""
+    names = {f.name for f in dataclasses.fields(cfg)}
+    return target(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(target) if f.name in names})
+
+
+def set_cpu_threads(threads: int = 0) -> int:
+    """OpenMP waits passively (only effective before torch loads) and torch uses `threads` (0: our cores / local ranks).
+
+    With the default active wait, OpenMP threads spin for a descheduled sibling and a second busy
+    process on the cores made every step several times slower; passive waiting yields the core.
+    """
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    if threads <= 0:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def _tokenizer(cfg: TrainConfig, dist, source) -> object:
+    """Rank 0 builds (or, resuming, reloads) the tokenizer and saves it; the other ranks load that copy."""
+    from .checkpoint import latest_state
+    from .shards import text_sample
+    from .tokenizer import build_tokenizer, extend_tokenizer, load_pretrained_tokenizer, load_tokenizer
+
+    ckpt = Path(cfg.checkpoints)
+    state = latest_state(ckpt) if cfg.resume == "auto" else (Path(cfg.resume) if cfg.resume else None)
+    if dist.main:
+        if state is not None:
+            tok = load_tokenizer(state)
+        elif cfg.lm:  # a pretrained LM keeps its own tokenizer, extended with the formats' tokens
+            tok = extend_tokenizer(load_pretrained_tokenizer(cfg.lm))
+        else:
+            tok = build_tokenizer(text_sample(source, cfg.tokenizer_chars, cfg.seed), cfg.vocab_size)
+        tok.save_pretrained(str(ckpt))
+    dist.barrier()
+    return tok if dist.main else load_tokenizer(ckpt)
+
+
+def write_plots(records: list[dict], directory: str | Path) -> None:
+    """The DVC plot CSVs (step + columns) from the log records."""
+    fmt = lambda v: "" if v is None else (f"{v:.8g}" if isinstance(v, float) else str(v))  # noqa: E731
+    for name, columns in PLOTS.values():
+        rows = ["step," + ",".join(columns)] + [
+            f"{r['step']}," + ",".join(fmt(r.get("mean_loss") if c == "loss" else r.get(c)) for c in columns)
+            for r in records]
+        write_text_atomic("\n".join(rows) + "\n", Path(directory) / name)
+
+
+def _examples(skipped: dict[str, str], per_category: int = 5) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for sample_id, reason in skipped.items():
+        category, _, detail = reason.partition(":")
+        if len(out.setdefault(category, [])) < per_category:
+            out[category].append(f"{sample_id}:{detail}")
+    return out
+
+
+def train_run(cfg: TrainConfig) -> tuple[dict, dict] | None:
+    """Train and write checkpoint, log and plots; (metrics, report) on rank 0, None on other ranks.
+
+    Ctrl-C saves a training state and exits 130."""
+    started = time.perf_counter()
+    threads = set_cpu_threads(cfg.threads)
+    from .batching import Batching, data_from_source
+    from .checkpoint import export_lm, init_parts, save_checkpoint
+    from .dist import init_distributed
+    from .loop import LoopConfig, pick_device, train
+    from .model import SpeechLM, SpeechLMConfig, count_parameters
+    from .shards import ShardSource
+
+    import torch
+
+    dist = init_distributed(pick_device(cfg.device).type)
+    ckpt = Path(cfg.checkpoints)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    source = ShardSource(cfg.samples, dist.rank, dist.world_size)
+    tok = _tokenizer(cfg, dist, source)
+    torch.manual_seed(cfg.seed)
+    model = SpeechLM(_subset(cfg, SpeechLMConfig), tok)
+    initialised = init_parts(model, cfg.init_from, cfg.init_parts) if cfg.init_from else {}
+    batching = _subset(cfg, Batching)
+    data = data_from_source(source, tok, model.spec, batching, cfg.span_encoding, max(1, cfg.num_workers),
+                            ctc_units=cfg.ctc_units)
+    startup = time.perf_counter() - started
+    try:
+        result = train(model, data, _subset(cfg, LoopConfig), out_dir=ckpt, tok=tok, log_path=ckpt / "train_log.jsonl",
+                       progress=cfg.progress, on_record=lambda records: write_plots(records, cfg.plots))
+    except KeyboardInterrupt:
+        print("jstip train: stopped at once by a second Ctrl-C; no training state was saved", file=sys.stderr)
+        raise SystemExit(130) from None
+    if result.interrupted:
+        if dist.main:
+            print(f"jstip train: interrupted at step {result.steps}; training state saved to {result.state}; "
+                  "continue with --resume auto", file=sys.stderr)
+        raise SystemExit(130)
+    skipped_all = dist.gather(result.skipped)
+    kinds_all = dist.gather(dict(data.stats.rows_by_kind))
+    if not dist.main:
+        return None
+    save_checkpoint(model.cpu(), tok, ckpt)
+    if cfg.export_lm:
+        export_lm(model, tok, ckpt / "lm")
+    write_plots(result.records, cfg.plots)
+    losses = result.losses
+    n = max(1, min(cfg.loss_window, len(losses) // 2 or 1))
+    wall = result.wall_seconds
+    merged = {k: v for d in skipped_all for k, v in d.items()}
+    skipped = Counter(reason.split(":")[0] for reason in merged.values())
+    ran = result.steps - result.start_step
+    by_kind = sum((Counter(k) for k in kinds_all), Counter())
+    plans = {p.name: p for p in result.plans}
+    metrics = {
+        "steps": result.steps,
+        "stage1_steps": plans["stage1"].steps if "stage1" in plans else 0,
+        "loss_first": sum(losses[:n]) / n if losses else None,
+        "loss_last": sum(losses[-n:]) / n if losses else None,
+        "tokens": result.tokens * dist.world_size,
+        "tokens_per_second": result.tokens * dist.world_size / wall if wall else None,
+        "steps_per_second": ran / wall if wall else None,
+        "audio_seconds_per_second": result.audio_seconds * dist.world_size / wall if wall else None,
+        "padding_share": result.pad_tokens / (result.tokens + result.pad_tokens) if result.tokens else None,
+        "mfu": result.mfu,
+        "first_step_seconds": round(result.first_step_at - started, 3) if result.first_step_at else None,
+        "epochs": round(plans["stage2"].epochs, 4),
+        "samples": sum(by_kind.values()),
+        "skipped": sum(skipped.values()),
+    }
+    report = {
+        "skipped_by_reason": dict(skipped), "skipped_examples": _examples(merged),
+        "samples_by_kind": dict(by_kind), "samples_seen_by_kind": dict(result.kinds),
+        "stages": [{"name": p.name, "steps": p.steps, "lr": p.lr, "warmup_steps": p.warmup, "parts": sorted(p.parts),
+                    "kinds": list(p.data.kinds) if p.data.kinds else "all", "data_share": round(p.epochs, 6)}
+                   for p in result.plans],
+        "estimated_tokens_by_kind": {k: round(v) for k, v in data.stats.tokens_by_kind.items()},
+        "resumed_from_step": result.start_step, "loss_window": n, "empty_batches": result.empty_batches,
+        "startup_seconds": round(startup, 3), "train_seconds": round(wall, 3),
+        "stage_seconds": round(time.perf_counter() - started, 3),
+        "n_parameters": count_parameters(model), "n_trainable_parameters": count_parameters(model, trainable=True),
+        "vocab_size": len(tok), "frame_ms": model.spec.frame_duration * 1000, "world_size": dist.world_size,
+        "device": str(pick_device(cfg.device)), "threads": threads,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""), "batching": cfg.batching,
+        "span_encoding": cfg.span_encoding, "context": cfg.context, **initialised,
+    }
+    return metrics, report
