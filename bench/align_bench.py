@@ -31,7 +31,7 @@ from manifests.schema import WordSpan  # noqa: E402
 from pipeline.stage_align import AlignConfig, run as align  # noqa: E402
 from pipeline.stage_demo_corpus import DemoCorpusConfig, run as demo_corpus  # noqa: E402
 from pipeline.stage_prepare import PrepareConfig, run as prepare  # noqa: E402
-from pipeline.textnorm import normalize  # noqa: E402
+from corpora.textnorm import normalize  # noqa: E402
 
 # the team's real-speech sample: `shared/` beside the checkout (or inside it, or beside a worktree's parent)
 SAMPLE = next((p / "shared/data/mfa-sample" for p in Path(__file__).resolve().parents[1:4]
@@ -81,7 +81,7 @@ def conventions(n: int) -> None:
 
     from aligners.espeak import espeak
     from pipeline import demo_text
-    from pipeline.interleave_tts import tts_words
+    from synthetic.tts import tts_words
 
     voices = "en-us,en-us+f3,en-us+m3,en-us+f2,en,en-gb-x-rp+m2,en-gb-scotland,en-029".split(",")
     rng, engine, aligner = random.Random(0), espeak(), get_aligner("pocketsphinx")

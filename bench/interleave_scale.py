@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from manifests.io import write_table  # noqa: E402
 from manifests.schema import ALIGNMENT_SCHEMA, TEXT_SCHEMA, UTTERANCE_SCHEMA  # noqa: E402
-from pipeline.textnorm import normalize  # noqa: E402
+from corpora.textnorm import normalize  # noqa: E402
 
 ALIGN_ROWS = 10_000
 UTT_GROUP_ROWS = 1 << 20  # what `pq.write_table` (so `jstip prepare`) gives by default

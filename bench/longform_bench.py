@@ -38,7 +38,7 @@ def generate(path: Path, minutes: float, layout: str, seed: int = 0) -> None:
     from aligners.espeak import espeak
     from manifests.audio import write_audio
     from pipeline import demo_text
-    from pipeline.textnorm import normalize
+    from corpora.textnorm import normalize
 
     rng, py = np.random.default_rng(seed), random.Random(seed)
     engine = espeak()

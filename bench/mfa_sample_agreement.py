@@ -20,7 +20,7 @@ from aligners import AlignmentFailed, get_aligner  # noqa: E402
 from aligners.quality import boundary_report  # noqa: E402
 from aligners.textgrid import read_textgrid  # noqa: E402
 from manifests.audio import load_audio  # noqa: E402
-from pipeline.textnorm import normalize  # noqa: E402
+from corpora.textnorm import normalize  # noqa: E402
 
 
 def main() -> int:

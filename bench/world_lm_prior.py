@@ -36,7 +36,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.world.probes import LETTERS, render_mc  # noqa: E402
+from synthetic.world.probes import LETTERS, render_mc  # noqa: E402
 from trainer.tokenizer import build_tokenizer  # noqa: E402
 
 PRESET = Path(__file__).resolve().parents[1] / "experiments" / "repro" / "pretrain" / "lm.yaml"  # the stage-0 LM

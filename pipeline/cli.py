@@ -40,15 +40,22 @@ STAGES: dict[str, tuple[str, str, str, str]] = {
                      "synthesize the controlled world (rare/common entities, facts, probes) of the Table I/III reproduction"),
 }
 
-# tools that are not DVC stages: verb -> (module with add_arguments(parser) and main(args), one-line help)
+# tools that are not DVC stages: verb -> (module[:object] with add_arguments(parser) and main(args), one-line help)
 TOOLS: dict[str, tuple[str, str]] = {
-    "inspect": ("pipeline.inspect_sample", "draw one sample (spectrogram, word boundaries, spans) and print what the model sees"),
-    "stats": ("pipeline.manifest_stats", "print a summary table of a manifest directory (samples per kind, alignments)"),
-    "export": ("pipeline.exporters", "export sample shards as a Lhotse CutSet or a NeMo JSONL manifest"),
+    "inspect": ("pipeline.tools:Inspect", "draw one sample (spectrogram, word boundaries, spans) and print what the model sees"),
+    "stats": ("pipeline.tools:Stats", "print a summary table of a manifest directory (samples per kind, alignments)"),
+    "export": ("pipeline.tools:Export", "export sample shards as a Lhotse CutSet or a NeMo JSONL manifest"),
     "init": ("pipeline.project", "write params.yaml and dvc.yaml for your own corpus in this (or another) directory"),
-    "report": ("pipeline.report", "tables, claims and plots of the Table I/III reproduction from `dvc exp show`"),
+    "report": ("evaluation.report", "tables, claims and plots of the Table I/III reproduction from `dvc exp show`"),
 }
 DEFAULT_PARAMS = "params.yaml"
+
+
+def _tool(spec: str):
+    """The object a TOOLS entry names: a module, or `module:attribute`."""
+    module, _, attribute = spec.partition(":")
+    found = importlib.import_module(module)
+    return getattr(found, attribute) if attribute else found
 
 
 def _config_class(verb: str) -> type:
@@ -91,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_fields(stage, _config_class(verb))
     for verb, (module, help_line) in TOOLS.items():
         tool = sub.add_parser(verb, help=help_line, description=help_line + ".")
-        importlib.import_module(module).add_arguments(tool)
+        _tool(module).add_arguments(tool)
     return parser
 
 
@@ -158,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.verb in TOOLS:
         try:
-            return importlib.import_module(TOOLS[args.verb][0]).main(args)
+            return _tool(TOOLS[args.verb][0]).main(args)
         except JstipError as exc:
             print(f"jstip {args.verb}: error: {exc}", file=sys.stderr)
             return 2

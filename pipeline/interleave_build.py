@@ -30,9 +30,9 @@ from manifests.errors import JstipError
 from manifests.io import file_metadata, shard_fingerprint, shard_path, write_records, write_table, write_text_atomic
 from manifests.schema import SPEECH, Alignment, audio_cell
 
-from .interleave_inputs import Task, read_text_task, read_utterance_task
-from .interleave_tts import TTS_DIR, recorded, synthesizer
-from .textnorm import normalize
+from interleave.inputs import Task, read_text_task, read_utterance_task
+from synthetic.tts import TTS_DIR, recorded, synthesizer
+from corpora.textnorm import normalize
 
 STATS_KEY = "interleave_stats"  # Parquet metadata: the shard's counts as JSON, read back when it is reused
 # min/max statistics only where readers filter (kind, ids, lengths): on span texts they cost a third

@@ -50,6 +50,30 @@ STAGE_FILES: dict[str, dict[str, Any]] = {
     "probe": {"deps": ["checkpoints"], "optional": [], "outs": ["demo_dir"],
               "metrics": "metrics", "report": "report", "plots": []},
 }
+# the code each stage runs, as deps of the stages in the jstip repository's own dvc.yaml (a user's
+# project has no copy of the code: there `dvc repro -f` after upgrading jstip reruns everything)
+CODE_DEPS: dict[str, list[str]] = {
+    "prepare": ["pipeline/stage_prepare.py", "corpora", "manifests/schema.py"],
+    "align": ["pipeline/stage_align.py", "pipeline/execution.py", "aligners", "manifests/schema.py"],
+    "interleave": ["pipeline/stage_interleave.py", "pipeline/interleave_build.py", "pipeline/execution.py", "interleave",
+                   "synthetic/tts.py", "synthetic/tts_subprocess.py", "corpora/textnorm.py", "manifests/formats.py"],
+    "train": ["pipeline/stage_train.py", "trainer", "manifests/frames.py", "manifests/formats.py"],
+    "evaluate": ["pipeline/stage_evaluate.py", "evaluation/scoring.py", "evaluation/metrics.py", "evaluation/entities.py",
+                 "evaluation/bootstrap.py", "corpora/textnorm.py", "trainer", "manifests/frames.py"],
+    "probe": ["pipeline/stage_probe.py", "evaluation/probe.py", "evaluation/probe_items.py", "evaluation/bootstrap.py",
+              "manifests/prompts.py", "synthetic/demo_probe.py", "synthetic/demo_text.py", "corpora/textnorm.py",
+              "aligners/espeak.py", "trainer", "manifests/frames.py"],
+}
+REPOSITORY_NOTE = """# The JSTIP flow: prepare -> align -> interleave -> train -> evaluate -> probe. Every stage runs one
+# `jstip` verb with its section of params.yaml; its data deps and outs are templates over params.yaml
+# (`${prepare.corpus}`, ...), so pointing a param at other data makes DVC track it, and `dvc repro`
+# reruns a stage when its code, inputs or parameters change. The demo corpus is demo/dvc.yaml's
+# `demo_corpus`, which runs only while params.yaml points at its outputs (data/demo/...).
+# Metrics and plots are kept in git (cache: false) so that `dvc exp run` commits them with each
+# experiment; reports are ordinary cached outputs (an uncached plain output would switch off DVC's
+# run-cache). This file is generated from params.yaml by `jstip init` (pipeline/project.py): an
+# optional input left empty there (align.reference, evaluate.entities, ...) is not listed, since DVC
+# cannot depend on an empty path; after changing one, run `jstip init` again."""
 # inputs that a fresh project has none of (the demo's are in the repository's params.yaml)
 INIT_DEFAULTS = {"prepare": {"corpus": "", "domain_text": "", "corpus_name": ""}, "align": {"reference": ""},
                  "evaluate": {"entities": ""}}
@@ -182,6 +206,21 @@ def dump_dvc(pipeline: dict[str, Any], header: str) -> str:
     return header + "\n" + "\n".join(lines) + "\n"
 
 
+def is_repository(directory: str | Path) -> bool:
+    """Whether `directory` is the jstip repository this code runs from (a clone): its dvc.yaml then
+    lists each stage's code as deps too."""
+    return Path(directory).resolve() == Path(__file__).resolve().parents[1]
+
+
+def render_file(params: dict[str, dict[str, Any]], repository: bool) -> str:
+    """dvc.yaml's text for `params`: a user's project, or this repository (code deps, its own note)."""
+    if repository:
+        return dump_dvc(render_dvc(params, CODE_DEPS), f"{HEADER} from params.yaml.\n{REPOSITORY_NOTE}")
+    header = (f"{HEADER} from params.yaml. Optional inputs left empty there are not listed: after setting one,"
+              "\n# run `jstip init` again (it rewrites this file and keeps params.yaml).")
+    return dump_dvc(render_dvc(params), header)
+
+
 def init(directory: str, overrides: dict[str, dict[str, Any]], force: bool = False) -> dict[str, Any]:
     """Write params.yaml (unless present) and dvc.yaml in `directory`; returns what was done."""
     root = Path(directory)
@@ -199,9 +238,7 @@ def init(directory: str, overrides: dict[str, dict[str, Any]], force: bool = Fal
         done["params.yaml"] = "written"
     if dvc_file.exists() and not force and not dvc_file.read_text().startswith(HEADER):
         raise JstipError(f"{dvc_file} exists and was not written by jstip init; pass --force to replace it")
-    header = (f"{HEADER} from params.yaml. Optional inputs left empty there are not listed: after setting one,"
-              "\n# run `jstip init` again (it rewrites this file and keeps params.yaml).")
-    write_text_atomic(dump_dvc(render_dvc(params), header), dvc_file)
+    write_text_atomic(render_file(params, is_repository(root)), dvc_file)
     done["dvc.yaml"] = "written"
     done["next"] = _next_steps(root, not params.get("prepare", {}).get("corpus"))
     return done

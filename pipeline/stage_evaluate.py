@@ -1,12 +1,12 @@
 """`jstip evaluate`: checkpoint + held-out utterances → hypotheses, TER, WER and entity error rate.
 
 As the paper scores (arXiv 2607.01733, §IV-C): the model writes formatted text, so
-- TER counts case and punctuation against `Utterance.text` (`trainer.metrics.text_tokens`);
+- TER counts case and punctuation against `Utterance.text` (`evaluation.metrics.text_tokens`);
 - WER compares normalised words: `norm_text` against the hypothesis normalised by the same
-  `pipeline.textnorm.normalize` that made `norm_text`;
+  `corpora.textnorm.normalize` that made `norm_text`;
 - EER = 1 − recall over entity instances, scored before normalisation (an instance counts only
-  if all its tokens are right, in place; `trainer.metrics`), from annotations or an entity list
-  (`pipeline.eval_entities`), per category when they carry one, with the normalised variant
+  if all its tokens are right, in place; `evaluation.metrics`), from annotations or an entity list
+  (`evaluation.entities`), per category when they carry one, with the normalised variant
   beside it.
 Every rate gets a seeded utterance-level bootstrap interval (`*_lo`, `*_hi`). Long recordings
 are decoded in pieces (`chunk_seconds`) or skipped above `max_duration`; unreadable audio is
@@ -17,18 +17,15 @@ stage runs.
 """
 from __future__ import annotations
 
-import re
-from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
 
 from manifests.errors import JstipError
 from manifests.io import iter_records, write_records, write_stage_metrics
 from manifests.schema import Hypothesis, Utterance
 
-from .eval_entities import read_entity_source
+from evaluation.entities import read_entity_source
+from evaluation.scoring import Intervals, metric_key, score
 
-EXAMPLES = 3
 
 # What `metrics/eval.json` holds (the rates with their intervals, per entity category too); every other
 # figure (error counts, the normalised entity error rate's intervals, decoding counts) is in the report.
@@ -69,93 +66,13 @@ class EvaluateConfig:
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
 
-def read_entities(path: str) -> tuple[list[str], str | None]:
-    """The phrases of an entity list, lower-cased, and a note when there are none (kept for older
-    callers; the stage itself matches phrases case-insensitively through `eval_entities`)."""
-    source = read_entity_source(path)
-    return [p.lower() for p, _ in source.phrases], source.note or None
-
-
-def _key(name: str) -> str:
-    """A category as a metric key (identifier characters only)."""
-    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", name)[:64] or "_"
-
-
-def _with_interval(out: dict[str, Any], name: str, rate: float | None, num: list[float], den: list[float],
-                   cfg: EvaluateConfig) -> None:
-    from trainer.bootstrap import bootstrap_ratio
-
-    out[name] = rate
-    if cfg.bootstrap > 0:
-        out[f"{name}_lo"], out[f"{name}_hi"] = bootstrap_ratio(num, den, cfg.bootstrap, cfg.seed, cfg.confidence)
-
-
-def score(utterances: list[Utterance], hypotheses: list[Hypothesis], spans: dict[str, list],
-          cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Metrics and report details of decoded hypotheses (pure: no model, no files)."""
-    from trainer.metrics import entity_error_rate, error_counts, score_entities, text_tokens
-
-    from .textnorm import normalize
-
-    by_id = {u.utt_id: u for u in utterances}
-    refs = [by_id[h.utt_id] for h in hypotheses]
-    ter = error_counts([text_tokens(u.text) for u in refs], [text_tokens(h.hypothesis) for h in hypotheses])
-    wer = error_counts([u.norm_text.split() for u in refs], [normalize(h.hypothesis).split() for h in hypotheses])
-    results = [score_entities(u.text, h.hypothesis, spans.get(u.utt_id, []), normalize)
-               for u, h in zip(refs, hypotheses)]
-    eer = entity_error_rate(results)
-    m: dict[str, Any] = {}
-    for name, counts, total in (("wer", wer, "reference_words"), ("ter", ter, "reference_tokens")):
-        errors, n = sum(c.errors for c in counts), sum(c.reference for c in counts)
-        _with_interval(m, name, errors / n if n else None, [c.errors for c in counts], [c.reference for c in counts], cfg)
-        m[f"{name}_errors"], m[total] = errors, n
-    instances = [len(r) for r in results]
-    for name, hit in (("eer", "hit"), ("eer_normalised", "hit_normalised")):
-        _with_interval(m, name, eer[name], [sum(not getattr(e, hit) for e in r) for r in results], instances, cfg)
-    m.update(entity_instances=eer["instances"], entity_hits=eer["hits"], entity_hits_normalised=eer["hits_normalised"])
-    by_category: dict[str, Any] = {}
-    for category, tally in eer["by_category"].items():
-        c: dict[str, Any] = {"instances": tally["instances"]}
-        for name, hit in (("eer", "hit"), ("eer_normalised", "hit_normalised")):
-            _with_interval(c, name, tally[name], [sum(not getattr(e, hit) for e in r if e.category == category)
-                                                  for r in results],
-                           [sum(e.category == category for e in r) for r in results], cfg)
-        by_category[_key(category)] = c
-    if by_category:
-        m["eer_by_category"] = by_category
-
-    missed: dict[str, dict[str, Any]] = defaultdict(lambda: {"instances": 0, "missed": 0, "missed_normalised": 0,
-                                                             "category": "", "examples": []})
-    per_utt = []
-    for u, h, t, w, r in zip(refs, hypotheses, ter, wer, results):
-        for e in r:
-            entry = missed[e.text.lower()]
-            entry["instances"] += 1
-            entry["category"] = e.category
-            entry["missed"] += not e.hit
-            entry["missed_normalised"] += not e.hit_normalised
-            if not e.hit and len(entry["examples"]) < EXAMPLES:
-                entry["examples"].append({"utt_id": u.utt_id, "reference": e.text, "hypothesis": e.hypothesis})
-        per_utt.append({"utt_id": u.utt_id, "reference": u.text, "hypothesis": h.hypothesis,
-                        "ter_errors": t.errors, "ter_tokens": t.reference, "wer_errors": w.errors,
-                        "wer_words": w.reference, "entities": len(r),
-                        "entities_missed": [e.text for e in r if not e.hit],
-                        # per category: [instances, missed] (a paired bootstrap over utterances per tier needs them)
-                        "by_category": {c: [sum(e.category == c for e in r), sum(e.category == c and not e.hit for e in r)]
-                                        for c in sorted({e.category for e in r if e.category})}})
-    details = {"utterances": per_utt,
-               "missed_entities": dict(sorted(((k, v) for k, v in missed.items() if v["missed"]),
-                                              key=lambda kv: (-kv[1]["missed"], kv[0])))}
-    return m, details
-
-
 def run(cfg: EvaluateConfig) -> dict:
     """Transcribe the held-out split and write hypotheses, metrics and report; returns the metrics."""
     from trainer.checkpoint import load_checkpoint
     from trainer.decode import transcribe
     from trainer.loop import pick_device
 
-    from .eval_entities import locate
+    from evaluation.entities import locate
 
     if cfg.batch_size < 1 or cfg.max_new_tokens < 1:
         raise JstipError(f"batch_size ({cfg.batch_size}) and max_new_tokens ({cfg.max_new_tokens}) must be >= 1")
@@ -174,10 +91,10 @@ def run(cfg: EvaluateConfig) -> dict:
 
     located = locate(source, {u.utt_id: u.text for u in utterances})
     decoded = {h.utt_id for h in result.hypotheses}
-    metrics, details = score(utterances, result.hypotheses, located.spans, cfg)
+    metrics, details = score(utterances, result.hypotheses, located.spans, Intervals(cfg.bootstrap, cfg.seed, cfg.confidence))
     metrics.update(
         utterances=len(utterances), decoded=len(result.hypotheses), skipped=sum(result.skipped.values()),
-        skipped_by_reason={_key(k): v for k, v in sorted(result.skipped.items())},
+        skipped_by_reason={metric_key(k): v for k, v in sorted(result.skipped.items())},
         entity_instances_not_decoded=sum(len(s) for k, s in located.spans.items() if k not in decoded),
         entity_annotations_unplaced=sum(located.problems.values()),
         chunked_utterances=len(result.pieces), pieces=sum(result.pieces.values()),

@@ -37,9 +37,9 @@ from manifests.io import manifest_files, shard_path, write_stage_metrics
 
 from .execution import fingerprint, run_shards
 from .interleave_build import EMPTY_DIR, Job, build, measure, one_thread
-from .interleave_inputs import Task, file_stamp, plan_tasks
-from .interleave_report import metrics_and_report, speech_left, write_segment_plots
-from .interleave_tts import TTS_DIR
+from interleave.inputs import Task, file_stamp, plan_tasks
+from interleave.report import metrics_and_report, speech_left, write_segment_plots
+from synthetic.tts import TTS_DIR
 
 # Part of every shard's fingerprint: bump it whenever interleave/ or the build code changes what a
 # shard holds for the same settings and inputs, so a rerun rebuilds the shards instead of keeping old ones.

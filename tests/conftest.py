@@ -61,3 +61,40 @@ def _run_in_a_temporary_directory(tmp_path, monkeypatch):
     """Every test runs in its own directory: stages read ./params.yaml and write metrics/ and
     reports/ relative to it, which must never be the repository's own."""
     monkeypatch.chdir(tmp_path)
+
+
+_DECODING: dict[str, str] = {}
+
+
+def require_audio_decoding() -> None:
+    """Skip (saying why) unless `datasets` can really decode audio here: decided by decoding a short
+    FLAC through `datasets.Audio`, not by importing torchcodec, which imports fine and then fails to
+    load FFmpeg's shared libraries on a machine without them. With JSTIP_REQUIRE_AUDIO_DECODING=1
+    (CI, which installs FFmpeg first) a failure to decode fails the test instead."""
+    if "why" not in _DECODING:
+        _DECODING["why"] = _try_decoding()
+    why = _DECODING["why"]
+    if why and os.environ.get("JSTIP_REQUIRE_AUDIO_DECODING") == "1":
+        pytest.fail(f"audio decoding required but unavailable: {why}")
+    if why:
+        pytest.skip(f"datasets cannot decode audio on this machine ({why}); install FFmpeg's shared libraries "
+                    "(`make audio-libs`, or apt-get install ffmpeg) to run it")
+
+
+def _try_decoding() -> str:
+    """'' when a FLAC decodes through datasets.Audio, else the first line of why not."""
+    try:
+        import io
+
+        import datasets
+        import soundfile as sf
+
+        buffer = io.BytesIO()
+        sf.write(buffer, np.zeros(1600, dtype=np.float32), 16000, format="FLAC")
+        decoded = datasets.Audio().decode_example({"bytes": buffer.getvalue(), "path": None})
+        samples = decoded.get_all_samples() if hasattr(decoded, "get_all_samples") else decoded
+        np.asarray(getattr(samples, "data", samples.get("array") if isinstance(samples, dict) else samples))
+        return ""
+    except Exception as exc:  # any failure to load or decode means: cannot decode here
+        text = str(exc).strip().splitlines()
+        return f"{type(exc).__name__}: {text[0][:160] if text else ''}"

@@ -6,7 +6,7 @@ from pathlib import Path
 from manifests.audio import write_audio
 from manifests.io import write_records, write_table
 from manifests.schema import ALIGN_FAILED, ALIGN_OK, Alignment, Text, Utterance, WordSpan, to_table
-from pipeline.textnorm import normalize
+from corpora.textnorm import normalize
 
 SENTENCES = [
     "The patient was given metformin, twice a day.",

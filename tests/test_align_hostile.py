@@ -13,7 +13,7 @@ from manifests.audio import write_audio
 from manifests.io import check_metrics, file_metadata, read_records, write_records
 from manifests.schema import Alignment, Utterance
 from pipeline.stage_align import ALIGN_METRICS, AlignConfig, plan_shards, run as align, utterance_rows
-from pipeline.textnorm import normalize
+from corpora.textnorm import normalize
 
 SENTENCE = "The patient was given atorvastatin for hypertension yesterday."
 

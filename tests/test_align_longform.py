@@ -6,7 +6,7 @@ from aligners import get_aligner
 from aligners.longform import LongformSettings, pieces, speech_regions
 from manifests.audio import write_audio
 from manifests.schema import Utterance
-from pipeline.textnorm import normalize
+from corpora.textnorm import normalize
 
 SENTENCES = ["The patient was given atorvastatin for hypertension yesterday.",
              "She reported mild dizziness after the second dose.",

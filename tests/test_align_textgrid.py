@@ -11,7 +11,7 @@ from aligners.imported import ImportedAligner
 from aligners.textgrid import match_transcript, read_ctm, read_textgrid
 from manifests.errors import JstipError
 from manifests.schema import Utterance, WordSpan
-from pipeline.textnorm import normalize
+from corpora.textnorm import normalize
 
 # the team's real-speech sample: `shared/` beside the checkout (or inside it, or beside a worktree's parent)
 SAMPLE = next((p / "shared/data/mfa-sample" for p in Path(__file__).resolve().parents[1:4]

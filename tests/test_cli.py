@@ -14,8 +14,8 @@ def test_data_stages_and_cli_import_without_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
             "import manifests, aligners, interleave, pipeline.cli, pipeline.stage_train, pipeline.stage_evaluate\n"
             "import pipeline.stage_align, pipeline.stage_interleave, pipeline.stage_prepare\n"
-            "import pipeline.inspect_sample, pipeline.manifest_stats, pipeline.exporters, pipeline.interleave_build\n"
-            "import pipeline.project, pipeline.import_lists, pipeline.import_lhotse, pipeline.import_hf\n"
+            "import interleave.inspect, interleave.stats, corpora.export, pipeline.interleave_build\n"
+            "import pipeline.project, corpora.lists, corpora.lhotse_manifest, corpora.hf_parquet\n"
             "pipeline.cli.build_parser()")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-CODE = ["manifests", "aligners", "interleave", "pipeline", "trainer"]
+CODE = ["manifests", "corpora", "aligners", "interleave", "trainer", "evaluation", "synthetic", "pipeline"]
 TINY = {
     "demo_corpus": {"n_utterances": 12, "n_domain_texts": 20},
     "prepare": {"test_fraction": 0.25},

@@ -11,9 +11,10 @@ import torch
 from manifests.errors import JstipError
 from manifests.io import split_metrics, write_records
 from manifests.schema import Hypothesis, Utterance
-from pipeline.eval_entities import locate, read_entity_source
-from pipeline.stage_evaluate import EVALUATE_METRICS, EvaluateConfig, run, score
-from pipeline.textnorm import normalize
+from evaluation.entities import locate, read_entity_source
+from evaluation.scoring import Intervals, score
+from pipeline.stage_evaluate import EVALUATE_METRICS, EvaluateConfig, run
+from corpora.textnorm import normalize
 from trainer.checkpoint import save_checkpoint
 from trainer.chunking import plan_cuts, plan_pieces
 from trainer.model import SpeechLM, SpeechLMConfig
@@ -37,7 +38,7 @@ def test_score_hand_made_hypotheses():
     source = read_entity_source("")
     source.phrases = [("metformin", "drug"), ("chest x ray", "procedure")]
     spans = locate(source, {u.utt_id: u.text for u in utts}).spans
-    m, details = score(utts, hyps, spans, EvaluateConfig(bootstrap=200))
+    m, details = score(utts, hyps, spans, Intervals(bootstrap=200))
     assert m["ter_errors"] == 2 and m["reference_tokens"] == 6 + 11 + 4 and m["ter"] == pytest.approx(2 / 21)
     assert m["wer"] == 0.0 and m["reference_words"] == 5 + 8 + 3  # "x-ray" is two normalised words
     assert (m["entity_instances"], m["entity_hits"], m["entity_hits_normalised"]) == (2, 1, 2)

@@ -4,11 +4,13 @@ import os
 
 import pytest
 
+from tests.conftest import require_audio_decoding
+
 from manifests.io import write_records
 from manifests.schema import Utterance
 from manifests.io import read_records
-from pipeline.exporters import export
-from pipeline.sample_view import find_sample
+from corpora.export import export
+from manifests.views import find_sample
 from pipeline.stage_interleave import InterleaveConfig, run
 from tests.interleave_corpus import make_corpus
 from tests.test_interleave_stage import spoken_module  # noqa: F401  (fixture)
@@ -70,8 +72,7 @@ def test_nemo_manifest_has_one_asr_pair_per_utterance(shards):
 
 
 def test_embedded_audio_shards_decode_with_datasets(shards, tmp_path):
-    if not os.environ.get("CI"):
-        pytest.importorskip("torchcodec", reason="datasets decodes audio with torchcodec (pip install 'jstip[dev]')")
+    require_audio_decoding()
     import datasets
     import numpy as np
 

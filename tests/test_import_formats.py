@@ -6,8 +6,9 @@ import soundfile as sf
 
 from manifests.io import read_records
 from manifests.schema import Rejected, Utterance
-from pipeline.importers import detect_format, iter_corpus
-from pipeline.stage_prepare import PrepareConfig, build_utterances, run
+from corpora import detect_format, iter_corpus
+from corpora.checks import build_utterances
+from pipeline.stage_prepare import PrepareConfig, run
 
 
 def _cfg(tmp_path, corpus):

@@ -14,7 +14,7 @@ from interleave.sequences import alternation, alternation_measure, plan_variants
 from interleave.tokens import Rates
 from interleave.units import Units, Words, bound_cuts, segment_cuts, segment_units, word_units
 from manifests.formats import ASR, BOS, EOS, SEGMENT, SPEECH_CLOSE, SPEECH_OPEN
-from pipeline.textnorm import normalize
+from corpora.textnorm import normalize
 
 RAW = "We gave 500 mg, twice a day; then — stopped."
 NORM = "we gave five hundred mg twice a day then stopped".split()

@@ -9,7 +9,7 @@ from interleave.sampling import SAMPLERS, SamplerParams, poisson_speech_mask, rn
 from interleave.sequences import alternation, spans_column
 from interleave.units import SEGMENTERS, Words, _token_pieces, segment_cuts, segment_units, token_info, word_units
 from manifests.formats import BOS, EOS, SEGMENT
-from pipeline.textnorm import normalize
+from corpora.textnorm import normalize
 
 
 def _name(s: int, i: int) -> str:

@@ -5,7 +5,7 @@ from aligners import AlignmentFailed, get_aligner
 from aligners.quality import matched_word_errors
 from manifests.errors import JstipError
 from manifests.schema import WordSpan
-from pipeline.textnorm import normalize
+from corpora.textnorm import normalize
 
 
 @pytest.fixture(scope="module")

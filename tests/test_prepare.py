@@ -9,8 +9,9 @@ import soundfile as sf
 
 from manifests.io import read_records
 from manifests.schema import Rejected, Text, Utterance
-from pipeline.importers import iter_corpus
-from pipeline.stage_prepare import PrepareConfig, build_utterances, run, split_of
+from corpora import iter_corpus
+from corpora.checks import build_utterances, split_of
+from pipeline.stage_prepare import PrepareConfig, run
 
 
 def _wav(path, sine, seconds=1.0, fmt=None):
@@ -254,7 +255,7 @@ def test_relative_corpus_paths_are_stored_absolute(tmp_path, sine, monkeypatch):
 
 
 def test_non_finite_times_from_any_importer_are_rejected(tmp_path, sine):
-    from pipeline.importers import RawUtterance
+    from corpora import RawUtterance
 
     _wav(tmp_path / "a.wav", sine)
     raws = [RawUtterance("n1", str(tmp_path / "a.wav"), "hi", "s", float("nan"), 0.5),

@@ -9,8 +9,8 @@ import torch
 
 from manifests.errors import JstipError
 from manifests.schema import SPEECH, TEXT, TOKEN
-from pipeline.demo_probe import demo_facts, mcq_items, qa_items
-from pipeline.probe_items import (CUE, mcq_parts, normalize_answer, probe_sample, qa_correct, read_mcq,
+from synthetic.demo_probe import demo_facts, mcq_items, qa_items
+from evaluation.probe_items import (CUE, mcq_parts, normalize_answer, probe_sample, qa_correct, read_mcq,
                                   read_qa, shots_for)
 from pipeline.stage_probe import ProbeConfig, Speech, run
 from trainer.checkpoint import save_checkpoint
@@ -194,7 +194,7 @@ def test_probe_stage_on_the_demo_sets(tmp_path):
 
 
 def test_cloze_scores_each_choice_text_as_a_direct_forward_pass_does(model_tok):
-    from pipeline.probe_items import QUESTION
+    from evaluation.probe_items import QUESTION
     from trainer.probe import choice_continuations, cloze
 
     model, tok = model_tok

@@ -16,9 +16,10 @@ from scipy import stats
 
 from manifests.errors import JstipError
 from pipeline.cli import main
-from pipeline.exp_config import flatten, load, queue_commands
-from pipeline.report import assign, parse_exp_show, write_report
-from pipeline.report_stats import paired_bootstrap, paired_seed_difference, summarize
+from evaluation.experiment import flatten, load, queue_commands
+from evaluation.report import assign, parse_exp_show, write_report
+from evaluation.bootstrap import paired_bootstrap
+from evaluation.seeds import paired_seed_difference, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = REPO / "experiments" / "repro" / "experiment.yaml"
@@ -249,10 +250,10 @@ def test_summaries_and_paired_statistics():
     rng = np.random.default_rng(0)
     totals = rng.integers(1, 4, 300)
     a = np.minimum(totals, rng.binomial(totals, 0.4))[None, :]
-    same = paired_bootstrap(a, a, totals, draws=500)
-    assert same.diff == 0 and same.low <= 0 <= same.high and same.p_not_better == 1.0
+    same = paired_bootstrap(a, a, totals, resamples=500)
+    assert same.delta == 0 and same.lo <= 0 <= same.hi and same.p_b_not_lower == 1.0
     better = np.maximum(0, a - (rng.random(300) < 0.5))  # B fixes about half of A's erring utterances
-    result = paired_bootstrap(np.vstack([a, a]), np.vstack([better, better]), totals, draws=500)
-    assert result.diff < 0 and result.high < 0 and result.p_not_better < 0.01
-    with pytest.raises(ValueError, match="runs x utterances"):
+    result = paired_bootstrap(np.vstack([a, a]), np.vstack([better, better]), totals, resamples=500)
+    assert result.delta < 0 and result.hi < 0 and result.p_b_not_lower < 0.01
+    with pytest.raises(ValueError, match="runs x items"):
         paired_bootstrap(a, a[:, :10], totals)

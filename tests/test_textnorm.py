@@ -1,7 +1,7 @@
 """Normalisation: spoken forms through num2words, nothing spoken dropped, token attribution."""
 import pytest
 
-from pipeline.textnorm import foreign_words, normalize, normalize_tokens, spell_number
+from corpora.textnorm import foreign_words, normalize, normalize_tokens, spell_number
 
 
 def test_normalize_lowercases_strips_punctuation_and_spells_numbers():

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from pipeline.textnorm import normalize
-from trainer.bootstrap import bootstrap_ratio, paired_bootstrap
-from trainer.metrics import (EntitySpan, entity_error_rate, error_counts, locate_phrases, score_entities, text_tokens,
+from corpora.textnorm import normalize
+from evaluation.bootstrap import bootstrap_ratio, paired_bootstrap
+from evaluation.metrics import (EntitySpan, entity_error_rate, error_counts, locate_phrases, score_entities, text_tokens,
                              token_error_rate, wer)
 
 
@@ -114,7 +114,7 @@ def test_paired_bootstrap_sees_a_consistent_improvement():
     b = a.copy()
     b[:15] = 0  # b fixes half of them and breaks nothing
     out = paired_bootstrap(a, b, resamples=500)
-    assert out["delta"] == pytest.approx(-0.15) and out["rate_a"] == 0.3 and out["rate_b"] == pytest.approx(0.15)
-    assert out["hi"] < 0 and out["p_value"] < 0.01
+    assert out.delta == pytest.approx(-0.15) and out.rate_a == 0.3 and out.rate_b == pytest.approx(0.15)
+    assert out.hi < 0 and out.p_value < 0.01
     same = paired_bootstrap(a, a, resamples=50)
-    assert same["delta"] == 0 and same["p_value"] is None
+    assert same.delta == 0 and same.p_value is None

@@ -20,10 +20,10 @@ from manifests.io import read_records
 from manifests.schema import Alignment
 from pipeline.cli import main
 from pipeline.stage_world_corpus import WorldCorpusConfig, run
-from pipeline.textnorm import normalize
-from pipeline.world.lexicon import GENERIC_HEADS
-from pipeline.world.plan import WorldConfig, make_plan
-from pipeline.world.speech import jitter, token_times
+from corpora.textnorm import normalize
+from synthetic.world.lexicon import GENERIC_HEADS
+from synthetic.world.plan import WorldConfig, make_plan
+from synthetic.world.speech import jitter, token_times
 from manifests.schema import WordSpan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -216,7 +216,7 @@ def test_probe_questions_are_spoken_by_test_voices(world):
     assert spoken > 10
     # the jstip probe stage reads these files as they are (its own parser, when present)
     try:
-        from pipeline.probe_items import read_mcq, read_qa
+        from evaluation.probe_items import read_mcq, read_qa
     except ImportError:
         return
     mcq = read_mcq(str(world / "probes" / "mcq.jsonl"), "ABCD", "tier")

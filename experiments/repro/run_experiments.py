@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from pipeline.exp_config import load, queue_commands, shell  # noqa: E402
+from evaluation.experiment import load, queue_commands, shell  # noqa: E402
 
 # the last shared stages of dvc.yaml (`dvc repro` runs everything upstream of them too)
 SHARED = ["prepare_test", "align", "align_tts", "pretrain_lm", "pretrain_encoder_eval", "pretrain_encoder_probe"]

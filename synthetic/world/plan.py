@@ -20,8 +20,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .facts import DOSE_OF, TREATS, Fact, World, make_world
-from .lexicon import COMMON, DOSE, RARE, Entity, dose_text, make_entities
+from .facts import DOSE_OF, TREATS, Fact, World, fact_slots, make_world
+from .lexicon import COMMON, DOSE, RARE, make_entities
+from .probes import probe_questions, question_lines
 from .render import Mention, Slot, render
 from .templates import FILLERS, GENERAL_TEMPLATES, TEMPLATES, general_vocabulary
 
@@ -84,20 +85,8 @@ def _fillers(rng: random.Random) -> dict[str, Slot]:
     return {key: Slot(rng.choice(options)) for key, options in FILLERS.items()}
 
 
-def _entity_slot(e: Entity) -> Slot:
-    return Slot(e.name, e.category, e.tier, e.entity_id)
 
 
-def fact_slots(world: World, fact: Fact) -> dict[str, Slot]:
-    """Template values a fact provides: its entities (annotated), its dose (annotated), symptom, organ."""
-    values: dict[str, Slot] = {}
-    for e in world.involved(fact):
-        values[e.category] = _entity_slot(e)
-    if fact.relation == DOSE_OF:
-        values["dose"] = Slot(dose_text(int(fact.object)), DOSE, None, f"dose-{fact.object}")
-    elif fact.object not in world.entities:
-        values[fact.relation] = Slot(fact.object)
-    return values
 
 
 Made = tuple[str, list[Mention], str]  # sentence, its mentions, the fact it states ('' for general)
@@ -162,8 +151,6 @@ def _pick(rng: random.Random, facts: list[Fact], weights: dict[str, float] = REL
 
 def make_plan(cfg: WorldConfig) -> Plan:
     """Every text set of the world corpus, with its controls checked."""
-    from .probes import probe_questions, question_lines
-
     entities = make_entities({"drug": cfg.drugs, "condition": cfg.conditions, "procedure": cfg.procedures},
                              cfg.rare_share, cfg.seed, general_vocabulary())
     world = make_world(entities, cfg.seed, cfg.drugs_per_condition, cfg.probe_share)

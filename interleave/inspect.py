@@ -9,29 +9,15 @@ text as written.
 """
 from __future__ import annotations
 
-import argparse
-import re
 import textwrap
 from pathlib import Path
 
-from manifests.errors import JstipError
-from manifests.frames import FrameSpec
 from manifests.io import atomic_path
-from manifests.schema import SPEECH, TOKEN, Sample, WordSpan
+from manifests.schema import SPEECH, Sample, WordSpan
 
-from .sample_view import alignment_index, find_sample, model_view, sample_audio, sample_words
+from manifests.views import sample_audio
 
 SPEECH_COLOUR, TEXT_COLOUR = "#1f77b4", "#ff7f0e"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sample_id", metavar="SAMPLE_ID", help="e.g. demo-med-00003:interleave_word")
-    parser.add_argument("--samples", default="data/samples", help="directory of sample shards (default: data/samples)")
-    parser.add_argument("--alignments", default="data/alignments",
-                        help="alignment manifest for word boundaries (default: data/alignments)")
-    parser.add_argument("--png", default="", help="where to draw the picture (default: plots/inspect/<id>.png)")
-    parser.add_argument("--stack", type=int, default=2,
-                        help="encoder frames (20 ms) stacked per LM position, as train.stack: 2 gives 40 ms")
 
 
 def word_modalities(sample: Sample, words: tuple[WordSpan, ...]) -> list[str]:
@@ -82,23 +68,3 @@ def draw(sample: Sample, words: tuple[WordSpan, ...], view: str, png: str | Path
         fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return Path(png)
-
-
-def main(args: argparse.Namespace) -> int:
-    sample = find_sample(args.samples, args.sample_id)
-    alignments = alignment_index([args.alignments, str(Path(args.samples) / "tts" / "alignments")])
-    words = sample_words(sample, alignments)
-    if args.stack < 1:
-        raise JstipError(f"--stack must be at least 1, got {args.stack}")
-    view = model_view(sample, FrameSpec(stack=args.stack))
-    png = args.png or f"plots/inspect/{re.sub(r'[^A-Za-z0-9._-]+', '_', sample.sample_id)}.png"
-    try:
-        draw(sample, words, view, png)
-    except JstipError as exc:
-        raise JstipError(f"cannot draw {sample.sample_id}: {exc}") from exc
-    print(view)
-    tokens = sum(s.modality == TOKEN for s in sample.spans)
-    print(f"[{sample.kind}] {len(sample.spans)} spans ({tokens} special tokens), {sample.n_speech_words} speech / "
-          f"{sample.n_text_words} text words, "
-          f"{len(words)} aligned words; picture: {png}")
-    return 0

@@ -7,20 +7,11 @@ reason. Reads through `manifests.io` so the schema is checked on the way.
 """
 from __future__ import annotations
 
-import argparse
 from collections import Counter, defaultdict
-from pathlib import Path
 
 from interleave.tokens import Rates, count
-from manifests.errors import ManifestError
 from manifests.io import iter_records, manifest_files
 from manifests.schema import SPEECH, TOKEN, Alignment, Sample
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", metavar="DIR", help="a manifest directory (part-*.parquet) or file, e.g. data/samples")
-    parser.add_argument("--speech-tokens-per-second", type=float, default=12.5, help="tokens per speech second (the paper: 12.5)")
-    parser.add_argument("--tokens-per-word", type=float, default=1.5, help="token estimate per text word")
 
 
 def table(header: list[str], rows: list[list[object]]) -> str:
@@ -67,14 +58,3 @@ def alignment_table(path: str) -> str:
     rows = [[status, reason[:60], aligner, n] for (status, reason, aligner), n in sorted(counts.items())]
     return f"{path}: {sum(counts.values())} alignments, {sum(words.values())} words\n" + table(
         ["status", "reason", "aligner", "count"], rows)
-
-
-def main(args: argparse.Namespace) -> int:
-    path = str(Path(args.path))
-    try:
-        print(sample_table(path, args.speech_tokens_per_second, args.tokens_per_word))
-    except ManifestError as sample_error:
-        if "missing columns" not in str(sample_error):
-            raise
-        print(alignment_table(path))
-    return 0

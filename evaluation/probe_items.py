@@ -42,7 +42,6 @@ speech) + `Answer:` (text), zero-shot.
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,13 +49,12 @@ from typing import Any, Sequence
 
 from manifests.errors import JstipError
 from manifests.formats import token
+from manifests.jsonl import read_objects
+from manifests.prompts import CUE, QUESTION, mmlu_answer, mmlu_header, mmlu_question
 from manifests.schema import SPEECH, TEXT, Sample, Span
 
-from .textnorm import normalize
+from corpora.textnorm import normalize
 
-HEADER = "The following are multiple choice questions (with answers){about}."
-CUE = "Answer:"
-QUESTION = "Question:"
 
 
 @dataclass(frozen=True)
@@ -82,21 +80,9 @@ class QaItem:
 
 
 def _lines(path: str) -> list[tuple[int, dict[str, Any]]]:
-    file = Path(path)
-    if not file.is_file():
+    if not Path(path).is_file():
         raise JstipError(f"probe file {path} does not exist; give a JSONL file or 'demo'")
-    rows = []
-    for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise JstipError(f"{path}:{n} is not JSON ({exc})") from exc
-        if not isinstance(row, dict):
-            raise JstipError(f"{path}:{n} must be a JSON object, got {line[:80]!r}")
-        rows.append((n, row))
-    return rows
+    return read_objects(path, '{"question": ..., "choices": [...], "answer": "B"} or {"question": ..., "answers": [...]}')
 
 
 def _audio(path: str, value: Any, where: str) -> str:
@@ -183,16 +169,11 @@ def shots_for(items: Sequence[McqItem], k: int) -> dict[str, list[McqItem]]:
     return out
 
 
-def _block(item: McqItem, letters: str) -> str:
-    return item.question + "".join(f"\n{letters[j]}. {c}" for j, c in enumerate(item.choices))
-
-
 def mcq_parts(item: McqItem, shots: Sequence[McqItem], letters: str) -> tuple[str, str, str]:
     """(text before, the part spoken in the speech-in condition, the cue) of an item's k-shot prompt."""
-    subject = item.subject.replace("_", " ").strip()
-    header = HEADER.format(about=f" about {subject}" if subject else "")
-    context = header + "\n\n" + "".join(f"{_block(s, letters)}\n{CUE} {letters[s.answer]}\n\n" for s in shots)
-    return context, _block(item, letters), CUE
+    context = mmlu_header(item.subject) + "\n\n" + "".join(
+        f"{mmlu_question(s.question, s.choices, letters)}\n{mmlu_answer(letters[s.answer])}\n\n" for s in shots)
+    return context, mmlu_question(item.question, item.choices, letters), CUE
 
 
 def cloze_parts(item: McqItem) -> tuple[str, str, str]:

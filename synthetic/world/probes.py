@@ -7,7 +7,7 @@ Two uses of the same question templates (`templates.QUESTIONS`), on disjoint fac
   `Question: … A. … B. … C. … D. … Answer: B`), as a web-trained LLM has seen such text;
 - **probes** ask the probe facts, which the world text states only as sentences: answering them
   needs the fact, not a memorised question. The files are what `jstip probe` reads
-  (`pipeline/probe_items.py`): multiple choice `{"id", "question", "choices", "answer" (index),
+  (`evaluation/probe_items.py`): multiple choice `{"id", "question", "choices", "answer" (index),
   "subject", "split": "dev" | "test"}` (the dev items are the k shots), open questions `{"id",
   "question", "answers"}` with every accepted answer; both may carry `audio`.
 
@@ -22,19 +22,18 @@ from __future__ import annotations
 
 import random
 
-from .facts import DOSE_OF, ORGAN, ORGANS, SYMPTOM, SYMPTOMS, Fact, World
+from manifests.prompts import mmlu_answer, mmlu_header, mmlu_question, open_question
+
+from .facts import DOSE_OF, ORGAN, ORGANS, SYMPTOM, SYMPTOMS, Fact, World, fact_slots
 from .lexicon import DOSES, dose_text
 from .render import render
 from .templates import QUESTIONS
 
 LETTERS = "ABCD"
 SUBJECT = "medicine"
-HEADER = "The following are multiple choice questions (with answers) about {subject}."
 
 
 def _values(world: World, fact: Fact):
-    from .plan import fact_slots
-
     return fact_slots(world, fact)
 
 
@@ -82,21 +81,19 @@ def multiple_choice(world: World, fact: Fact, question: str, slot: str, rng: ran
 
 def render_mc(item: dict, with_answer: bool = True, header: bool = True) -> str:
     """One line in MMLU form: `<header> q A. a B. b C. c D. d Answer: X` (the world text's layout)."""
-    options = " ".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(item["choices"]))
-    answer = f" {LETTERS[item['answer']]}" if with_answer else ""
-    head = HEADER.format(subject=item.get("subject") or SUBJECT) + " " if header else ""
-    return f"{head}{item['question']} {options} Answer:{answer}"
+    head = mmlu_header(item.get("subject") or SUBJECT) + " " if header else ""
+    answer = mmlu_answer(LETTERS[item["answer"]] if with_answer else "")
+    return f"{head}{mmlu_question(item['question'], item['choices'], LETTERS, sep=' ')} {answer}"
 
 
 def spoken_mc(item: dict) -> str:
     """What is spoken in the speech-in condition: the question and its options."""
-    options = " ".join(f"{LETTERS[i]}. {c}." for i, c in enumerate(item["choices"]))
-    return f"{item['question']} {options}"
+    return mmlu_question(item["question"], item["choices"], LETTERS, sep=" ", end=".")
 
 
 def render_open(question: str, answer: str | None = None) -> str:
     """`Question: q Answer: a.` (without `answer`: the prompt, ending at `Answer:`)."""
-    return f"Question: {question} Answer:" + (f" {answer}." if answer is not None else "")
+    return open_question(question, answer)
 
 
 def probe_questions(world: World) -> set[str]:

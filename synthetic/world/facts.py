@@ -12,7 +12,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .lexicon import COMMON, CONDITION, DOSES, DRUG, PROCEDURE, RARE, Entity, dose_text
+from .lexicon import COMMON, CONDITION, DOSE, DOSES, DRUG, PROCEDURE, RARE, Entity, dose_text
+from .render import Slot
 
 TREATS, DOSE_OF, PERFORMED_FOR, SYMPTOM, ORGAN = "treats", "dose", "performed_for", "symptom", "organ"
 RELATIONS = (TREATS, DOSE_OF, PERFORMED_FOR, SYMPTOM, ORGAN)
@@ -111,3 +112,19 @@ def _mark_probes(world: World, rng: random.Random, share: float) -> list[Fact]:
         rng.shuffle(order)
         probes.update(f.fact_id for f in order[: round(len(order) * share)])
     return [Fact(f.fact_id, f.relation, f.subject, f.object, f.fact_id in probes) for f in world.facts]
+
+
+def _entity_slot(e: Entity) -> Slot:
+    return Slot(e.name, e.category, e.tier, e.entity_id)
+
+
+def fact_slots(world: World, fact: Fact) -> dict[str, Slot]:
+    """Template values a fact provides: its entities (annotated), its dose (annotated), symptom, organ."""
+    values: dict[str, Slot] = {}
+    for e in world.involved(fact):
+        values[e.category] = _entity_slot(e)
+    if fact.relation == DOSE_OF:
+        values["dose"] = Slot(dose_text(int(fact.object)), DOSE, None, f"dose-{fact.object}")
+    elif fact.object not in world.entities:
+        values[fact.relation] = Slot(fact.object)
+    return values

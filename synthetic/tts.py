@@ -22,7 +22,7 @@ import numpy as np
 from interleave.sampling import rng_for
 from manifests.schema import ALIGN_OK, Alignment, Utterance, WordSpan
 
-from .textnorm import normalize
+from corpora.textnorm import normalize
 
 TTS_DIR = "tts"
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from manifests.schema import WordSpan
 
-from ..textnorm import normalize
+from corpora.textnorm import normalize
 from .speakers import Speaker
 
 

@@ -1,4 +1,4 @@
-"""The demo's probe sets, generated from its own domain facts (`pipeline/demo_text.py`).
+"""The demo's probe sets, generated from its own domain facts (`synthetic/demo_text.py`).
 
 The demo's facts are category memberships: metformin is a drug, sepsis a condition, biopsy
 a procedure, Boston a city. Its sentences pair drugs and conditions at random, so "which drug

@@ -2,7 +2,7 @@
 
 A claim "B has a lower entity error rate than A" is tested twice in the report: paired by seed
 (`report_stats.paired_seed_difference`, over 3 seeds: another seed's view) and here, paired by
-test utterance and pooled over seeds (`report_stats.paired_bootstrap`: "on this test set, does B
+test utterance and pooled over seeds (`evaluation.bootstrap.paired_bootstrap`: "on this test set, does B
 miss fewer entities"). The per-utterance results are each run's `reports/evaluate.json` (written by
 `jstip evaluate`: per utterance the entity instances and misses, in total and by category), a
 DVC-cached output of the experiment: it is read from DVC's cache at the experiment's commit with
@@ -14,7 +14,7 @@ import json
 import re
 from typing import Any, Callable
 
-from .report_stats import paired_bootstrap
+from evaluation.bootstrap import paired_bootstrap
 
 EER_KEY = re.compile(r"^eval\.eer(?:_by_category\.(?P<category>\w+)\.eer)?$")
 
@@ -67,7 +67,7 @@ def bootstrap_claim(reports_a: list[dict], reports_b: list[dict], category: str,
     if any(t[i][0] != n for t in tables for i, n in zip(ids, totals)):
         return {"utt_runs_a": len(reports_a), "utt_runs_b": len(reports_b), "utt_note": "annotations differ between runs"}
     errors = [[t[i][1] for i in ids] for t in tables]
-    result = paired_bootstrap(errors[:len(reports_a)], errors[len(reports_a):], totals, draws=draws, seed=seed)
+    result = paired_bootstrap(errors[:len(reports_a)], errors[len(reports_a):], totals, resamples=draws, seed=seed)
     return {"utt_runs_a": len(reports_a), "utt_runs_b": len(reports_b), "utt_utterances": len(ids),
-            "utt_instances": int(sum(totals)), "utt_diff": result.diff, "utt_low": result.low, "utt_high": result.high,
-            "utt_p_not_better": result.p_not_better}
+            "utt_instances": int(sum(totals)), "utt_diff": result.delta, "utt_low": result.lo, "utt_high": result.hi,
+            "utt_p_not_better": result.p_b_not_lower}

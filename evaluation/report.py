@@ -30,8 +30,8 @@ from typing import Any
 from manifests.errors import JstipError
 from manifests.io import write_text_atomic
 
-from .exp_config import Experiment, Row, flatten, load, match_row
-from .report_stats import Summary, paired_seed_difference, summarize
+from .experiment import Experiment, Row, flatten, load, match_row
+from .seeds import Summary, paired_seed_difference, summarize
 from .report_utterances import Reader, bootstrap_claim, dvc_reader, entity_category
 
 

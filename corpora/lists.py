@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 from manifests.errors import JstipError
 
-from .importers import RawUtterance, absolute, decode_text, stable_id
+from .base import RawUtterance, absolute, decode_text, stable_id
 
 AUDIO_KEYS = ("audio", "audio_path", "audio_filepath")
 ID_KEYS = ("utt_id", "id")

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from manifests.errors import JstipError
 from manifests.io import atomic_path
 
-from .importers import RawUtterance, absolute
+from .base import RawUtterance, absolute
 
 TEXT_COLUMNS = ("text", "sentence", "transcription", "transcript", "normalized_text")
 SPEAKER_COLUMNS = ("speaker_id", "speaker", "client_id")

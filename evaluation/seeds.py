@@ -1,5 +1,5 @@
-"""Statistics of the reproduction's report: seed means with t intervals, paired seed differences,
-and the paired bootstrap over test utterances.
+"""Statistics over seeds for the reproduction's report: seed means with t intervals and paired
+seed differences (the paired bootstrap over test utterances is `evaluation.bootstrap`).
 
 Pure functions over numbers (numpy, scipy). With three seeds a t interval is wide (t = 4.30 at
 95%): that is the honest interval for "another seed would give", and it is reported as such.
@@ -56,7 +56,6 @@ class PairedResult:
     low: float | None
     high: float | None
     favour_b: int  # pairs where B is lower (better, for error rates)
-    p_not_better: float | None = None  # bootstrap only: share of draws where B is not lower
     higher_b: int = 0  # pairs where B is higher (better, for accuracies); ties favour neither
 
 
@@ -68,36 +67,3 @@ def paired_seed_difference(a: dict[int, float | None], b: dict[int, float | None
     summary = summarize(diffs, confidence)
     return PairedResult(summary.n, summary.mean, summary.low, summary.high, sum(d < 0 for d in diffs),
                         higher_b=sum(d > 0 for d in diffs))
-
-
-def paired_bootstrap(errors_a: Sequence[Sequence[float]], errors_b: Sequence[Sequence[float]],
-                     totals: Sequence[float], draws: int = 2000, confidence: float = 0.95,
-                     seed: int = 0) -> PairedResult:
-    """Paired bootstrap of an error rate over utterances, pooled over runs.
-
-    `errors_a[r][i]` is the number of entity errors of system A's run r on utterance i (runs:
-    seeds; each system may have several), `totals[i]` the entity occurrences of utterance i.
-    Each draw resamples utterances with replacement (the same indices for every run of both
-    systems); a system's rate in a draw is its errors over all its runs divided by the
-    occurrences times its run count. Returns B - A.
-    """
-    ea, eb = np.asarray(errors_a, dtype=float), np.asarray(errors_b, dtype=float)
-    tot = np.asarray(totals, dtype=float)
-    if ea.ndim != 2 or eb.ndim != 2 or ea.shape[1] != tot.size or eb.shape[1] != tot.size:
-        raise ValueError(f"errors must be runs x utterances over the same {tot.size} utterances; "
-                         f"got {ea.shape} and {eb.shape}")
-    if tot.sum() <= 0:
-        return PairedResult(0, None, None, None, 0)
-    rng = np.random.default_rng(seed)
-    a_sum, b_sum = ea.sum(axis=0), eb.sum(axis=0)
-    idx = rng.integers(0, tot.size, size=(draws, tot.size))
-    t = tot[idx].sum(axis=1)
-    keep = t > 0
-    rate_a = a_sum[idx].sum(axis=1)[keep] / (t[keep] * ea.shape[0])
-    rate_b = b_sum[idx].sum(axis=1)[keep] / (t[keep] * eb.shape[0])
-    diffs = rate_b - rate_a
-    point = float(b_sum.sum() / (tot.sum() * eb.shape[0]) - a_sum.sum() / (tot.sum() * ea.shape[0]))
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(diffs, [alpha, 1 - alpha])
-    return PairedResult(int(diffs.size), point, float(low), float(high), int((diffs < 0).sum()),
-                        float((diffs >= 0).mean()))

@@ -8,7 +8,7 @@ here is a hand-written edit distance. Three token views of a transcript:
   - daily .`. A word keeps inner apostrophes ("don't"), a number its inner separators
   ("3.5", "10:30", "1,000"). So a missing comma costs one deletion, a wrong case one
   substitution, and a word with a stray full stop is not also a wrong word.
-- **WER words**: the normalised text (the stage passes `pipeline.textnorm.normalize`, what
+- **WER words**: the normalised text (the stage passes `corpora.textnorm.normalize`, what
   `norm_text` holds) split on whitespace.
 - **Entity instances**: character spans over the reference as written (`EntitySpan`). An
   instance covers the reference's TER tokens it overlaps; jiwer aligns the reference's and the
@@ -24,7 +24,7 @@ here is a hand-written edit distance. Three token views of a transcript:
   before or inside the entity), jiwer's choice decides, as it does for the WER of the pair.
 
 Each function returns per-utterance counts, so corpus rates and bootstrap intervals
-(`trainer.bootstrap`) come from the same numbers.
+(`evaluation.bootstrap`) come from the same numbers.
 """
 from __future__ import annotations
 
@@ -165,7 +165,7 @@ def score_entities(reference: str, hypothesis: str, spans: Sequence[EntitySpan],
     """Score the entity instances `spans` of one reference (as written) against its hypothesis.
 
     An instance covers the TER tokens it overlaps (an annotation inside a token takes the
-    whole token). `normalize` (a text normaliser such as `pipeline.textnorm.normalize`) gives
+    whole token). `normalize` (a text normaliser such as `corpora.textnorm.normalize`) gives
     the normalised variant: the normalised words of the whitespace-separated reference words
     the instance overlaps, against the normalised hypothesis; without it `hit_normalised`
     repeats `hit`.

@@ -1,4 +1,4 @@
-"""Run espeak-ng syntheses in a fresh process: `python -m pipeline.tts_subprocess` (pickle in, pickle out).
+"""Run espeak-ng syntheses in a fresh process: `python -m synthetic.tts_subprocess` (pickle in, pickle out).
 
 espeak-ng keeps filter state from one synthesis to the next, even across re-initialisation,
 so the same call gives slightly different samples after a different history. Each shard
@@ -25,7 +25,7 @@ def synthesize_fresh(requests: list[Request]) -> list[tuple[Any, list[tuple[str,
         return []
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    done = subprocess.run([sys.executable, "-m", "pipeline.tts_subprocess"], input=pickle.dumps(requests),
+    done = subprocess.run([sys.executable, "-m", "synthetic.tts_subprocess"], input=pickle.dumps(requests),
                           capture_output=True, env=env, cwd=root)
     if done.returncode != 0:
         raise JstipError(f"tts: the espeak-ng process failed: {done.stderr.decode(errors='replace')[-500:]}")

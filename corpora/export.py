@@ -14,7 +14,6 @@ name), atomically, without importing either library.
 """
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import json
@@ -28,22 +27,11 @@ from manifests.errors import AudioError, JstipError, ManifestError
 from manifests.io import atomic_path, iter_records
 from manifests.schema import SPEECH, TEXT, Sample, Utterance, WordSpan
 
-from .sample_view import alignment_index, iter_samples, sample_words
+from manifests.views import alignment_index, iter_samples, sample_words
 
 FORMATS = ("lhotse", "nemo")
 DEFAULT_KINDS = {"nemo": "asr,tts_pair", "lhotse": ""}
 PAIR_KINDS = ("asr", "tts_pair")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("samples", metavar="DIR", help="directory of sample shards, e.g. data/samples")
-    parser.add_argument("--format", choices=FORMATS, required=True, help="lhotse (CutSet JSONL) or nemo (JSONL)")
-    parser.add_argument("--out", required=True, help="output manifest, e.g. cuts.jsonl.gz or nemo.jsonl")
-    parser.add_argument("--kind", default=None, help="comma-separated sample kinds to export (default: nemo "
-                                                     "asr,tts_pair; lhotse every kind with audio)")
-    parser.add_argument("--alignments", default="data/alignments", help="word alignments of the source utterances")
-    parser.add_argument("--utterances", default="data/utterances.parquet", help="utterance manifest (speakers)")
-    parser.add_argument("--language", default="en", help="language written on supervisions and NeMo lines")
 
 
 def spans_json(sample: Sample) -> list[dict[str, Any]]:
@@ -162,9 +150,3 @@ def export(samples: str, fmt: str, out: str, alignments: str = "", kinds: str | 
 
     n = write_jsonl(lines(), out)
     return {"format": fmt, "out": out, "kinds": sorted(wanted) or "all", "exported": n, "skipped": dict(skipped)}
-
-
-def main(args: argparse.Namespace) -> int:
-    report = export(args.samples, args.format, args.out, args.alignments, args.kind, args.utterances, args.language)
-    print(json.dumps(report, indent=2, sort_keys=True))
-    return 0

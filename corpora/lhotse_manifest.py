@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from manifests.errors import JstipError
 
-from .importers import RawUtterance, absolute
+from .base import RawUtterance, absolute
 
 
 def _lines(path: Path) -> Iterator[tuple[int, Any]]:

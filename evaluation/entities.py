@@ -12,7 +12,7 @@ Two file formats (picked by suffix):
 - **Entity list**, any other suffix (today's `entities.txt`): one phrase per line, optionally
   followed by a tab and its category; every occurrence in every reference is an instance,
   matched case-insensitively as whole words with spaces and hyphens interchangeable
-  (`trainer.metrics.locate_phrases`).
+  (`evaluation.metrics.locate_phrases`).
 
 Either way an instance is the reference's own characters, scored before normalisation.
 An annotation that does not fit its reference (offsets out of range, text not found, an
@@ -21,13 +21,13 @@ A file that cannot be parsed raises a `JstipError` naming the line and the fix.
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from manifests.errors import JstipError
+from manifests.jsonl import read_objects
 
 EXAMPLES = 5
 
@@ -69,16 +69,9 @@ def _entity_ok(entity: Any) -> bool:
 
 def _read_annotations(path: Path) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise JstipError(f"{path}:{n} is not JSON ({exc}); each line must be "
-                             '{"utt_id": ..., "entities": [{"start": 0, "end": 5, "category": "rare"}]}') from exc
-        if not isinstance(row, dict) or not isinstance(row.get("utt_id"), str) or not isinstance(row.get("entities"), list):
-            raise JstipError(f"{path}:{n} needs a string utt_id and a list of entities, got {line[:120]!r}")
+    for n, row in read_objects(path, '{"utt_id": ..., "entities": [{"start": 0, "end": 5, "category": "rare"}]}'):
+        if not isinstance(row.get("utt_id"), str) or not isinstance(row.get("entities"), list):
+            raise JstipError(f"{path}:{n} needs a string utt_id and a list of entities, got {str(row)[:120]!r}")
         bad = [e for e in row["entities"] if not _entity_ok(e)]
         if bad:
             raise JstipError(f"{path}:{n} (utt_id {row['utt_id']!r}) has an entity {bad[0]!r} that is neither "
@@ -119,7 +112,7 @@ class Located:
 
 def locate(source: EntitySource, references: dict[str, str]) -> Located:
     """Entity spans over each reference (`utt_id -> text as written`) of the evaluated set."""
-    from trainer.metrics import EntitySpan, locate_phrases
+    from evaluation.metrics import EntitySpan, locate_phrases
 
     out = Located()
     if source.annotations is None:
