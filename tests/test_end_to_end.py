@@ -88,6 +88,37 @@ def test_dvc_repro_runs_the_whole_flow_and_reruns_only_what_changed(tmp_path):
     assert "Running stage 'interleave'" in third and "Running stage 'train'" in third
     for stage in ("demo_corpus", "prepare", "align"):
         assert f"Running stage '{stage}'" not in third
+    _documented_examples_run(tmp_path)
+
+
+def _documented_examples_run(project: Path) -> None:
+    """The demo project's examples of docs/: the polars snippets, the tools on the shards, and the
+    DVC experiment commands (a git repository is made first: experiments need one)."""
+    from tests.doc_commands import DOCS, argv, blocks, commands
+
+    for doc in DOCS:
+        for code in blocks(doc, "python"):
+            if "data/" in code:  # snippets over the demo's manifests
+                subprocess.run([sys.executable, "-c", code], cwd=project, check=True, capture_output=True, text=True,
+                               env={**os.environ, "PYTHONPATH": str(project)})
+    word_sample = pl.read_parquet(project / "data" / "samples" / "*.parquet").filter(
+        pl.col("kind") == "interleave_word")["sample_id"][0]
+    tools = [argv(c) for c in commands(REPO / "docs" / "interleave.md") + commands(REPO / "docs" / "pipeline.md")]
+    tools = [w for w in tools if w[0] == "jstip" and w[1] in ("inspect", "stats", "export", "interleave")]
+    for words in sorted(tools, key=lambda w: w[1] == "interleave"):  # a recipe of its own rewrites the shards: last
+        words = [word_sample if w.startswith("demo-med-") else w for w in words]
+        _run(project, *words[1:], module="pipeline.cli", code=project)
+    git = ["git", "-c", "user.email=test@example.com", "-c", "user.name=test"]
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    # DVC's cached outputs (with a git repository DVC lists them itself; this project began without one)
+    (project / ".gitignore").write_text("/data/\n/checkpoints/\n/reports/\n*.png\n*.jsonl\n*.jsonl.gz\n__pycache__/\n")
+    _run(project, "config", "core.no_scm", "false", code=project)
+    subprocess.run([*git, "add", "-A"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "the demo project"], cwd=project, check=True)
+    for command in commands(REPO / "docs" / "pipeline.md"):
+        words = argv(command)
+        if words[0] == "dvc" and words[1] in ("metrics", "exp", "plots", "repro"):
+            _run(project, *words[1:], code=project)
 
 
 SENTENCES = ["The nurse checked the chart.", "Take two tablets after dinner.", "The scan showed no fracture.",
