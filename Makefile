@@ -37,8 +37,9 @@ demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@for f in metrics/*.json; do PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc metrics show "$$f"; done  # a small table per stage
 
+# -rs: say what was skipped and why (e.g. audio decoding through `datasets` without FFmpeg)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 clean-data:
 	rm -rf data metrics plots reports checkpoints dvc.lock demo/dvc.lock

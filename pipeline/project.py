@@ -47,7 +47,7 @@ STAGE_FILES: dict[str, dict[str, Any]] = {
                         ("plots/train_throughput.csv", "step", "tokens_per_s")]},
     "evaluate": {"deps": ["checkpoints", "utterances"], "optional": ["entities"], "outs": ["hypotheses"],
                  "metrics": "metrics", "report": "report", "plots": []},
-    "probe": {"deps": ["checkpoints"], "optional": [], "outs": ["demo_dir"],
+    "probe": {"deps": ["checkpoints"], "optional": ["mcq", "qa"], "outs": ["demo_dir"],
               "metrics": "metrics", "report": "report", "plots": []},
 }
 # the code each stage runs, as deps of the stages in the jstip repository's own dvc.yaml (a user's
@@ -74,6 +74,8 @@ REPOSITORY_NOTE = """# The JSTIP flow: prepare -> align -> interleave -> train -
 # run-cache). This file is generated from params.yaml by `jstip init` (pipeline/project.py): an
 # optional input left empty there (align.reference, evaluate.entities, ...) is not listed, since DVC
 # cannot depend on an empty path; after changing one, run `jstip init` again."""
+# values of an optional input that name no file: the stage makes that input itself (probe's demo sets)
+GENERATED = ("demo",)
 # inputs that a fresh project has none of (the demo's are in the repository's params.yaml)
 INIT_DEFAULTS = {"prepare": {"corpus": "", "domain_text": "", "corpus_name": ""}, "align": {"reference": ""},
                  "evaluate": {"entities": ""}}
@@ -148,7 +150,7 @@ def render_dvc(params: dict[str, dict[str, Any]], code_deps: dict[str, list[str]
             if name not in defaults:
                 return []
             value = str(values.get(name, defaults[name]) or "")
-            if not value:
+            if not value or value in GENERATED:
                 return []
             if "," in value:  # a list of files: DVC templates cannot expand it, so they are listed
                 return [p.strip() for p in value.split(",") if p.strip()]
