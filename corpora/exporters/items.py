@@ -25,9 +25,10 @@ import soundfile as sf
 
 from corpora.export import spans_json, target_text
 from manifests.errors import AudioError, JstipError, ManifestError
-from manifests.io import iter_records, manifest_files, write_records
-from manifests.schema import SPEECH, Rejected, Sample, Utterance, WordSpan
-from manifests.views import alignment_index, iter_samples, sample_words
+from manifests.io import manifest_files, write_records
+from manifests.lookup import ById
+from manifests.schema import SPEECH, Alignment, Rejected, Sample, Utterance, WordSpan
+from manifests.views import iter_samples
 
 SHARD_SIZE = 1000  # items per shard: Lhotse's SharWriter default, used for every sharded format
 END_TOLERANCE = 0.05  # seconds a stretch may run past its file's end (rounded durations) before it is refused
@@ -102,23 +103,23 @@ def count_samples(samples: str) -> int:
         return 0
 
 
-def _splits(utterances: str) -> tuple[dict[str, str], dict[str, str]]:
-    """(speaker, split) by utterance id, from the utterance manifest when it can be read."""
-    if not utterances or not Path(utterances).exists():
-        return {}, {}
-    try:
-        utts = list(iter_records(utterances, Utterance))
-    except ManifestError:
-        return {}, {}
-    return {u.utt_id: u.speaker for u in utts}, {u.utt_id: u.split for u in utts}
+def alignment_words(sample: Sample, alignments: ById) -> tuple[WordSpan, ...]:
+    """The word times of a sample's audio: the source's alignment (tts pairs: by sample id), as
+    `manifests.views.sample_words` gives them, looked up a row group at a time."""
+    for key in (sample.sample_id, sample.source_id):
+        alignment = alignments.record(key)
+        if alignment is not None and alignment.words:
+            return alignment.words
+    return ()
 
 
 def export_items(samples: str, kinds: set[str], skips: Skips, alignments: str = "", utterances: str = "",
                  language: str = "en", tick: Callable[[], Any] = lambda: None) -> Iterator[ExportItem]:
     """The samples to export, in shard order; the others counted in `skips` by reason. `tick` is
-    called once per sample read (a progress bar's update)."""
-    index = alignment_index([alignments, str(Path(samples) / "tts" / "alignments")])
-    speakers, splits = _splits(utterances)
+    called once per sample read (a progress bar's update). Alignments, speakers and splits are
+    looked up by id a row group at a time (manifests/lookup.py): memory does not grow with the corpus."""
+    aligned = ById([alignments, str(Path(samples) / "tts" / "alignments")], Alignment, "utt_id")
+    utts = ById([utterances], Utterance, "utt_id", columns=["utt_id", "speaker", "split"])
     for sample in iter_samples(samples):
         tick()
         if kinds and sample.kind not in kinds:
@@ -127,9 +128,10 @@ def export_items(samples: str, kinds: set[str], skips: Skips, alignments: str = 
         if not any(s.modality == SPEECH for s in sample.spans) or not (sample.audio_path or sample.audio):
             skips.count(f"{sample.kind}_no_audio")
             continue
-        words = sample_words(sample, index)
-        yield ExportItem(sample, words, target_text(sample, words), speakers.get(sample.source_id, ""), language,
-                         splits.get(sample.source_id, "train") or "train")
+        words = alignment_words(sample, aligned)
+        utt = utts.row(sample.source_id) or {}
+        yield ExportItem(sample, words, target_text(sample, words), utt.get("speaker") or "", language,
+                         utt.get("split") or "train")
 
 
 def stretch_frames(sample: Sample, rate: int, total: int) -> tuple[int, int]:
