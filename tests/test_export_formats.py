@@ -183,3 +183,31 @@ def test_rerun_replaces_its_own_shards_and_refuses_a_foreign_folder(shards, tmp_
     with pytest.raises(JstipError, match="notes.txt"):
         export(str(root / "samples"), "webdataset", str(out), paths["alignments"])
     assert (out / "notes.txt").exists()
+
+
+def test_embedded_audio_is_exported_without_the_corpus(shards, tmp_path):  # noqa: F811
+    import datasets
+    import webdataset as wds
+    from lhotse import CutSet
+
+    from pipeline.stage_interleave import InterleaveConfig, run
+
+    root, paths = shards
+    run(InterleaveConfig(**paths, out=str(tmp_path / "embedded"), metrics=str(tmp_path / "m.json"), recipe="asr:1",
+                         embed_audio=True))
+    gone = [dataclasses.replace(s, audio_path=str(tmp_path / "moved" / "away.wav"))
+            for s in read_records(str(tmp_path / "embedded"), Sample)]  # the corpus is not reachable
+    write_records(gone, Sample, tmp_path / "samples" / "part-00000.parquet")
+    expected = {s.sample_id: s.audio for s in gone}
+    assert all(expected.values())
+    for fmt in ("shar", "webdataset", "hf"):
+        report = export(str(tmp_path / "samples"), fmt, str(tmp_path / fmt), paths["alignments"])
+        assert report["exported"] == len(expected) and not report["skipped"]
+    for cut in CutSet.from_shar(in_dir=tmp_path / "shar"):
+        pcm = np.round(cut.load_audio().T * 32768).astype(np.int16)
+        assert np.array_equal(pcm, decoded_pcm(expected[cut.id]))
+    for r in wds.WebDataset(sorted(glob.glob(str(tmp_path / "webdataset" / "*.tar"))), shardshuffle=False):
+        assert r["flac"] == expected[json.loads(r["json"])["sample_id"]]
+    rows = datasets.load_dataset(str(tmp_path / "hf"), split="train", cache_dir=str(tmp_path / "cache"))
+    for r in rows.cast_column("audio", datasets.Audio(decode=False)):
+        assert r["audio"]["bytes"] == expected[r["sample_id"]]
