@@ -1,6 +1,6 @@
 """The `jstip` tools that are not DVC stages: `inspect`, `stats` and `export`. Each is a class with
 `add_arguments(parser)` and `main(args)`: the argument parsing and printing, over the concept code
-(`interleave.inspect`, `interleave.stats`, `corpora.export`)."""
+(`interleave.inspect`, `interleave.stats`, `corpora.exporters`)."""
 from __future__ import annotations
 
 import argparse
@@ -73,18 +73,27 @@ class Export:
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("samples", metavar="DIR", help="directory of sample shards, e.g. data/samples")
-        parser.add_argument("--format", choices=("lhotse", "nemo"), required=True, help="lhotse (CutSet JSONL) or nemo (JSONL)")
-        parser.add_argument("--out", required=True, help="output manifest, e.g. cuts.jsonl.gz or nemo.jsonl")
+        parser.add_argument("--format", choices=("lhotse", "nemo", "shar", "webdataset", "hf"), required=True,
+                            help="lhotse (CutSet JSONL), nemo (JSONL), shar (Lhotse Shar), webdataset (tar "
+                                 "shards) or hf (Hugging Face dataset folder); see docs/pipeline.md")
+        parser.add_argument("--out", required=True, help="output manifest (lhotse, nemo: e.g. cuts.jsonl.gz) or "
+                                                         "directory (shar, webdataset, hf)")
         parser.add_argument("--kind", default=None, help="comma-separated sample kinds to export (default: nemo "
-                                                         "asr,tts_pair; lhotse every kind with audio)")
+                                                         "asr,tts_pair; the others every kind with audio)")
         parser.add_argument("--alignments", default="data/alignments", help="word alignments of the source utterances")
-        parser.add_argument("--utterances", default="data/utterances.parquet", help="utterance manifest (speakers)")
-        parser.add_argument("--language", default="en", help="language written on supervisions and NeMo lines")
+        parser.add_argument("--utterances", default="data/utterances.parquet",
+                            help="utterance manifest (speakers; splits for hf)")
+        parser.add_argument("--language", default="en", help="language written on supervisions, lines and rows")
+        parser.add_argument("--shard-size", type=int, default=1000,
+                            help="samples per shard (shar, webdataset, hf); 1000 is Lhotse's default")
+        parser.add_argument("--progress", default=True, action=argparse.BooleanOptionalAction,
+                            help="show a progress bar (shar, webdataset, hf)")
 
     @staticmethod
     def main(args: argparse.Namespace) -> int:
-        from corpora.export import export
+        from corpora.exporters import export
 
-        report = export(args.samples, args.format, args.out, args.alignments, args.kind, args.utterances, args.language)
+        report = export(args.samples, args.format, args.out, args.alignments, args.kind, args.utterances,
+                        args.language, args.shard_size, args.progress)
         print(json.dumps(report, indent=2, sort_keys=True))
         return 0
