@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from corpora import FORMATS, iter_corpus
 from corpora.base import check_encoding
-from corpora.checks import SCRIPTS, build_utterances, reason_category, reasons_table
+from corpora.checks import SCRIPTS, CheckNotes, build_utterances, reason_category, reasons_table
 from corpora.domain_text import build_texts, domain_text_files
 from manifests.errors import JstipError
 from manifests.io import write_records, write_stage_metrics, write_text_atomic
@@ -42,6 +42,10 @@ class PrepareConfig:
                                                             "(the en-US aligners cannot place them); any: keep them"})
     verify_audio: bool = field(default=True, metadata={"help": "decode every audio file once (catches truncated or "
                                                                "corrupt files here rather than in align)"})
+    end_tolerance: float = field(default=0.05, metadata={"help": "seconds a listed stretch may end past its audio "
+                                                                 "file's end (durations rounded to 0.01 s, as NeMo "
+                                                                 "writes them): it is clamped to the file and counted; "
+                                                                 "a longer overrun is rejected (bad_stretch)"})
     audio_dir: str = field(default="data/prepared_audio", metadata={"help": "where audio embedded in a Parquet dataset is "
                                                                             "written as files"})
     utterances: str = field(default="data/utterances.parquet", metadata={"help": "output utterance manifest"})
@@ -56,6 +60,8 @@ def check_config(cfg: PrepareConfig) -> None:
     if not cfg.corpus and not cfg.domain_text:
         raise JstipError("prepare needs a corpus: set prepare.corpus in params.yaml or pass --corpus PATH "
                          "(`jstip demo-corpus` makes a demo one), or only --domain-text for a text manifest")
+    if not 0.0 <= cfg.end_tolerance < 10.0:
+        raise JstipError(f"prepare.end_tolerance must be a small number of seconds >= 0, got {cfg.end_tolerance}")
     if not 0.0 <= cfg.test_fraction < 1.0:
         raise JstipError(f"prepare.test_fraction must lie in [0, 1), got {cfg.test_fraction}")
     if cfg.scripts not in SCRIPTS:
@@ -70,7 +76,9 @@ def run(cfg: PrepareConfig) -> dict:
     _describe_audio_dir(Path(cfg.audio_dir))
     raws = tqdm(iter_corpus(cfg.corpus, cfg.format, cfg.encoding, cfg.audio_dir) if cfg.corpus else iter(()),
                 desc="prepare: checking audio", unit="utt")  # no corpus: a text manifest only (e.g. an LM's text)
-    utterances, rejected = _partition(build_utterances(raws, corpus, cfg.test_fraction, cfg.scripts, cfg.verify_audio))
+    notes = CheckNotes()
+    utterances, rejected = _partition(build_utterances(raws, corpus, cfg.test_fraction, cfg.scripts, cfg.verify_audio,
+                                                       cfg.end_tolerance, notes))
     texts, rejected_texts = _partition(build_texts(domain_text_files(cfg.domain_text), cfg.encoding))
     write_records(rejected + rejected_texts, Rejected, cfg.rejected)
     utterances.sort(key=lambda u: u.utt_id)  # the manifest does not depend on the order rows were listed in
@@ -86,10 +94,12 @@ def run(cfg: PrepareConfig) -> dict:
         "texts": len(texts),
         "rejected": len(rejected) + len(rejected_texts),
         "rejected_by_reason": dict(Counter(reason_category(r.reason) for r in rejected + rejected_texts)),
+        "clamped_to_file_end": notes.counts.get("clamped_to_file_end", 0),
     }
     report = {
         "corpus": cfg.corpus, "rejected_file": cfg.rejected,
         "rejected_utterances": reasons_table(rejected), "rejected_texts": reasons_table(rejected_texts),
+        "notes": notes.table(),
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
     write_stage_metrics(metrics, cfg.metrics, report, cfg.report)
