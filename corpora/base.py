@@ -9,6 +9,7 @@ it is counted, never lost.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -38,7 +39,12 @@ class RawUtterance:
 def absolute(path: str | Path, base: Path) -> str:
     """`path` made absolute against the folder `base` (normalised, symlinks kept as given)."""
     path = os.path.expanduser(str(path))
-    return os.path.normpath(path if os.path.isabs(path) else os.path.join(os.path.abspath(base), path))
+    return os.path.normpath(path if os.path.isabs(path) else os.path.join(_absolute_folder(str(base)), path))
+
+
+@functools.lru_cache(maxsize=256)
+def _absolute_folder(base: str) -> str:
+    return os.path.abspath(base)
 
 
 def stable_id(audio_path: str, base: Path, offset: float | None = None) -> str:

@@ -93,7 +93,14 @@ def _csv_rows(data: BinaryIO, path: Path, encoding: str) -> Iterator[tuple[str, 
 
 
 def _undecodable(value: str) -> bool:
-    return any("\udc80" <= c <= "\udcff" for c in value)
+    """True when `value` holds bytes that did not decode (kept as surrogates by surrogateescape)."""
+    if value.isascii():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _number(row: dict, key: str, where: str) -> tuple[float | None, str]:

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from .errors import ManifestError
 from .schema import ADDED_COLUMNS, from_table, schema_of, to_table
+from .storage import is_url, upload
 
 T = TypeVar("T")
 SHARD_PATTERN = "part-{:05d}.parquet"
@@ -33,6 +34,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     The file ends with the permissions an ordinary write would give it (0666 less the umask),
     not `mkstemp`'s private 0600.
     """
+    if is_url(path):  # object storage: write locally, then one put (an object appears whole or not at all)
+        with tempfile.TemporaryDirectory(prefix="jstip-put-") as folder:
+            tmp = Path(folder) / f"part{Path(str(path)).suffix}"
+            yield tmp
+            if tmp.exists():
+                upload(tmp, str(path))
+        return
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=final.suffix, dir=final.parent)
@@ -83,6 +91,56 @@ def write_records(records: Iterable[Any], record_type: type, path: str | Path, f
     table = to_table(list(records), record_type)
     write_table(table, path, fingerprint, row_group_size=ROW_GROUP_ROWS)
     return table.num_rows
+
+
+class RecordSink:
+    """Appends rows of one record type to an open Parquet file, in row groups of exactly
+    `ROW_GROUP_ROWS` rows (the file is the one `write_records` would write from the same rows)."""
+
+    def __init__(self, writer: pq.ParquetWriter, record_type: type) -> None:
+        self.writer = writer
+        self.record_type = record_type
+        self.schema = schema_of(record_type)
+        self.rows = 0
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+
+    def write(self, records: Iterable[Any]) -> None:
+        self.write_table(to_table(list(records), self.record_type))
+
+    def write_table(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        self._pending.append(table.select(self.schema.names).cast(self.schema))
+        self._pending_rows += table.num_rows
+        self.rows += table.num_rows
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        if not self._pending:
+            return
+        table = pa.concat_tables(self._pending)
+        whole = table.num_rows if final else table.num_rows - table.num_rows % ROW_GROUP_ROWS
+        if whole:
+            self.writer.write_table(table.slice(0, whole), row_group_size=ROW_GROUP_ROWS)
+        rest = table.slice(whole)
+        self._pending, self._pending_rows = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
+
+
+@contextmanager
+def record_sink(path: str | Path, record_type: type) -> Iterator[RecordSink]:
+    """A `RecordSink` writing `path` atomically: the file appears when the block ends without error."""
+    with atomic_path(path) as tmp:
+        writer = pq.ParquetWriter(tmp, schema_of(record_type), compression="zstd")
+        sink = RecordSink(writer, record_type)
+        try:
+            yield sink
+            sink._flush(final=True)
+            if sink.rows == 0:
+                writer.write_table(schema_of(record_type).empty_table())
+        finally:
+            writer.close()
 
 
 def file_metadata(path: str | Path, key: str) -> str | None:

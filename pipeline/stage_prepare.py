@@ -18,11 +18,15 @@ from tqdm import tqdm
 
 from corpora import FORMATS, iter_corpus
 from corpora.base import check_encoding
-from corpora.checks import SCRIPTS, CheckNotes, build_utterances, reason_category, reasons_table
+from corpora.checks import SCRIPTS, reason_category, reasons_table
+from corpora import streaming
+from corpora.streaming import WINDOW_PER_WORKER, CheckSettings, check_corpus
 from corpora.domain_text import build_texts, domain_text_files
+from manifests import external_sort
 from manifests.errors import JstipError
-from manifests.io import write_records, write_stage_metrics, write_text_atomic
+from manifests.io import record_sink, write_records, write_stage_metrics, write_text_atomic
 from manifests.schema import Rejected, Text, Utterance
+from pipeline.execution import executor
 
 
 @dataclass
@@ -46,6 +50,11 @@ class PrepareConfig:
                                                                  "file's end (durations rounded to 0.01 s, as NeMo "
                                                                  "writes them): it is clamped to the file and counted; "
                                                                  "a longer overrun is rejected (bad_stretch)"})
+    workers: int = field(default=1, metadata={"help": "worker processes checking slices of rows (1 runs inline; more "
+                                                      "start a dask LocalCluster)"})
+    scheduler: str = field(default="", metadata={"help": "address of a running dask scheduler (tcp://HOST:8786) to "
+                                                         "use instead"})
+    retries: int = field(default=2, metadata={"help": "times dask retries a task whose worker died"})
     audio_dir: str = field(default="data/prepared_audio", metadata={"help": "where audio embedded in a Parquet dataset is "
                                                                             "written as files"})
     utterances: str = field(default="data/utterances.parquet", metadata={"help": "output utterance manifest"})
@@ -74,38 +83,42 @@ def run(cfg: PrepareConfig) -> dict:
     started = time.perf_counter()
     corpus = cfg.corpus_name or Path(cfg.corpus.rstrip("/")).name
     _describe_audio_dir(Path(cfg.audio_dir))
-    raws = tqdm(iter_corpus(cfg.corpus, cfg.format, cfg.encoding, cfg.audio_dir) if cfg.corpus else iter(()),
-                desc="prepare: checking audio", unit="utt")  # no corpus: a text manifest only (e.g. an LM's text)
-    notes = CheckNotes()
-    utterances, rejected = _partition(build_utterances(raws, corpus, cfg.test_fraction, cfg.scripts, cfg.verify_audio,
-                                                       cfg.end_tolerance, notes))
+    raws = iter_corpus(cfg.corpus, cfg.format, cfg.encoding, cfg.audio_dir) if cfg.corpus else iter(())
+    settings = CheckSettings(corpus, cfg.test_fraction, cfg.scripts, cfg.verify_audio, cfg.end_tolerance)
     texts, rejected_texts = _partition(build_texts(domain_text_files(cfg.domain_text), cfg.encoding))
-    write_records(rejected + rejected_texts, Rejected, cfg.rejected)
-    utterances.sort(key=lambda u: u.utt_id)  # the manifest does not depend on the order rows were listed in
-    write_records(utterances, Utterance, cfg.utterances)
+    with tqdm(desc="prepare: checking rows", unit="utt") as progress, \
+            executor(workers=cfg.workers, scheduler=cfg.scheduler, retries=cfg.retries) as run_tasks, \
+            record_sink(cfg.utterances, Utterance) as utterances, record_sink(cfg.rejected, Rejected) as rejected:
+        summary = check_corpus(raws, settings, run_tasks, utterances.write_table, rejected.write,
+                               window=WINDOW_PER_WORKER * cfg.workers, slice_rows=streaming.SLICE_ROWS,
+                               run_rows=external_sort.RUN_ROWS, on_rows=progress.update)
+        rejected.write(rejected_texts)
     write_records(texts, Text, cfg.texts)
-    splits = Counter(u.split for u in utterances)
+    rejected_by_reason = summary.rejected.counts()
+    for category, count in Counter(reason_category(r.reason) for r in rejected_texts).items():
+        rejected_by_reason[category] = rejected_by_reason.get(category, 0) + count
+    wall = time.perf_counter() - started
     metrics = {
-        "utterances": len(utterances),
-        "train_utterances": splits.get("train", 0),
-        "test_utterances": splits.get("test", 0),
-        "audio_hours": round(sum(u.duration for u in utterances) / 3600, 4),
-        "speakers": len({u.speaker for u in utterances}),
+        "utterances": summary.utterances,
+        "train_utterances": summary.splits.get("train", 0),
+        "test_utterances": summary.splits.get("test", 0),
+        "audio_hours": round(summary.seconds / 3600, 4),
+        "speakers": summary.speakers,
         "texts": len(texts),
-        "rejected": len(rejected) + len(rejected_texts),
-        "rejected_by_reason": dict(Counter(reason_category(r.reason) for r in rejected + rejected_texts)),
-        "clamped_to_file_end": notes.counts.get("clamped_to_file_end", 0),
+        "rejected": summary.rejected.total + len(rejected_texts),
+        "rejected_by_reason": rejected_by_reason,
+        "clamped_to_file_end": summary.notes.counts.get("clamped_to_file_end", 0),
     }
     report = {
         "corpus": cfg.corpus, "rejected_file": cfg.rejected,
-        "rejected_utterances": reasons_table(rejected), "rejected_texts": reasons_table(rejected_texts),
-        "notes": notes.table(),
-        "wall_seconds": round(time.perf_counter() - started, 2),
+        "rejected_utterances": summary.rejected.sorted(), "rejected_texts": reasons_table(rejected_texts),
+        "notes": summary.notes.table(), "rows": summary.rows, "workers": cfg.workers,
+        "wall_seconds": round(wall, 2), "rows_per_second": round(summary.rows / wall, 1) if wall > 0 else None,
     }
     write_stage_metrics(metrics, cfg.metrics, report, cfg.report)
-    if cfg.corpus and not utterances:
-        raise JstipError(f"no usable utterance in {cfg.corpus}: {len(rejected)} rejected, reasons in {cfg.rejected} "
-                         f"and {cfg.report}")
+    if cfg.corpus and not summary.utterances:
+        raise JstipError(f"no usable utterance in {cfg.corpus}: {summary.rejected.total} rejected, reasons in "
+                         f"{cfg.rejected} and {cfg.report}")
     return metrics
 
 
