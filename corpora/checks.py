@@ -66,17 +66,17 @@ class AudioChecker:
 
     def __init__(self, verify: bool) -> None:
         self.verify = verify
-        self.cache: dict[str, tuple[int, float] | AudioError] = {}
+        self.cache: dict[str, tuple[int, float] | str] = {}
 
     def __call__(self, path: str) -> tuple[int, float]:
         if path not in self.cache:
             try:
                 self.cache[path] = self._check(path)
-            except AudioError as exc:
-                self.cache[path] = exc
+            except AudioError as exc:  # kept as text: a cached exception's traceback would pin the caller's rows
+                self.cache[path] = str(exc)
         found = self.cache[path]
-        if isinstance(found, AudioError):
-            raise found
+        if isinstance(found, str):
+            raise AudioError(found)
         return found
 
     def _check(self, path: str) -> tuple[int, float]:

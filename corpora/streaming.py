@@ -20,7 +20,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from manifests.errors import AudioError
 from manifests.external_sort import RUN_ROWS, ExternalSorter
 from manifests.schema import UTTERANCE_SCHEMA, Rejected
 
@@ -62,7 +61,7 @@ class _BoundedAudioChecker(AudioChecker):
 
     def __init__(self, verify: bool) -> None:
         super().__init__(verify)
-        self.cache: OrderedDict[str, tuple[int, float] | AudioError] = OrderedDict()
+        self.cache: OrderedDict[str, tuple[int, float] | str] = OrderedDict()
 
     def __call__(self, path: str) -> tuple[int, float]:
         if path in self.cache:
