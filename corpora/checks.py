@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from manifests.audio import audio_info, load_audio
+from manifests import storage
 from manifests.errors import AudioError
 from manifests.schema import Rejected, Utterance
 
@@ -82,7 +83,7 @@ class AudioChecker:
     def _check(self, path: str) -> tuple[int, float]:
         if not path:
             raise AudioError("missing_audio: no audio path given")
-        if not Path(path).is_file():
+        if not storage.is_file(path):
             raise AudioError(f"missing_audio: audio file {path} does not exist")
         try:
             rate, length = audio_info(path)

@@ -117,3 +117,38 @@ def remove(url: str) -> None:
     fs, inner = url_to_fs(url)
     if fs.exists(inner):
         fs.rm(inner, recursive=True)
+
+
+class RemotePath:
+    """The little of `pathlib.Path` a reader uses (`name`, `parent`, `str`), for a URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = str(url).rstrip("/")
+
+    @property
+    def name(self) -> str:
+        return name(self.url)
+
+    @property
+    def parent(self) -> "RemotePath":
+        return RemotePath(parent(self.url))
+
+    def __str__(self) -> str:
+        return self.url
+
+    __fspath__ = __str__
+
+    def __repr__(self) -> str:
+        return f"RemotePath({self.url!r})"
+
+
+def as_path(path: str | os.PathLike) -> "Path | RemotePath":
+    """A `Path` for a local path, a `RemotePath` for a URL (pathlib would fold `s3://` to `s3:/`)."""
+    return RemotePath(str(path)) if is_url(path) else Path(path)
+
+
+def relative_to(path: str, folder: str) -> str:
+    """`path` relative to `folder` (both local, or both URLs of one protocol)."""
+    if is_url(path) or is_url(folder):
+        return posixpath.relpath(str(path).split("://", 1)[-1], str(folder).split("://", 1)[-1])
+    return os.path.relpath(path, os.path.abspath(folder))

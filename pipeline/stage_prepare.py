@@ -22,7 +22,7 @@ from corpora.checks import SCRIPTS, reason_category, reasons_table
 from corpora import streaming
 from corpora.streaming import WINDOW_PER_WORKER, CheckSettings, check_corpus
 from corpora.domain_text import build_texts, domain_text_files
-from manifests import external_sort
+from manifests import external_sort, storage
 from manifests.errors import JstipError
 from manifests.io import record_sink, write_records, write_stage_metrics, write_text_atomic
 from manifests.schema import Rejected, Text, Utterance
@@ -81,8 +81,8 @@ def check_config(cfg: PrepareConfig) -> None:
 def run(cfg: PrepareConfig) -> dict:
     check_config(cfg)
     started = time.perf_counter()
-    corpus = cfg.corpus_name or Path(cfg.corpus.rstrip("/")).name
-    _describe_audio_dir(Path(cfg.audio_dir))
+    corpus = cfg.corpus_name or storage.name(cfg.corpus.rstrip("/"))
+    _describe_audio_dir(cfg.audio_dir)
     raws = iter_corpus(cfg.corpus, cfg.format, cfg.encoding, cfg.audio_dir) if cfg.corpus else iter(())
     settings = CheckSettings(corpus, cfg.test_fraction, cfg.scripts, cfg.verify_audio, cfg.end_tolerance)
     texts, rejected_texts = _partition(build_texts(domain_text_files(cfg.domain_text), cfg.encoding))
@@ -122,9 +122,13 @@ def run(cfg: PrepareConfig) -> dict:
     return metrics
 
 
-def _describe_audio_dir(directory: Path) -> None:
+def _describe_audio_dir(directory: str) -> None:
     """A note in `audio_dir`, which DVC tracks as an output (and warns about while it is empty)."""
-    note = directory / "README.txt"
+    if storage.is_url(directory):
+        write_text_atomic("Audio embedded in the Parquet dataset of prepare.corpus (none for other corpora).\n",
+                          storage.join(directory, "README.txt"))
+        return
+    note = Path(directory) / "README.txt"
     text = ("Audio embedded in the Parquet dataset of prepare.corpus, written here by `jstip prepare` "
             "(one file per utterance; nothing else for other corpora).\n")
     if not note.is_file() or note.read_text() != text:
