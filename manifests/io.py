@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from .errors import ManifestError
 from .schema import ADDED_COLUMNS, from_table, schema_of, to_table
+from . import storage
 from .storage import is_url, upload
 
 T = TypeVar("T")
@@ -149,8 +150,8 @@ def file_metadata(path: str | Path, key: str) -> str | None:
     Reads the file footer only, never the rows.
     """
     try:
-        metadata = pq.read_schema(path).metadata or {}
-    except (OSError, pa.ArrowInvalid):
+        metadata = (_open(path).schema_arrow.metadata if is_url(path) else pq.read_schema(path).metadata) or {}
+    except (OSError, pa.ArrowInvalid, ManifestError):
         return None
     value = metadata.get(METADATA_PREFIX + key.encode())
     return value.decode() if value is not None else None
@@ -161,8 +162,10 @@ def shard_fingerprint(path: str | Path) -> str | None:
     return file_metadata(path, "fingerprint")
 
 
-def shard_path(directory: str | Path, index: int) -> Path:
-    """Where shard `index` of a sharded manifest lives."""
+def shard_path(directory: str | Path, index: int) -> Path | str:
+    """Where shard `index` of a sharded manifest lives (a URL string when `directory` is one)."""
+    if is_url(directory):
+        return storage.join(str(directory), SHARD_PATTERN.format(index))
     return Path(directory) / SHARD_PATTERN.format(index)
 
 
@@ -192,7 +195,17 @@ def write_shards(records: Iterable[Any], record_type: type, directory: str | Pat
 
 
 def manifest_files(path: str | Path) -> list[Path]:
-    """The Parquet files of a manifest: the file itself, or a directory's `part-*.parquet`."""
+    """The Parquet files of a manifest: the file itself, or a directory's `part-*.parquet`
+    (URL strings for a manifest in object storage)."""
+    if is_url(path):
+        if storage.is_dir(str(path)):
+            files = storage.glob(str(path), "part-*.parquet")
+            if not files:
+                raise ManifestError(f"{path} holds no part-*.parquet shards; run the stage that writes it first")
+            return files
+        if not storage.exists(str(path)):
+            raise ManifestError(f"manifest {path} does not exist; run the stage that writes it first")
+        return [path]
     path = Path(path)
     if path.is_dir():
         files = sorted(path.glob("part-*.parquet"))
@@ -207,7 +220,7 @@ def manifest_files(path: str | Path) -> list[Path]:
 def _open(file: str | Path, record_type: type | None = None, optional: Collection[str] = ()) -> pq.ParquetFile:
     """An open Parquet file holding `record_type`'s columns (but `optional`), or a ManifestError."""
     try:
-        parquet = pq.ParquetFile(file)
+        parquet = pq.ParquetFile(_remote_file(str(file)) if is_url(file) else file)
     except (OSError, pa.ArrowInvalid) as exc:
         raise ManifestError(f"cannot read {file}: {exc}") from exc
     if record_type is not None:
@@ -217,6 +230,17 @@ def _open(file: str | Path, record_type: type | None = None, optional: Collectio
                 f"{file} is not a {record_type.__name__} manifest: missing columns {sorted(missing)}"
             )
     return parquet
+
+
+def _remote_file(url: str):
+    """A seekable Arrow file over an object (pyarrow reads the footer and row groups it needs)."""
+    import pyarrow.fs as pafs
+
+    fs, inner = storage.url_to_fs(url)
+    try:
+        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)).open_input_file(inner)
+    except FileNotFoundError as exc:
+        raise ManifestError(f"manifest {url} does not exist") from exc
 
 
 def iter_records(path: str | Path, record_type: Type[T], batch_size: int = 1024) -> Iterator[T]:
@@ -305,6 +329,10 @@ def read_rows(groups: Sequence[Group], start: int, stop: int, columns: list[str]
 
 def _polars_slice(file: str, offset: int, length: int, columns: list[str], schema: pa.Schema) -> pa.Table:
     import polars as pl
+
+    if is_url(file):  # polars' own object-store client does not read fsspec's settings: Arrow reads it
+        table = pq.read_table(_remote_file(file), columns=columns).slice(offset, length)
+        return table.cast(pa.schema([schema.field(name) for name in columns]))
 
     try:
         table = pl.scan_parquet(file, low_memory=True).select(columns).slice(offset, length).collect().to_arrow(

@@ -86,3 +86,36 @@ def test_prepare_reads_a_list_and_its_audio_from_s3_and_writes_its_manifests_the
     assert gone["reason"].startswith("missing_audio") and "s3://corpus/set/audio/gone.flac" in gone["reason"]
     assert s3.isfile("corpus/out/m.json") and s3.isfile("corpus/out/rep.json")
     assert read_records(tmp_path / "out" / "r.parquet", Rejected)[0].record_id == gone["record_id"]
+
+
+@pytest.mark.slow
+def test_prepare_then_align_with_everything_in_s3_gives_the_local_alignments(s3, tmp_path, spoken):
+    from manifests.audio import write_audio
+    from manifests.schema import Alignment
+    from pipeline.stage_align import AlignConfig, run as align
+
+    local = tmp_path / "local"
+    sentences = ["The nurse checked the chart before noon.", "Take two tablets of aspirin after dinner.",
+                 "He walked to the station in the rain."]
+    lines = ["audio,text,speaker"]
+    for i, sentence in enumerate(sentences):
+        wave, _ = spoken(sentence, voice="en-us")
+        write_audio(wave, local / f"s{i}.wav", 16000)
+        lines.append(f"s{i}.wav,{sentence},s{i}")
+    (local / "list.csv").write_text("\n".join(lines) + "\n")
+    s3.put(str(local) + "/", "corpus/speech/", recursive=True)
+
+    runs = {}
+    for where, corpus in (("s3://corpus/run", "s3://corpus/speech/list.csv"), (str(tmp_path / "run"), str(local / "list.csv"))):
+        run(_cfg(where, corpus, f"{where}/audio"))
+        runs[where] = align(AlignConfig(utterances=f"{where}/u.parquet", out=f"{where}/alignments", aligner="pocketsphinx",
+                                        reference="", min_shards=2, metrics=f"{where}/align.json",
+                                        report=f"{where}/align_report.json"))
+    remote, here = runs["s3://corpus/run"], runs[str(tmp_path / "run")]
+    assert remote["aligned"] == here["aligned"] == 3 and remote["shards"] == 2
+    assert sorted(s3.ls("corpus/run/alignments")) == ["corpus/run/alignments/part-00000.parquet",
+                                                      "corpus/run/alignments/part-00001.parquet"]
+    assert read_records("s3://corpus/run/alignments", Alignment) == read_records(tmp_path / "run" / "alignments", Alignment)
+    assert align(AlignConfig(utterances="s3://corpus/run/u.parquet", out="s3://corpus/run/alignments",
+                             aligner="pocketsphinx", reference="", min_shards=2, metrics=str(tmp_path / "again.json"),
+                             report=str(tmp_path / "again_r.json")))["shards_skipped"] == 2  # finished shards found there
