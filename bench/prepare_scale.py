@@ -8,7 +8,7 @@ rows in random id order: 2-second stretches of 400 one-minute WAV files (each fi
 and 0.1% duplicate ids and 0.1% rows with a missing audio file. It runs `jstip prepare
 --verify-audio false` under `/usr/bin/time -v` and prints wall time, rows/s and peak RSS.
 
-With `--verify-files N` it then writes N five-second FLAC files, one row each, and times prepare
+With `--verify-files N` it then writes N FLAC files of `--verify-seconds` (30) each, one row each, and times prepare
 with audio verification (every file decoded) at `--workers 1` and `--workers 2`, checks the two
 outputs are byte-identical and prints the speed ratio. Run it niced on a shared machine.
 """
@@ -87,6 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="*", default=[100_000])
     parser.add_argument("--verify-files", type=int, default=0)
+    parser.add_argument("--verify-seconds", type=float, default=30.0, help="length of each verified file")
     parser.add_argument("--work", type=Path, default=Path("/tmp/jstip-prepare-scale"))
     args = parser.parse_args()
     work = args.work
@@ -99,9 +100,9 @@ def main() -> None:
         print(f"rows={rows:>10,d}  verify_audio=false  wall={wall:7.1f}s  rows/s={rows / wall:9,.0f}  "
               f"cpu={cpu:7.1f}s  rows/cpu-s={rows / cpu:9,.0f}  peak_rss={rss:.2f}GB", flush=True)
     if args.verify_files:
-        folder = work / "verify"
+        folder = work / f"verify_{args.verify_seconds:g}s"
         folder.mkdir(parents=True, exist_ok=True)
-        tone = (0.1 * np.sin(np.arange(16000 * 5) * 0.03)).astype(np.float32)
+        tone = (0.1 * np.sin(np.arange(int(16000 * args.verify_seconds)) * 0.03)).astype(np.float32)
         lines = ["audio,text,speaker\n"]
         for i in range(args.verify_files):
             if not (folder / f"v{i:05d}.flac").exists():

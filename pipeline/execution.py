@@ -70,7 +70,8 @@ Mapper = Callable[..., list]
 def executor(*, workers: int = 1, scheduler: str = "", retries: int = 2) -> Iterator[Mapper]:
     """A `map(fn, tasks, done=None) -> results in task order` that a stage may call many times
     (a streaming stage hands it one window of tasks at a time), inline or on one dask cluster
-    kept for the whole block. `done(task)` is called as each task finishes."""
+    kept for the whole block. `done(task)` is called as each task finishes; `map.workers` says
+    how many workers it has (those of an existing cluster when there are more than `workers`)."""
     if workers < 1:
         raise JstipError(f"--workers must be at least 1, got {workers}")
     if workers == 1 and not scheduler:
@@ -82,11 +83,16 @@ def executor(*, workers: int = 1, scheduler: str = "", retries: int = 2) -> Iter
                     done(task)
             return results
 
+        inline.workers = 1
         yield inline
         return
     client, cluster = _connect(workers, scheduler)
     try:
-        yield lambda fn, tasks, done=None: _map_on_dask(client, fn, list(tasks), retries, done)
+        def on_dask(fn, tasks, done=None):
+            return _map_on_dask(client, fn, list(tasks), retries, done)
+
+        on_dask.workers = max(workers, len(client.scheduler_info().get("workers", {})))
+        yield on_dask
     finally:
         client.close()
         if cluster is not None:

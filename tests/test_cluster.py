@@ -82,6 +82,7 @@ def _killing_executor(victim, real=execution.executor):
                     if done is not None:
                         done(task)
                 return run_all(fn, tasks, first_done)
+            run_killing.workers = run_all.workers
             yield run_killing
     return wrapped
 
