@@ -114,7 +114,8 @@ def main() -> None:
             walls[workers], rss, cpu = timed(prepare(work, folder / "list.csv", f"verify_w{workers}", "--workers",
                                                    str(workers)), work)
             print(f"files={args.verify_files}  verify_audio=true  workers={workers}  wall={walls[workers]:6.1f}s  "
-                  f"files/s={args.verify_files / walls[workers]:7.1f}  peak_rss={rss:.2f}GB", flush=True)
+                  f"files/s={args.verify_files / walls[workers]:7.1f}  cpu(all processes)={cpu:6.1f}s  "
+                  f"peak_rss={rss:.2f}GB  load={os.getloadavg()[0]:.1f}", flush=True)
         same = all(filecmp.cmp(work / "verify_w1" / f, work / "verify_w2" / f, shallow=False)
                    for f in ("u.parquet", "r.parquet"))
         print(f"verification speed-up at 2 workers: {walls[1] / walls[2]:.2f}x  byte-identical outputs: {same}")

@@ -27,6 +27,7 @@ from .base import RawUtterance
 from .checks import END_TOLERANCE, AudioChecker, CheckNotes, check_row, duplicate_reason, reason_category
 
 SLICE_ROWS = 4096  # rows per task: big enough that dask's per-task cost is small beside the checks
+VERIFY_SLICE_ROWS = 64  # rows per task when every file is decoded: decoding dwarfs the task cost, workers share it
 WINDOW_PER_WORKER = 4  # tasks in flight per worker
 AUDIO_CACHE_FILES = 4096  # audio files whose check a worker remembers (segments of one file share it)
 EXAMPLES_PER_REASON = 5
@@ -89,6 +90,11 @@ def check_slice(task: RowSlice) -> SliceResult:
         for name, values in columns.items():
             values.append(getattr(checked, name))
     return SliceResult(pa.table(columns, schema=UTTERANCE_SCHEMA), rejected, notes)
+
+
+def rows_per_task(settings: CheckSettings) -> int:
+    """Rows per task for these settings (read at call time, so tests may shrink them)."""
+    return min(SLICE_ROWS, VERIFY_SLICE_ROWS) if settings.verify_audio else SLICE_ROWS
 
 
 def slices(raws: Iterable[RawUtterance], settings: CheckSettings, rows: int = SLICE_ROWS) -> Iterator[RowSlice]:
@@ -164,7 +170,7 @@ def check_corpus(raws: Iterable[RawUtterance], settings: CheckSettings, run: Cal
     at a time) and the rejections (`write_rejected`); `run(fn, tasks)` is the executor's map."""
     summary = PrepareSummary()
     speakers = _DistinctCounter()
-    tasks = slices(raws, settings, slice_rows or SLICE_ROWS)
+    tasks = slices(raws, settings, slice_rows or rows_per_task(settings))
     with ExternalSorter("utt_id", spill_dir, run_rows=run_rows or RUN_ROWS) as sorter:
         while chunk := list(itertools.islice(tasks, window)):
             for task, result in zip(chunk, run(check_slice, chunk)):

@@ -90,7 +90,7 @@ def run(cfg: PrepareConfig) -> dict:
             executor(workers=cfg.workers, scheduler=cfg.scheduler, retries=cfg.retries) as run_tasks, \
             record_sink(cfg.utterances, Utterance) as utterances, record_sink(cfg.rejected, Rejected) as rejected:
         summary = check_corpus(raws, settings, run_tasks, utterances.write_table, rejected.write,
-                               window=WINDOW_PER_WORKER * getattr(run_tasks, "workers", cfg.workers), slice_rows=streaming.SLICE_ROWS,
+                               window=WINDOW_PER_WORKER * getattr(run_tasks, "workers", cfg.workers), slice_rows=streaming.rows_per_task(settings),
                                run_rows=external_sort.RUN_ROWS, on_rows=progress.update)
         rejected.write(rejected_texts)
     write_records(texts, Text, cfg.texts)
