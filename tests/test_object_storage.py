@@ -25,8 +25,8 @@ def _free_port() -> int:
 @pytest.fixture
 def s3(monkeypatch, tmp_path):
     """An s3fs file system on a moto server started here, with a bucket `corpus`."""
-    pytest.importorskip("moto")
-    s3fs = pytest.importorskip("s3fs")
+    import moto.server  # noqa: F401  (the dev extra: a missing server fails the test, never skips it)
+    import s3fs
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
