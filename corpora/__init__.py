@@ -20,7 +20,9 @@ import importlib
 from pathlib import Path
 from typing import Iterator
 
+from manifests import storage
 from manifests.errors import JstipError
+from manifests.storage import is_url
 
 from .base import AUDIO_SUFFIXES, LIST_SUFFIXES, RawUtterance
 
@@ -63,9 +65,11 @@ def detect_format(path: Path) -> str:
 def iter_corpus(path: str | Path, fmt: str = "auto", encoding: str = "utf-8", audio_dir: str | Path = "") -> Iterator[RawUtterance]:
     """Pairs found under `path` in layout `fmt` (`auto` detects it); `audio_dir` receives audio
     embedded in a Parquet dataset."""
-    path = Path(path)
     if fmt not in FORMATS:
         raise JstipError(f"unknown corpus format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if is_url(path):
+        return _iter_remote(str(path), fmt, encoding)
+    path = Path(path)
     if not path.exists():
         raise JstipError(f"corpus {path} does not exist; set prepare.corpus (or --corpus) to your data")
     fmt = detect_format(path) if fmt == "auto" else fmt
@@ -78,3 +82,19 @@ def iter_corpus(path: str | Path, fmt: str = "auto", encoding: str = "utf-8", au
     if fmt == "lhotse":
         return reader(path)
     return reader(path, encoding)
+
+
+def _iter_remote(url: str, fmt: str, encoding: str) -> Iterator[RawUtterance]:
+    """A list or NeMo manifest in object storage (read as a stream; its audio stays there too)."""
+    if fmt == "auto":
+        if not url.lower().endswith(tuple(LIST_SUFFIXES) + tuple(s + ".gz" for s in LIST_SUFFIXES)):
+            raise JstipError(f"{url}: a corpus in object storage is read as a CSV/TSV/JSONL list or NeMo manifest "
+                             "(format list or nemo); copy other layouts locally")
+        fmt = "list"
+    if fmt not in ("list", "nemo"):
+        raise JstipError(f"format {fmt} is read from local files only; {url} is in object storage (use a list)")
+    if not storage.is_file(url):
+        raise JstipError(f"corpus {url} does not exist (or the credentials in the environment cannot read it)")
+    from .lists import iter_list
+
+    return iter_list(storage.as_path(url), encoding)

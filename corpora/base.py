@@ -9,12 +9,14 @@ it is counted, never lost.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from manifests.errors import JstipError
+from manifests.storage import is_url, join, relative_to
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus")
 
@@ -37,17 +39,26 @@ class RawUtterance:
 
 def absolute(path: str | Path, base: Path) -> str:
     """`path` made absolute against the folder `base` (normalised, symlinks kept as given)."""
+    if is_url(path):
+        return str(path)
+    if is_url(base):  # a list in object storage: its relative paths are objects beside it
+        return join(str(base), str(path))
     path = os.path.expanduser(str(path))
-    return os.path.normpath(path if os.path.isabs(path) else os.path.join(os.path.abspath(base), path))
+    return os.path.normpath(path if os.path.isabs(path) else os.path.join(_absolute_folder(str(base)), path))
+
+
+@functools.lru_cache(maxsize=256)
+def _absolute_folder(base: str) -> str:
+    return os.path.abspath(base)
 
 
 def stable_id(audio_path: str, base: Path, offset: float | None = None) -> str:
     """An id for a listed stretch without `utt_id`: the file's stem, a hash of its path relative to
     the list, and the offset in ms when the row gives one. Rows may be reordered, added or removed:
     the id of every other row stays the same."""
-    relative = os.path.relpath(audio_path, os.path.abspath(base))
+    relative = relative_to(audio_path, str(base))
     digest = hashlib.sha1(relative.encode()).hexdigest()[:8]
-    stem = Path(audio_path).stem
+    stem = Path(audio_path.split("://", 1)[-1]).stem
     return f"{stem}-{digest}" if offset is None else f"{stem}-{digest}-{int(round(offset * 1000)):d}"
 
 

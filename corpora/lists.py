@@ -18,9 +18,10 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from manifests.errors import JstipError
+from manifests.storage import open_binary
 
 from .base import RawUtterance, absolute, decode_text, stable_id
 
@@ -37,51 +38,69 @@ def iter_list(path: Path, encoding: str = "utf-8") -> Iterator[RawUtterance]:
 
 
 def _rows(path: Path, encoding: str) -> Iterator[tuple[str, Any, str]]:
-    """(where, row, problem) for each row: a dict (or a str saying why there is none) and what is wrong."""
+    """(where, row, problem) for each row: a dict (or a str saying why there is none) and what is wrong.
+
+    The file is read as a stream, a line or a CSV record at a time: a list of millions of rows
+    never sits in memory whole."""
     name = path.name.lower()
-    data = gzip.decompress(path.read_bytes()) if name.endswith(".gz") else path.read_bytes()
-    if name.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")):
-        for n, raw in enumerate(data.splitlines(), start=1):
-            if not raw.strip():
-                continue
-            where = f"{path.name} line {n}"
-            line, problem = decode_text(raw, encoding, where)
-            if problem:  # the id may still be readable: the row is filed under it
-                line = raw.decode("utf-8", errors="surrogateescape")
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield where, problem or f"bad_row: {where} is not JSON: {exc}", problem
-                continue
-            yield where, row if isinstance(row, dict) else (
-                f"bad_row: {where} is a JSON {type(row).__name__}, not an object with audio and text"), problem
-        return
-    text, problem = _decode_whole(data, encoding, path.name)
-    if problem:
-        raise JstipError(problem)
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if name.endswith(".tsv") else ",")
-    fields = reader.fieldnames or []
-    if "text" not in fields or not any(k in fields for k in AUDIO_KEYS):
-        raise JstipError(f"{path} needs a header row with columns 'audio' and 'text' (found {fields})")
-    for row in reader:
-        where = f"{path.name} line {reader.line_num}"
-        bad = [k for k, v in row.items() if isinstance(v, str) and _undecodable(v)]
-        problem = (f"bad_encoding: {where} is not UTF-8 (column {bad[0]}); save the list as UTF-8 or set "
-                   "prepare.encoding to its codec (e.g. latin-1)") if bad else ""
-        if None in row:
-            problem = problem or f"bad_row: {where} has more fields than the header"
-        yield where, row, problem
+    with open_binary(path) as raw_file:
+        data = gzip.GzipFile(fileobj=raw_file) if name.endswith(".gz") else raw_file
+        if name.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")):
+            yield from _json_rows(data, path, encoding)
+        else:
+            yield from _csv_rows(data, path, encoding)
 
 
-def _decode_whole(data: bytes, encoding: str, name: str) -> tuple[str, str]:
-    """A CSV's text; with UTF-8, undecodable bytes are kept as surrogates so only their rows are rejected."""
-    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
-        return data.decode("utf-8-sig", errors="surrogateescape"), ""
-    return decode_text(data, encoding, name)
+def _json_rows(data: BinaryIO, path: Path, encoding: str) -> Iterator[tuple[str, Any, str]]:
+    for n, raw in enumerate(data, start=1):
+        if not raw.strip():
+            continue
+        where = f"{path.name} line {n}"
+        line, problem = decode_text(raw.rstrip(b"\r\n"), encoding, where)
+        if problem:  # the id may still be readable: the row is filed under it
+            line = raw.decode("utf-8", errors="surrogateescape")
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield where, problem or f"bad_row: {where} is not JSON: {exc}", problem
+            continue
+        yield where, row if isinstance(row, dict) else (
+            f"bad_row: {where} is a JSON {type(row).__name__}, not an object with audio and text"), problem
+
+
+def _csv_rows(data: BinaryIO, path: Path, encoding: str) -> Iterator[tuple[str, Any, str]]:
+    """CSV/TSV records; with UTF-8, undecodable bytes are kept as surrogates so only their rows are
+    rejected; with another codec, bytes it cannot decode stop the run with the line named."""
+    utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+    text = io.TextIOWrapper(data, encoding="utf-8-sig" if utf8 else encoding,
+                            errors="surrogateescape" if utf8 else "strict", newline="")
+    reader = csv.DictReader(text, delimiter="\t" if path.name.lower().endswith(".tsv") else ",")
+    try:
+        fields = reader.fieldnames or []
+        if "text" not in fields or not any(k in fields for k in AUDIO_KEYS):
+            raise JstipError(f"{path} needs a header row with columns 'audio' and 'text' (found {fields})")
+        for row in reader:
+            where = f"{path.name} line {reader.line_num}"
+            bad = [k for k, v in row.items() if isinstance(v, str) and _undecodable(v)]
+            problem = (f"bad_encoding: {where} is not UTF-8 (column {bad[0]}); save the list as UTF-8 or set "
+                       "prepare.encoding to its codec (e.g. latin-1)") if bad else ""
+            if None in row:
+                problem = problem or f"bad_row: {where} has more fields than the header"
+            yield where, row, problem
+    except UnicodeDecodeError as exc:
+        raise JstipError(f"bad_encoding: {path.name} is not {encoding} after line {reader.line_num} "
+                         f"(byte {exc.object[exc.start]:#04x})") from exc
 
 
 def _undecodable(value: str) -> bool:
-    return any("\udc80" <= c <= "\udcff" for c in value)
+    """True when `value` holds bytes that did not decode (kept as surrogates by surrogateescape)."""
+    if value.isascii():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _number(row: dict, key: str, where: str) -> tuple[float | None, str]:

@@ -20,6 +20,7 @@ same text always gives the same words. The raw `text` is always stored beside it
 """
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -58,6 +59,9 @@ _DECADE = re.compile(r"(?<![\d.])'?(\d{2}|1[1-9]\d0|20\d0)'?s(?![a-z])")
 _GLUED_UNIT = re.compile(r"(?<![\d.])(\d[\d,]*(?:\.\d+)?)(" + "|".join(sorted(map(re.escape, {**_UNITS, **_UNITS_AFTER_NUMBER}), key=len, reverse=True)) + r")(?![a-z])")
 _NUMBER = re.compile(r"(?<![\d])(-)?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?")
 _NOT_WORD = re.compile(r"[^\w' ]+|_")
+_PLAIN_WORD = re.compile(r"([a-z]+)[.,;:!?]*")
+# plain words whose spoken form depends on their neighbours ("5 m", "3 pm", "$2 million"): the slow path
+_CONTEXT_WORDS = frozenset([*_UNITS, *_UNITS_AFTER_NUMBER, *_MAGNITUDES, "am", "pm"])
 
 
 def _plain(n: int) -> str:
@@ -131,6 +135,7 @@ def _unit_words(unit: str, singular: bool) -> str:
     return name if singular else _IRREGULAR_PLURAL.get(name) or _plural(name)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # tokens repeat (Zipf): most are folded once
 def _fold(token: str) -> str:
     """Unicode to the forms the rules expect: NFKC, ASCII digits, Latin letters without accents, lower case."""
     token = unicodedata.normalize("NFKC", token).translate(_LATIN_EXTRA)
@@ -149,6 +154,9 @@ def _bare(token: str) -> str:
 
 def _token_words(token: str, prev: str, nxt: str) -> list[str]:
     """The normalised words of one raw token; `prev`/`nxt` (already folded) only choose word forms."""
+    plain = _PLAIN_WORD.fullmatch(token)
+    if plain and plain.group(1) not in _CONTEXT_WORDS:  # most tokens: a word, maybe with punctuation after it
+        return [plain.group(1)]
     text = _ANNOTATION.sub(" ", token)
     bare, bare_prev, bare_next = _bare(text), _bare(prev), _bare(nxt)
     after_number = bool(_NUMBER_TOKEN.match(prev) or _TIME_TOKEN.match(prev))
@@ -194,6 +202,8 @@ def normalize(text: str) -> str:
 
 def foreign_words(norm_text: str) -> list[tuple[str, str]]:
     """(word, script) for each normalised word with letters outside a-z: CJK, ARABIC, CYRILLIC, ..."""
+    if norm_text.isascii():  # normalised text is lower case: its ASCII letters are a-z
+        return []
     found = []
     for word in norm_text.split():
         other = next((c for c in word if c.isalpha() and not ("a" <= c <= "z")), None)

@@ -7,6 +7,7 @@ when the source's own rate differs, so every consumer (aligners, trainer) sees t
 from __future__ import annotations
 
 import io
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +15,18 @@ import soundfile as sf
 
 from .errors import AudioError
 from .io import atomic_path
+from .storage import is_url, open_binary
 
 
 def audio_info(path: str | Path) -> tuple[int, float]:
     """(sample_rate, duration in seconds) of an audio file, or an AudioError saying why not."""
     try:
-        info = sf.info(str(path))
-    except (RuntimeError, sf.LibsndfileError) as exc:
+        if is_url(path):
+            with open_binary(path) as f:
+                info = sf.info(f)
+        else:
+            info = sf.info(str(path))
+    except (RuntimeError, sf.LibsndfileError, OSError) as exc:
         raise AudioError(f"cannot read audio {path}: {exc}") from exc
     if info.frames == 0:
         raise AudioError(f"audio {path} holds no samples")
@@ -30,7 +36,7 @@ def audio_info(path: str | Path) -> tuple[int, float]:
 def load_audio(path: str | Path, offset: float = 0.0, duration: float | None = None, sample_rate: int = 16000) -> np.ndarray:
     """Mono float32 samples of `path` from `offset` for `duration` seconds at `sample_rate`."""
     try:
-        with sf.SoundFile(str(path)) as f:
+        with _source(path) as source, sf.SoundFile(source) as f:
             native = f.samplerate
             start = int(round(offset * native))
             if start > f.frames:
@@ -38,9 +44,19 @@ def load_audio(path: str | Path, offset: float = 0.0, duration: float | None = N
             f.seek(start)
             frames = -1 if duration is None else int(round(duration * native))
             data = f.read(frames, dtype="float32", always_2d=True)
-    except (RuntimeError, sf.LibsndfileError) as exc:
+    except (RuntimeError, sf.LibsndfileError, OSError) as exc:
         raise AudioError(f"cannot read audio {path}: {exc}") from exc
     return _mono_at(data, native, sample_rate)
+
+
+@contextmanager
+def _source(path: str | Path):
+    """What soundfile opens: the local path, or a seekable file object over an fsspec URL."""
+    if is_url(path):
+        with open_binary(path) as f:
+            yield f
+    else:
+        yield str(path)
 
 
 def decode_audio_bytes(data: bytes, sample_rate: int, name: str = "") -> np.ndarray:

@@ -19,6 +19,8 @@ import pyarrow.parquet as pq
 
 from .errors import ManifestError
 from .schema import ADDED_COLUMNS, from_table, schema_of, to_table
+from . import storage
+from .storage import is_url, upload
 
 T = TypeVar("T")
 SHARD_PATTERN = "part-{:05d}.parquet"
@@ -33,6 +35,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     The file ends with the permissions an ordinary write would give it (0666 less the umask),
     not `mkstemp`'s private 0600.
     """
+    if is_url(path):  # object storage: write locally, then one put (an object appears whole or not at all)
+        with tempfile.TemporaryDirectory(prefix="jstip-put-") as folder:
+            tmp = Path(folder) / f"part{Path(str(path)).suffix}"
+            yield tmp
+            if tmp.exists():
+                upload(tmp, str(path))
+        return
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=final.suffix, dir=final.parent)
@@ -85,14 +94,64 @@ def write_records(records: Iterable[Any], record_type: type, path: str | Path, f
     return table.num_rows
 
 
+class RecordSink:
+    """Appends rows of one record type to an open Parquet file, in row groups of exactly
+    `ROW_GROUP_ROWS` rows (the file is the one `write_records` would write from the same rows)."""
+
+    def __init__(self, writer: pq.ParquetWriter, record_type: type) -> None:
+        self.writer = writer
+        self.record_type = record_type
+        self.schema = schema_of(record_type)
+        self.rows = 0
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+
+    def write(self, records: Iterable[Any]) -> None:
+        self.write_table(to_table(list(records), self.record_type))
+
+    def write_table(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        self._pending.append(table.select(self.schema.names).cast(self.schema))
+        self._pending_rows += table.num_rows
+        self.rows += table.num_rows
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        if not self._pending:
+            return
+        table = pa.concat_tables(self._pending)
+        whole = table.num_rows if final else table.num_rows - table.num_rows % ROW_GROUP_ROWS
+        if whole:
+            self.writer.write_table(table.slice(0, whole), row_group_size=ROW_GROUP_ROWS)
+        rest = table.slice(whole)
+        self._pending, self._pending_rows = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
+
+
+@contextmanager
+def record_sink(path: str | Path, record_type: type) -> Iterator[RecordSink]:
+    """A `RecordSink` writing `path` atomically: the file appears when the block ends without error."""
+    with atomic_path(path) as tmp:
+        writer = pq.ParquetWriter(tmp, schema_of(record_type), compression="zstd")
+        sink = RecordSink(writer, record_type)
+        try:
+            yield sink
+            sink._flush(final=True)
+            if sink.rows == 0:
+                writer.write_table(schema_of(record_type).empty_table())
+        finally:
+            writer.close()
+
+
 def file_metadata(path: str | Path, key: str) -> str | None:
     """A string stored with `write_table(..., metadata={key: ...})`; None if absent or unreadable.
 
     Reads the file footer only, never the rows.
     """
     try:
-        metadata = pq.read_schema(path).metadata or {}
-    except (OSError, pa.ArrowInvalid):
+        metadata = (_open(path).schema_arrow.metadata if is_url(path) else pq.read_schema(path).metadata) or {}
+    except (OSError, pa.ArrowInvalid, ManifestError):
         return None
     value = metadata.get(METADATA_PREFIX + key.encode())
     return value.decode() if value is not None else None
@@ -103,8 +162,10 @@ def shard_fingerprint(path: str | Path) -> str | None:
     return file_metadata(path, "fingerprint")
 
 
-def shard_path(directory: str | Path, index: int) -> Path:
-    """Where shard `index` of a sharded manifest lives."""
+def shard_path(directory: str | Path, index: int) -> Path | str:
+    """Where shard `index` of a sharded manifest lives (a URL string when `directory` is one)."""
+    if is_url(directory):
+        return storage.join(str(directory), SHARD_PATTERN.format(index))
     return Path(directory) / SHARD_PATTERN.format(index)
 
 
@@ -134,7 +195,17 @@ def write_shards(records: Iterable[Any], record_type: type, directory: str | Pat
 
 
 def manifest_files(path: str | Path) -> list[Path]:
-    """The Parquet files of a manifest: the file itself, or a directory's `part-*.parquet`."""
+    """The Parquet files of a manifest: the file itself, or a directory's `part-*.parquet`
+    (URL strings for a manifest in object storage)."""
+    if is_url(path):
+        if storage.is_dir(str(path)):
+            files = storage.glob(str(path), "part-*.parquet")
+            if not files:
+                raise ManifestError(f"{path} holds no part-*.parquet shards; run the stage that writes it first")
+            return files
+        if not storage.exists(str(path)):
+            raise ManifestError(f"manifest {path} does not exist; run the stage that writes it first")
+        return [path]
     path = Path(path)
     if path.is_dir():
         files = sorted(path.glob("part-*.parquet"))
@@ -149,7 +220,7 @@ def manifest_files(path: str | Path) -> list[Path]:
 def _open(file: str | Path, record_type: type | None = None, optional: Collection[str] = ()) -> pq.ParquetFile:
     """An open Parquet file holding `record_type`'s columns (but `optional`), or a ManifestError."""
     try:
-        parquet = pq.ParquetFile(file)
+        parquet = pq.ParquetFile(_remote_file(str(file)) if is_url(file) else file)
     except (OSError, pa.ArrowInvalid) as exc:
         raise ManifestError(f"cannot read {file}: {exc}") from exc
     if record_type is not None:
@@ -159,6 +230,17 @@ def _open(file: str | Path, record_type: type | None = None, optional: Collectio
                 f"{file} is not a {record_type.__name__} manifest: missing columns {sorted(missing)}"
             )
     return parquet
+
+
+def _remote_file(url: str):
+    """A seekable Arrow file over an object (pyarrow reads the footer and row groups it needs)."""
+    import pyarrow.fs as pafs
+
+    fs, inner = storage.url_to_fs(url)
+    try:
+        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)).open_input_file(inner)
+    except FileNotFoundError as exc:
+        raise ManifestError(f"manifest {url} does not exist") from exc
 
 
 def iter_records(path: str | Path, record_type: Type[T], batch_size: int = 1024) -> Iterator[T]:
@@ -247,6 +329,10 @@ def read_rows(groups: Sequence[Group], start: int, stop: int, columns: list[str]
 
 def _polars_slice(file: str, offset: int, length: int, columns: list[str], schema: pa.Schema) -> pa.Table:
     import polars as pl
+
+    if is_url(file):  # polars' own object-store client does not read fsspec's settings: Arrow reads it
+        table = pq.read_table(_remote_file(file), columns=columns).slice(offset, length)
+        return table.cast(pa.schema([schema.field(name) for name in columns]))
 
     try:
         table = pl.scan_parquet(file, low_memory=True).select(columns).slice(offset, length).collect().to_arrow(

@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import Any, Callable, Sequence, TypeVar
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from tqdm import tqdm
 
@@ -55,26 +56,54 @@ def run_shards(
     `size(task)` advances the progress bar by that many units (e.g. utterances) per task.
     A task that still fails after `retries` raises a JstipError naming it.
     """
-    if workers < 1:
-        raise JstipError(f"--workers must be at least 1, got {workers}")
     tasks = list(tasks)
     total = sum(size(t) for t in tasks) if size else len(tasks)
-    with tqdm(total=total, desc=desc, unit=unit) as progress:
-        if workers == 1 and not scheduler:
+    with tqdm(total=total, desc=desc, unit=unit) as progress, \
+            executor(workers=workers, scheduler=scheduler, retries=retries) as run_all:
+        return run_all(fn, tasks, lambda task: progress.update(size(task) if size else 1))
+
+
+Mapper = Callable[..., list]
+
+
+@contextmanager
+def executor(*, workers: int = 1, scheduler: str = "", retries: int = 2) -> Iterator[Mapper]:
+    """A `map(fn, tasks, done=None) -> results in task order` that a stage may call many times
+    (a streaming stage hands it one window of tasks at a time), inline or on one dask cluster
+    kept for the whole block. `done(task)` is called as each task finishes; `map.workers` says
+    how many workers it has (those of an existing cluster when there are more than `workers`)."""
+    if workers < 1:
+        raise JstipError(f"--workers must be at least 1, got {workers}")
+    if workers == 1 and not scheduler:
+        def inline(fn, tasks, done=None):
             results = []
             for task in tasks:
                 results.append(fn(task))
-                progress.update(size(task) if size else 1)
+                if done is not None:
+                    done(task)
             return results
-        return _run_on_dask(fn, tasks, workers, scheduler, retries, progress, size)
 
-
-def _run_on_dask(fn, tasks, workers, scheduler, retries, progress, size) -> list:
+        inline.workers = 1
+        yield inline
+        return
+    client, cluster = _connect(workers, scheduler)
     try:
-        from distributed import Client, LocalCluster, as_completed
+        def on_dask(fn, tasks, done=None):
+            return _map_on_dask(client, fn, list(tasks), retries, done)
+
+        on_dask.workers = max(workers, len(client.scheduler_info().get("workers", {})))
+        yield on_dask
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _connect(workers: int, scheduler: str):
+    try:
+        from distributed import Client, LocalCluster
     except ImportError as exc:  # pragma: no cover - a declared dependency
         raise JstipError("parallel runs need dask.distributed: pip install 'dask[distributed]'") from exc
-
     cluster = None
     try:
         if scheduler:
@@ -86,16 +115,18 @@ def _run_on_dask(fn, tasks, workers, scheduler, retries, progress, size) -> list
     except OSError as exc:
         raise JstipError(f"cannot reach the dask scheduler {scheduler or '(local cluster)'}: {exc}; "
                          "check the address (tcp://HOST:8786) and that `dask scheduler` is running") from exc
-    try:
-        futures = client.map(fn, tasks, retries=retries, pure=False)
-        index = {f.key: i for i, f in enumerate(futures)}
-        for future in as_completed(futures):
-            if future.status == "error":
-                i = index[future.key]
-                raise JstipError(f"shard task {i} failed after {retries} retries: {future.exception()!r}")
-            progress.update(size(tasks[index[future.key]]) if size else 1)
-        return client.gather(futures)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    return client, cluster
+
+
+def _map_on_dask(client, fn, tasks, retries, done) -> list:
+    from distributed import as_completed
+
+    futures = client.map(fn, tasks, retries=retries, pure=False)
+    index = {f.key: i for i, f in enumerate(futures)}
+    for future in as_completed(futures):
+        if future.status == "error":
+            i = index[future.key]
+            raise JstipError(f"shard task {i} failed after {retries} retries: {future.exception()!r}")
+        if done is not None:
+            done(tasks[index[future.key]])
+    return client.gather(futures)

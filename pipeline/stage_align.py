@@ -35,6 +35,7 @@ from aligners import BACKENDS, check_aligner, get_aligner
 from aligners.base import is_transient
 from aligners.quality import REPORT_COLUMNS, QualityReport, format_report, load_reference
 from manifests.errors import JstipError
+from manifests import storage
 from manifests.io import (file_metadata, iter_records, manifest_files, manifest_groups, read_records, read_row_group,
                           read_rows, row_group_sizes, shard_fingerprint, shard_path, write_stage_metrics, write_table)
 from manifests.schema import Alignment, Utterance, from_table, schema_of, to_table
@@ -203,7 +204,7 @@ def run(cfg: AlignConfig) -> dict:
     settings_fp = settings_fingerprint(cfg, options)
     durations = manifest_durations(cfg.utterances)
     bounds = plan_shards(durations, cfg.shard_hours * 3600, cfg.min_shards, cfg.shard_size)
-    out = Path(cfg.out)
+    out = cfg.out
     tasks, skipped, retried = [], 0, 0
     rows = iter_records(cfg.utterances, Utterance)  # streamed: one shard's records at a time
     for n, (start, stop) in enumerate(bounds):
@@ -217,9 +218,9 @@ def run(cfg: AlignConfig) -> dict:
                 continue
             retry, retried = True, retried + 1
         tasks.append((cfg.aligner, options, settings_fp, cfg.utterances, start, stop, str(path), fp, retry))
-    for stale in out.glob("part-*.parquet"):
-        if int(stale.stem.split("-")[1]) >= len(bounds):
-            stale.unlink()
+    for stale in storage.glob(cfg.out, "part-*.parquet") if storage.is_dir(cfg.out) else []:
+        if int(storage.name(stale).split("-")[1].split(".")[0]) >= len(bounds):
+            storage.remove(stale) if storage.is_url(stale) else Path(stale).unlink()
     started = time.perf_counter()
     done = run_shards(_align_shard, tasks, workers=cfg.workers, scheduler=cfg.scheduler, retries=cfg.retries,
                       desc=f"align ({cfg.aligner})", unit="shard")

@@ -18,11 +18,15 @@ from tqdm import tqdm
 
 from corpora import FORMATS, iter_corpus
 from corpora.base import check_encoding
-from corpora.checks import SCRIPTS, build_utterances, reason_category, reasons_table
+from corpora.checks import SCRIPTS, reason_category, reasons_table
+from corpora import streaming
+from corpora.streaming import WINDOW_PER_WORKER, CheckSettings, check_corpus
 from corpora.domain_text import build_texts, domain_text_files
+from manifests import external_sort, storage
 from manifests.errors import JstipError
-from manifests.io import write_records, write_stage_metrics, write_text_atomic
+from manifests.io import record_sink, write_records, write_stage_metrics, write_text_atomic
 from manifests.schema import Rejected, Text, Utterance
+from pipeline.execution import executor
 
 
 @dataclass
@@ -42,6 +46,15 @@ class PrepareConfig:
                                                             "(the en-US aligners cannot place them); any: keep them"})
     verify_audio: bool = field(default=True, metadata={"help": "decode every audio file once (catches truncated or "
                                                                "corrupt files here rather than in align)"})
+    end_tolerance: float = field(default=0.05, metadata={"help": "seconds a listed stretch may end past its audio "
+                                                                 "file's end (durations rounded to 0.01 s, as NeMo "
+                                                                 "writes them): it is clamped to the file and counted; "
+                                                                 "a longer overrun is rejected (bad_stretch)"})
+    workers: int = field(default=1, metadata={"help": "worker processes checking slices of rows (1 runs inline; more "
+                                                      "start a dask LocalCluster)"})
+    scheduler: str = field(default="", metadata={"help": "address of a running dask scheduler (tcp://HOST:8786) to "
+                                                         "use instead"})
+    retries: int = field(default=2, metadata={"help": "times dask retries a task whose worker died"})
     audio_dir: str = field(default="data/prepared_audio", metadata={"help": "where audio embedded in a Parquet dataset is "
                                                                             "written as files"})
     utterances: str = field(default="data/utterances.parquet", metadata={"help": "output utterance manifest"})
@@ -56,6 +69,8 @@ def check_config(cfg: PrepareConfig) -> None:
     if not cfg.corpus and not cfg.domain_text:
         raise JstipError("prepare needs a corpus: set prepare.corpus in params.yaml or pass --corpus PATH "
                          "(`jstip demo-corpus` makes a demo one), or only --domain-text for a text manifest")
+    if not 0.0 <= cfg.end_tolerance < 10.0:
+        raise JstipError(f"prepare.end_tolerance must be a small number of seconds >= 0, got {cfg.end_tolerance}")
     if not 0.0 <= cfg.test_fraction < 1.0:
         raise JstipError(f"prepare.test_fraction must lie in [0, 1), got {cfg.test_fraction}")
     if cfg.scripts not in SCRIPTS:
@@ -66,42 +81,54 @@ def check_config(cfg: PrepareConfig) -> None:
 def run(cfg: PrepareConfig) -> dict:
     check_config(cfg)
     started = time.perf_counter()
-    corpus = cfg.corpus_name or Path(cfg.corpus.rstrip("/")).name
-    _describe_audio_dir(Path(cfg.audio_dir))
-    raws = tqdm(iter_corpus(cfg.corpus, cfg.format, cfg.encoding, cfg.audio_dir) if cfg.corpus else iter(()),
-                desc="prepare: checking audio", unit="utt")  # no corpus: a text manifest only (e.g. an LM's text)
-    utterances, rejected = _partition(build_utterances(raws, corpus, cfg.test_fraction, cfg.scripts, cfg.verify_audio))
+    corpus = cfg.corpus_name or storage.name(cfg.corpus.rstrip("/"))
+    _describe_audio_dir(cfg.audio_dir)
+    raws = iter_corpus(cfg.corpus, cfg.format, cfg.encoding, cfg.audio_dir) if cfg.corpus else iter(())
+    settings = CheckSettings(corpus, cfg.test_fraction, cfg.scripts, cfg.verify_audio, cfg.end_tolerance)
     texts, rejected_texts = _partition(build_texts(domain_text_files(cfg.domain_text), cfg.encoding))
-    write_records(rejected + rejected_texts, Rejected, cfg.rejected)
-    utterances.sort(key=lambda u: u.utt_id)  # the manifest does not depend on the order rows were listed in
-    write_records(utterances, Utterance, cfg.utterances)
+    with tqdm(desc="prepare: checking rows", unit="utt") as progress, \
+            executor(workers=cfg.workers, scheduler=cfg.scheduler, retries=cfg.retries) as run_tasks, \
+            record_sink(cfg.utterances, Utterance) as utterances, record_sink(cfg.rejected, Rejected) as rejected:
+        summary = check_corpus(raws, settings, run_tasks, utterances.write_table, rejected.write,
+                               window=WINDOW_PER_WORKER * getattr(run_tasks, "workers", cfg.workers), slice_rows=streaming.rows_per_task(settings),
+                               run_rows=external_sort.RUN_ROWS, on_rows=progress.update)
+        rejected.write(rejected_texts)
     write_records(texts, Text, cfg.texts)
-    splits = Counter(u.split for u in utterances)
+    rejected_by_reason = summary.rejected.counts()
+    for category, count in Counter(reason_category(r.reason) for r in rejected_texts).items():
+        rejected_by_reason[category] = rejected_by_reason.get(category, 0) + count
+    wall = time.perf_counter() - started
     metrics = {
-        "utterances": len(utterances),
-        "train_utterances": splits.get("train", 0),
-        "test_utterances": splits.get("test", 0),
-        "audio_hours": round(sum(u.duration for u in utterances) / 3600, 4),
-        "speakers": len({u.speaker for u in utterances}),
+        "utterances": summary.utterances,
+        "train_utterances": summary.splits.get("train", 0),
+        "test_utterances": summary.splits.get("test", 0),
+        "audio_hours": round(summary.seconds / 3600, 4),
+        "speakers": summary.speakers,
         "texts": len(texts),
-        "rejected": len(rejected) + len(rejected_texts),
-        "rejected_by_reason": dict(Counter(reason_category(r.reason) for r in rejected + rejected_texts)),
+        "rejected": summary.rejected.total + len(rejected_texts),
+        "rejected_by_reason": rejected_by_reason,
+        "clamped_to_file_end": summary.notes.counts.get("clamped_to_file_end", 0),
     }
     report = {
         "corpus": cfg.corpus, "rejected_file": cfg.rejected,
-        "rejected_utterances": reasons_table(rejected), "rejected_texts": reasons_table(rejected_texts),
-        "wall_seconds": round(time.perf_counter() - started, 2),
+        "rejected_utterances": summary.rejected.sorted(), "rejected_texts": reasons_table(rejected_texts),
+        "notes": summary.notes.table(), "rows": summary.rows, "workers": cfg.workers,
+        "wall_seconds": round(wall, 2), "rows_per_second": round(summary.rows / wall, 1) if wall > 0 else None,
     }
     write_stage_metrics(metrics, cfg.metrics, report, cfg.report)
-    if cfg.corpus and not utterances:
-        raise JstipError(f"no usable utterance in {cfg.corpus}: {len(rejected)} rejected, reasons in {cfg.rejected} "
-                         f"and {cfg.report}")
+    if cfg.corpus and not summary.utterances:
+        raise JstipError(f"no usable utterance in {cfg.corpus}: {summary.rejected.total} rejected, reasons in "
+                         f"{cfg.rejected} and {cfg.report}")
     return metrics
 
 
-def _describe_audio_dir(directory: Path) -> None:
+def _describe_audio_dir(directory: str) -> None:
     """A note in `audio_dir`, which DVC tracks as an output (and warns about while it is empty)."""
-    note = directory / "README.txt"
+    if storage.is_url(directory):
+        write_text_atomic("Audio embedded in the Parquet dataset of prepare.corpus (none for other corpora).\n",
+                          storage.join(directory, "README.txt"))
+        return
+    note = Path(directory) / "README.txt"
     text = ("Audio embedded in the Parquet dataset of prepare.corpus, written here by `jstip prepare` "
             "(one file per utterance; nothing else for other corpora).\n")
     if not note.is_file() or note.read_text() != text:

@@ -72,3 +72,32 @@ def test_hugging_face_parquet_with_embedded_audio(tmp_path, sine):
     run(cfg)  # again: same ids, files not rewritten
     assert {u.utt_id for u in read_records(cfg.utterances, Utterance)} == before
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "audio").iterdir()} == mtimes
+
+
+def test_nemo_manifest_with_durations_rounded_to_centiseconds_is_clamped_not_rejected(tmp_path, sine):
+    """NeMo's scripts write `round(duration, 2)`: half the rows end up to 5 ms past their file's end."""
+    import json
+
+    rows, lengths = [], [2.509, 1.2367, 0.99, 3.0031, 1.7]
+    for i, seconds in enumerate(lengths):
+        sf.write(tmp_path / f"u{i}.wav", sine(seconds), 16000)
+        rows.append({"audio_filepath": f"u{i}.wav", "duration": round(seconds, 2), "text": f"utterance number {i}"})
+    rows.append({"audio_filepath": "u0.wav", "offset": 1.0, "duration": 1.55, "text": "a segment ending 41 ms late"})
+    rows.append({"audio_filepath": "u1.wav", "duration": 1.5, "text": "a real overrun"})
+    rows.append({"audio_filepath": "u2.wav", "offset": 0.99, "duration": 0.01, "text": "starts at the end"})
+    (tmp_path / "train_manifest.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = _cfg(tmp_path, tmp_path / "train_manifest.json")
+    metrics = run(cfg)
+    utts = {u.text: u for u in read_records(cfg.utterances, Utterance)}
+    assert metrics["utterances"] == 6 and metrics["clamped_to_file_end"] == 3  # 2.51, 1.24 and the segment clamped
+    for i, seconds in enumerate(lengths):
+        real = sf.info(tmp_path / f"u{i}.wav").duration
+        assert utts[f"utterance number {i}"].duration == pytest.approx(min(round(seconds, 2), real), abs=1e-9)
+    assert utts["a segment ending 41 ms late"].duration == pytest.approx(1.509)
+    rejected = {r.reason.split(":")[0]: r.reason for r in read_records(cfg.rejected, Rejected)}
+    assert set(rejected) == {"bad_stretch"} and metrics["rejected"] == 2
+    report = json.loads((tmp_path / "out" / "rep.json").read_text())
+    assert report["notes"]["clamped_to_file_end"]["count"] == 3
+    assert "past" in report["notes"]["clamped_to_file_end"]["examples"][0]["note"]
+    strict = run(PrepareConfig(**{**cfg.__dict__, "end_tolerance": 0.0}))
+    assert strict["utterances"] == 3 and strict["clamped_to_file_end"] == 0  # no tolerance: the rounded rows go

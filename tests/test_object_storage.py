@@ -1,0 +1,121 @@
+"""Inputs and outputs in object storage: a real S3-compatible server (moto's server mode, its own
+process on localhost) holds the corpus list and its audio, and receives prepare's manifests.
+Credentials and the endpoint come from the environment, as s3fs/botocore read them."""
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from manifests.io import read_records
+from manifests.schema import Rejected, Utterance
+from pipeline.stage_prepare import PrepareConfig, run
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def s3(monkeypatch, tmp_path):
+    """An s3fs file system on a moto server started here, with a bucket `corpus`."""
+    import moto.server  # noqa: F401  (the dev extra: a missing server fails the test, never skips it)
+    import s3fs
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
+            monkeypatch.setenv(key, value)
+        s3fs.S3FileSystem.clear_instance_cache()
+        fs = s3fs.S3FileSystem()
+        fs.mkdir("corpus")
+        yield fs
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        s3fs.S3FileSystem.clear_instance_cache()
+
+
+def _cfg(out, corpus, audio_dir):
+    return PrepareConfig(corpus=corpus, domain_text="", test_fraction=0.3, utterances=f"{out}/u.parquet",
+                         texts=f"{out}/t.parquet", rejected=f"{out}/r.parquet", metrics=f"{out}/m.json",
+                         report=f"{out}/rep.json", audio_dir=audio_dir)
+
+
+def test_prepare_reads_a_list_and_its_audio_from_s3_and_writes_its_manifests_there(s3, tmp_path, sine):
+    local = tmp_path / "local"
+    (local / "audio").mkdir(parents=True)
+    lines = ["audio,text,offset,duration,speaker"]
+    for i in range(4):
+        sf.write(local / "audio" / f"a{i}.flac", sine(2.0 + i * 0.25), 16000)
+        lines.append(f"audio/a{i}.flac,utterance {i} of the bucket,0.5,1.2,s{i % 2}")
+    lines.append("audio/a3.flac,rounded up a little,0,2.76,s1")  # 10 ms past the end: clamped
+    lines.append("audio/gone.flac,no such object,,,s0")
+    (local / "list.csv").write_text("\n".join(lines) + "\n")
+    s3.put(str(local) + "/", "corpus/set/", recursive=True)
+    assert s3.isfile("corpus/set/audio/a0.flac")
+
+    remote = run(_cfg("s3://corpus/out", "s3://corpus/set/list.csv", "s3://corpus/out/audio"))
+    here = run(_cfg(str(tmp_path / "out"), str(local / "list.csv"), str(tmp_path / "out" / "audio")))
+    assert remote == here and remote["utterances"] == 5 and remote["clamped_to_file_end"] == 1
+    assert remote["rejected_by_reason"] == {"missing_audio": 1}
+
+    with s3.open("corpus/out/u.parquet", "rb") as f:
+        stored = pq.read_table(f).to_pylist()
+    expected = [vars(u) for u in read_records(tmp_path / "out" / "u.parquet", Utterance)]
+    assert [r["audio_path"] for r in stored] == [e["audio_path"].replace(str(local), "s3://corpus/set")
+                                                 for e in expected]
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "audio_path"} for r in rows]  # noqa: E731
+    assert strip(stored) == strip(expected)  # same ids (relative to the list), splits, times, texts
+    with s3.open("corpus/out/r.parquet", "rb") as f:
+        [gone] = pq.read_table(f).to_pylist()
+    assert gone["reason"].startswith("missing_audio") and "s3://corpus/set/audio/gone.flac" in gone["reason"]
+    assert s3.isfile("corpus/out/m.json") and s3.isfile("corpus/out/rep.json")
+    assert read_records(tmp_path / "out" / "r.parquet", Rejected)[0].record_id == gone["record_id"]
+
+
+@pytest.mark.slow
+def test_prepare_then_align_with_everything_in_s3_gives_the_local_alignments(s3, tmp_path, spoken):
+    from manifests.audio import write_audio
+    from manifests.schema import Alignment
+    from pipeline.stage_align import AlignConfig, run as align
+
+    local = tmp_path / "local"
+    sentences = ["The nurse checked the chart before noon.", "Take two tablets of aspirin after dinner.",
+                 "He walked to the station in the rain."]
+    lines = ["audio,text,speaker"]
+    for i, sentence in enumerate(sentences):
+        wave, _ = spoken(sentence, voice="en-us")
+        write_audio(wave, local / f"s{i}.wav", 16000)
+        lines.append(f"s{i}.wav,{sentence},s{i}")
+    (local / "list.csv").write_text("\n".join(lines) + "\n")
+    s3.put(str(local) + "/", "corpus/speech/", recursive=True)
+
+    runs = {}
+    for where, corpus in (("s3://corpus/run", "s3://corpus/speech/list.csv"), (str(tmp_path / "run"), str(local / "list.csv"))):
+        run(_cfg(where, corpus, f"{where}/audio"))
+        runs[where] = align(AlignConfig(utterances=f"{where}/u.parquet", out=f"{where}/alignments", aligner="pocketsphinx",
+                                        reference="", min_shards=2, metrics=f"{where}/align.json",
+                                        report=f"{where}/align_report.json"))
+    remote, here = runs["s3://corpus/run"], runs[str(tmp_path / "run")]
+    assert remote["aligned"] == here["aligned"] == 3 and remote["shards"] == 2
+    assert sorted(s3.ls("corpus/run/alignments")) == ["corpus/run/alignments/part-00000.parquet",
+                                                      "corpus/run/alignments/part-00001.parquet"]
+    assert read_records("s3://corpus/run/alignments", Alignment) == read_records(tmp_path / "run" / "alignments", Alignment)
+    assert align(AlignConfig(utterances="s3://corpus/run/u.parquet", out="s3://corpus/run/alignments",
+                             aligner="pocketsphinx", reference="", min_shards=2, metrics=str(tmp_path / "again.json"),
+                             report=str(tmp_path / "again_r.json")))["shards_skipped"] == 2  # finished shards found there
