@@ -53,8 +53,9 @@ STAGE_FILES: dict[str, dict[str, Any]] = {
 # the code each stage runs, as deps of the stages in the jstip repository's own dvc.yaml (a user's
 # project has no copy of the code: there `dvc repro -f` after upgrading jstip reruns everything)
 CODE_DEPS: dict[str, list[str]] = {
-    "prepare": ["pipeline/stage_prepare.py", "corpora", "manifests/schema.py"],
-    "align": ["pipeline/stage_align.py", "pipeline/execution.py", "aligners", "manifests/schema.py"],
+    "prepare": ["pipeline/stage_prepare.py", "pipeline/execution.py", "corpora", "manifests/schema.py",
+                "manifests/io.py", "manifests/external_sort.py", "manifests/storage.py"],
+    "align": ["pipeline/stage_align.py", "pipeline/execution.py", "aligners", "manifests/schema.py", "manifests/storage.py"],
     "interleave": ["pipeline/stage_interleave.py", "pipeline/interleave_build.py", "pipeline/execution.py", "interleave",
                    "synthetic/tts.py", "synthetic/tts_subprocess.py", "corpora/textnorm.py", "manifests/formats.py"],
     "train": ["pipeline/stage_train.py", "trainer", "manifests/frames.py", "manifests/formats.py"],
