@@ -47,6 +47,7 @@ CATEGORIES: dict[str, str] = {
 NOTES: dict[str, str] = {
     "partial": "ok, but an imported or external alignment left a few transcript words without a span (left out) "
                "or had extra words",
+    "doubtful": "ok, but a word the search first put outside the audio was placed again (its times are less sure)",
 }
 TRANSIENT = frozenset({"audio_unreadable", "aligner_error", "backend_failed"})
 MIN_SECONDS = 0.1  # no word of any language is shorter; a clip under this holds no alignable speech
@@ -119,12 +120,21 @@ class Aligner(ABC):
         """One Alignment per utterance, in order; a failure is a record with its reason, never a crash."""
         return [self.align_one(utt) for utt in utterances]
 
+    def note(self, category: str, message: str) -> None:
+        """Tell the record of the utterance being aligned something about it (a `NOTES` category):
+        its reason then carries the notes, `category: message; ...`."""
+        if category not in NOTES:
+            raise ValueError(f"unknown note {category!r}; add it to aligners.base.NOTES")
+        self.__dict__.setdefault("notes", []).append((category, message))
+
     def align_one(self, utt: Utterance) -> Alignment:
         """One utterance's record: ok, or failed with a categorised reason (never an exception)."""
+        self.notes: list[tuple[str, str]] = []
         try:
             check_utterance(utt)
             words = self.align_utterance(utt)
-            return Alignment(utt.utt_id, self.name, ALIGN_OK, "", tuple(words))
+            reason = "; ".join(failure_reason(c, m) for c, m in self.notes)
+            return Alignment(utt.utt_id, self.name, ALIGN_OK, reason, tuple(words))
         except AlignmentFailed as exc:
             return failed(utt.utt_id, self.name, exc.category, str(exc))
         except AudioError as exc:
