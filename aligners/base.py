@@ -24,7 +24,7 @@ import numpy as np
 
 from manifests.audio import load_audio
 from manifests.errors import AudioError, JstipError
-from manifests.schema import ALIGN_FAILED, ALIGN_OK, Alignment, Utterance, WordSpan
+from manifests.schema import ALIGN_FAILED, ALIGN_OK, ALIGN_PARTIAL, Alignment, Utterance, WordSpan
 
 # category -> what it means (README's table and the report's legend)
 CATEGORIES: dict[str, str] = {
@@ -48,7 +48,11 @@ NOTES: dict[str, str] = {
     "partial": "ok, but an imported or external alignment left a few transcript words without a span (left out) "
                "or had extra words",
     "doubtful": "ok, but a word the search first put outside the audio was placed again (its times are less sure)",
+    "gap": "partial: a stretch of a long recording did not align; its seconds and words are left out, every other "
+           "word is placed",
 }
+# notes that make a record `partial` (its words do not cover the transcript or the speech), not `ok`
+PARTIAL_NOTES = frozenset({"gap"})
 TRANSIENT = frozenset({"audio_unreadable", "aligner_error", "backend_failed"})
 MIN_SECONDS = 0.1  # no word of any language is shorter; a clip under this holds no alignable speech
 
@@ -134,7 +138,8 @@ class Aligner(ABC):
             check_utterance(utt)
             words = self.align_utterance(utt)
             reason = "; ".join(failure_reason(c, m) for c, m in self.notes)
-            return Alignment(utt.utt_id, self.name, ALIGN_OK, reason, tuple(words))
+            partial = any(c in PARTIAL_NOTES for c, _ in self.notes)
+            return Alignment(utt.utt_id, self.name, ALIGN_PARTIAL if partial else ALIGN_OK, reason, tuple(words))
         except AlignmentFailed as exc:
             return failed(utt.utt_id, self.name, exc.category, str(exc))
         except AudioError as exc:

@@ -42,7 +42,7 @@ from manifests.schema import Utterance, WordSpan
 
 from .base import MIN_SECONDS, Aligner, AlignmentFailed
 from .g2p import arpabet, foreign_script
-from .longform import LongformSettings, align_long
+from .longform import LongformSettings, align_long, run_start
 
 FRAME_RATE = 100  # pocketsphinx's default: 10 ms frames
 NOISE_FLOOR = 1e-3  # about -60 dBFS: inaudible, but never an exact zero
@@ -150,8 +150,10 @@ class PocketsphinxAligner(Aligner):
         return (np.clip(noisy, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
 
     def _decode(self, decoder, audio: np.ndarray, words: Sequence[str], prefix: bool,
-                lead: float = PAD_SECONDS) -> list[WordSpan]:
-        """One pass: forced (every word, in order) or prefix (may stop after any word).
+                lead: float = PAD_SECONDS, entries: int = 0) -> list[WordSpan]:
+        """One pass: forced (every word, in order) or prefix (may stop after any word; with
+        `entries`, may also start at any of the first `entries` + 1 words: the spans then match
+        `words` from the word they start at, `longform.run_start`).
 
         Leading words the search put into the noise pad before the audio, ahead of words it
         placed in the audio, are placed again (`_refine_leading`), never a reason to drop the rest.
@@ -162,7 +164,8 @@ class PocketsphinxAligner(Aligner):
         try:
             if prefix:
                 n = len(words)
-                transitions = [(i, i + 1, 1.0, w) for i, w in enumerate(words)] + [(i, n, 1.0) for i in range(1, n)]
+                transitions = [(i, i + 1, 1.0, w) for i, w in enumerate(words)] + [(i, n, 1.0) for i in range(1, n)] \
+                    + [(0, j, 1.0) for j in range(1, min(entries, n - 1) + 1)]
                 self._grammars += 1
                 name = f"prefix{self._grammars}"
                 decoder.add_fsg(name, decoder.create_fsg(name, 0, n, transitions))
@@ -179,6 +182,9 @@ class PocketsphinxAligner(Aligner):
             if decoder.hyp() is not None else ([], 0)
         if prefix:
             decoder.remove_search(name)
+        if entries:
+            start = run_start(spans, words, entries)
+            return _matching_prefix(spans, words[start:]) if start is not None else []
         spans = _matching_prefix(spans, words)
         if leading:
             spans = self._refine_leading(decoder, audio, spans, leading) if len(spans) > leading else []
@@ -251,13 +257,14 @@ class PocketsphinxAligner(Aligner):
 
         return align_long(self, read, utt.duration, words, self.longform)
 
-    def align_piece(self, audio: np.ndarray, words: Sequence[str], last: bool) -> list[WordSpan]:
-        """The leading words spoken in one piece of a long recording (every word when `last`)."""
-        if last:
+    def align_piece(self, audio: np.ndarray, words: Sequence[str], last: bool, skip: int = 0) -> list[WordSpan]:
+        """The leading words spoken in one piece of a long recording (every word when `last`); with
+        `skip`, the words from any of the first `skip` + 1 on (after a stretch that did not align)."""
+        if last and not skip:
             return self._align_pieces(audio, words)
-        limit = int(MAX_WORDS_PER_SECOND * len(audio) / self.sample_rate) + 1
+        limit = int(MAX_WORDS_PER_SECOND * len(audio) / self.sample_rate) + 1 + skip
         for rung in range(len(self.beams)):
-            spans = self._decode(self._decoder(rung), audio, words[:limit], prefix=True)
+            spans = self._decode(self._decoder(rung), audio, words[:limit], prefix=True, entries=skip)
             if spans:
                 return spans
         return []
@@ -331,8 +338,8 @@ class PocketsphinxAligner(Aligner):
         """
         spans, leading = [], 0
         for seg in decoder.seg():
-            if seg.word.startswith(("<", "[")):
-                continue  # <s>, </s>, <sil>, [NOISE]: not transcript words
+            if seg.word.startswith(("<", "[", "(")):
+                continue  # <s>, </s>, <sil>, [NOISE], (NULL) (a grammar's empty step): not transcript words
             frames = seg.end_frame - seg.start_frame + 1
             # mean log acoustic score per frame (nats) relative to the best path alive in each
             # frame: 0 is the best there was, strongly negative means the word was a poor fit
