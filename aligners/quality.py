@@ -25,6 +25,7 @@ from manifests.schema import ALIGN_OK, ALIGN_PARTIAL, WordSpan
 from .base import CATEGORIES, NOTES, TRANSIENT, failure_category
 
 EXAMPLES = 3  # examples kept per category in the report
+THRESHOLDS_MS = (10, 25, 50, 100)  # the field's: MFA 3 paper (arXiv 2606.18466) Table 4, Rousso et al. 2024
 REPORT_COLUMNS = ("utt_id", "status", "reason", "words")
 _MARKS = re.compile(r"^[\[<({]+|[\]>)}]+$")
 
@@ -52,7 +53,8 @@ def matched_word_errors(hyp: Sequence[WordSpan], ref: Sequence[WordSpan]) -> lis
 
 
 def error_summary(errors: Sequence[tuple[float, float]]) -> dict:
-    """Mean/median boundary error (ms), onset error and the share within 20, 50 and 100 ms."""
+    """Mean/median boundary error (ms), onset error and the share within 10, 25, 50 and 100 ms
+    (`THRESHOLDS_MS`: the thresholds of the MFA 3 paper and of Rousso et al. 2024)."""
     if not errors:
         return {"words_matched": 0}
     boundary = np.array([e[0] for e in errors]) * 1000
@@ -63,7 +65,7 @@ def error_summary(errors: Sequence[tuple[float, float]]) -> dict:
         "boundary_error_median_ms": round(float(np.median(boundary)), 2),
         "onset_error_mean_ms": round(float(onset.mean()), 2),
     }
-    for limit in (20, 50, 100):
+    for limit in THRESHOLDS_MS:
         report[f"within_{limit}ms"] = round(float((boundary <= limit).mean()), 4)
     return report
 
@@ -166,7 +168,7 @@ def format_report(report: dict) -> str:
     rows += [(f"  failed: {k}", v) for k, v in report.get("failed_by_reason", {}).items()]
     for key in ("partial", "audio_hours", "real_time_factor", "workers", "shards", "shards_skipped", "shards_retried",
                 "utterances_scored", "words_matched", "boundary_error_mean_ms", "boundary_error_median_ms",
-                "onset_error_mean_ms", "within_20ms", "within_50ms", "within_100ms"):
+                "onset_error_mean_ms", "within_10ms", "within_25ms", "within_50ms", "within_100ms"):
         if key in report:
             rows.append((key, report[key]))
     width = max(len(k) for k, _ in rows)

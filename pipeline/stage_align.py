@@ -40,11 +40,12 @@ from manifests.io import (file_metadata, iter_records, manifest_files, manifest_
 from manifests.schema import Alignment, Utterance, from_table, schema_of, to_table
 from pipeline.execution import fingerprint, run_shards, worker_cached
 
-ALIGN_VERSION = 4  # bump when a backend's output changes for the same input, so old shards rerun
+ALIGN_VERSION = 5  # bump when a backend's output changes for the same input, so old shards rerun
 
 # What `metrics/align.json` holds (`dvc exp show` compares these); every other figure is in the report.
 ALIGN_METRICS = ("utterances", "aligned_share", "failed", "failed_by_reason", "partial", "audio_hours",
-                 "boundary_error_mean_ms", "boundary_error_median_ms", "within_20ms", "real_time_factor")
+                 "boundary_error_mean_ms", "boundary_error_median_ms", "within_10ms", "within_25ms", "within_50ms",
+                 "within_100ms", "real_time_factor")
 
 
 @dataclass
