@@ -50,9 +50,10 @@ NOTES: dict[str, str] = {
     "doubtful": "ok, but a word the search first put outside the audio was placed again (its times are less sure)",
     "gap": "partial: a stretch of a long recording did not align; its seconds and words are left out, every other "
            "word is placed",
+    "unexplained_speech": "partial: speech that no word covers (seconds given): the transcript may miss words",
 }
 # notes that make a record `partial` (its words do not cover the transcript or the speech), not `ok`
-PARTIAL_NOTES = frozenset({"gap"})
+PARTIAL_NOTES = frozenset({"gap", "unexplained_speech"})
 TRANSIENT = frozenset({"audio_unreadable", "aligner_error", "backend_failed"})
 MIN_SECONDS = 0.1  # no word of any language is shorter; a clip under this holds no alignable speech
 

@@ -42,6 +42,7 @@ from manifests.schema import Utterance, WordSpan
 
 from .base import MIN_SECONDS, Aligner, AlignmentFailed
 from .g2p import arpabet, foreign_script
+from .coverage import CoverageSettings, unexplained_speech
 from .longform import LongformSettings, align_long, run_start
 
 FRAME_RATE = 100  # pocketsphinx's default: 10 ms frames
@@ -73,8 +74,11 @@ class PocketsphinxAligner(Aligner):
         max_full_seconds: float = MAX_FULL_SECONDS,
         config: dict | None = None,
         longform: LongformSettings | None = None,
+        coverage: CoverageSettings | None = None,
+        unexplained_speech: float = CoverageSettings.min_seconds,
     ) -> None:
-        """`beams`: the retry ladder, narrowest first; `config`: extra pocketsphinx decoder settings."""
+        """`beams`: the retry ladder, narrowest first; `config`: extra pocketsphinx decoder settings;
+        `unexplained_speech`: seconds of speech no word covers that make a record partial (0: not checked)."""
         if not beams:
             raise JstipError("pocketsphinx needs at least one beam width, e.g. beams=(1e-120, 1e-200)")
         if window_seconds <= 2 * WINDOW_MARGIN:
@@ -84,6 +88,7 @@ class PocketsphinxAligner(Aligner):
         self.window_seconds = window_seconds
         self.max_full_seconds = max_full_seconds
         self.longform = longform or LongformSettings()
+        self.coverage = coverage or CoverageSettings(min_seconds=unexplained_speech)
         # bestpath=False: word times from the Viterbi backtrace out of the grammar's final state.
         # The lattice best-path rescoring (pocketsphinx's default) may end on a partial path and
         # drop the last words, which made well-formed utterances fail as "stopped early".
@@ -244,7 +249,18 @@ class PocketsphinxAligner(Aligner):
                 return audio[int(round(start * sr)) : int(round((start + seconds) * sr))]
 
             return align_long(self, read, len(audio) / sr, words, self.longform)
-        return self._align_pieces(audio, words)
+        spans = self._align_pieces(audio, words)
+        if self.coverage.min_seconds > 0:
+            self._note_unexplained(unexplained_speech(audio, spans, self.coverage, sr))
+        return spans
+
+    def _note_unexplained(self, stretches: list[tuple[float, float]]) -> None:
+        """Note speech no word covers (`coverage`), when there is `min_seconds` of it or more."""
+        seconds = sum(b - a for a, b in stretches)
+        if seconds >= self.coverage.min_seconds:
+            where = ", ".join(f"{a:.2f}-{b:.2f}s" for a, b in stretches[:5])
+            self.note("unexplained_speech", f"{seconds:.2f}s of speech no word covers ({where}); the transcript "
+                                            "may miss words there")
 
     def align_utterance(self, utt: Utterance) -> list[WordSpan]:
         """A recording over `max_full_seconds` is read piece by piece (`longform`), never whole."""

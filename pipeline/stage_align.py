@@ -74,6 +74,9 @@ class AlignConfig:
     beam: float = field(default=0.0, metadata={"help": "mfa: --beam (0 keeps MFA's default)"})
     retry_beam: float = field(default=0.0, metadata={"help": "mfa: --retry_beam (0 keeps MFA's default)"})
     single_speaker: bool = field(default=False, metadata={"help": "mfa: --single_speaker"})
+    unexplained_speech: float = field(default=1.0, metadata={
+        "help": "pocketsphinx: seconds of speech (silero-vad) that no word covers which make a record partial "
+                "(a transcript missing words); 0 turns the check off (it costs ~1.8x the aligner's time)"})
 
 
 # options that change how fast a backend runs, never what it writes: kept out of the fingerprint
@@ -89,7 +92,7 @@ def aligner_options(cfg: AlignConfig) -> dict[str, Any]:
                 "retry_beam": cfg.retry_beam, "single_speaker": cfg.single_speaker}
     if cfg.aligner == "ctc":
         return {"model": cfg.model, "device": cfg.device, "batch_size": cfg.batch_size}
-    return {}
+    return {"unexplained_speech": cfg.unexplained_speech}
 
 
 def files_stamp(path: str) -> list[tuple[str, int, int]] | None:

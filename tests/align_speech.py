@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -59,11 +60,23 @@ def room_noise(n: int, rng: np.random.Generator, level: float) -> np.ndarray:
 
 def first_word_set(n: int, seed: int = 0) -> list[Spoken]:
     """`n` utterances opening with a short function word after 0.1-0.3 s of silence (see module doc)."""
-    py, rng = random.Random(seed), np.random.default_rng(seed)
+    import librosa
+
+    from synthetic.tts import tts_words
+    from synthetic.tts_subprocess import synthesize_fresh
+
+    # texts and conditions drawn apart: the first k of a set of n are the set of k
+    said, py, rng = random.Random(seed), random.Random(seed + 1), np.random.default_rng(seed)
+    requests = [(f"{FIRST_WORDS[i % len(FIRST_WORDS)]} {RESTS[said.randrange(len(RESTS))]}", VOICES[i % len(VOICES)],
+                 said.randint(150, 240), i) for i in range(n)]
+    # one fresh espeak process: the library keeps state between calls, so the same set is the same
+    # audio whatever was synthesized before it
+    spoken = synthesize_fresh(requests)
     out = []
-    for i in range(n):
-        text = f"{FIRST_WORDS[i % len(FIRST_WORDS)]} {RESTS[py.randrange(len(RESTS))]}"
-        audio, truth = speak(text, VOICES[i % len(VOICES)], py.randint(150, 240), seed=i)
+    for i, ((text, _, _, _), result) in enumerate(zip(requests, spoken)):
+        wave, times, sr = result
+        audio = librosa.resample(wave, orig_sr=sr, target_sr=RATE)
+        truth = tts_words(SimpleNamespace(text=t, start=a, end=b) for t, a, b in times)
         # espeak's own leading silence is cut at the first phoneme: the silence put in front is the truth's
         cut = int(truth[0].start * RATE)
         lead = round(py.uniform(0.1, 0.3), 3)
