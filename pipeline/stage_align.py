@@ -76,7 +76,7 @@ class AlignConfig:
     single_speaker: bool = field(default=False, metadata={"help": "mfa: --single_speaker"})
     unexplained_speech: float = field(default=1.0, metadata={
         "help": "pocketsphinx: seconds of speech (silero-vad) that no word covers which make a record partial "
-                "(a transcript missing words); 0 turns the check off (it costs ~1.8x the aligner's time)"})
+                "(a transcript missing words); 0 turns the check off"})
 
 
 # options that change how fast a backend runs, never what it writes: kept out of the fingerprint
