@@ -82,7 +82,7 @@ def conventions(n: int) -> None:
     import numpy as np
 
     from aligners.espeak import espeak
-    from pipeline import demo_text
+    from synthetic import demo_text
     from synthetic.tts import tts_words
 
     voices = "en-us,en-us+f3,en-us+m3,en-us+f2,en,en-gb-x-rp+m2,en-gb-scotland,en-029".split(",")
