@@ -24,7 +24,7 @@ import numpy as np
 
 from manifests.audio import load_audio
 from manifests.errors import AudioError, JstipError
-from manifests.schema import ALIGN_FAILED, ALIGN_OK, Alignment, Utterance, WordSpan
+from manifests.schema import ALIGN_FAILED, ALIGN_OK, ALIGN_PARTIAL, Alignment, Utterance, WordSpan
 
 # category -> what it means (README's table and the report's legend)
 CATEGORIES: dict[str, str] = {
@@ -47,7 +47,13 @@ CATEGORIES: dict[str, str] = {
 NOTES: dict[str, str] = {
     "partial": "ok, but an imported or external alignment left a few transcript words without a span (left out) "
                "or had extra words",
+    "doubtful": "ok, but a word the search first put outside the audio was placed again (its times are less sure)",
+    "gap": "partial: a stretch of a long recording did not align; its seconds and words are left out, every other "
+           "word is placed",
+    "unexplained_speech": "partial: speech that no word covers (seconds given): the transcript may miss words",
 }
+# notes that make a record `partial` (its words do not cover the transcript or the speech), not `ok`
+PARTIAL_NOTES = frozenset({"gap", "unexplained_speech"})
 TRANSIENT = frozenset({"audio_unreadable", "aligner_error", "backend_failed"})
 MIN_SECONDS = 0.1  # no word of any language is shorter; a clip under this holds no alignable speech
 
@@ -119,12 +125,22 @@ class Aligner(ABC):
         """One Alignment per utterance, in order; a failure is a record with its reason, never a crash."""
         return [self.align_one(utt) for utt in utterances]
 
+    def note(self, category: str, message: str) -> None:
+        """Tell the record of the utterance being aligned something about it (a `NOTES` category):
+        its reason then carries the notes, `category: message; ...`."""
+        if category not in NOTES:
+            raise ValueError(f"unknown note {category!r}; add it to aligners.base.NOTES")
+        self.__dict__.setdefault("notes", []).append((category, message))
+
     def align_one(self, utt: Utterance) -> Alignment:
         """One utterance's record: ok, or failed with a categorised reason (never an exception)."""
+        self.notes: list[tuple[str, str]] = []
         try:
             check_utterance(utt)
             words = self.align_utterance(utt)
-            return Alignment(utt.utt_id, self.name, ALIGN_OK, "", tuple(words))
+            reason = "; ".join(failure_reason(c, m) for c, m in self.notes)
+            partial = any(c in PARTIAL_NOTES for c, _ in self.notes)
+            return Alignment(utt.utt_id, self.name, ALIGN_PARTIAL if partial else ALIGN_OK, reason, tuple(words))
         except AlignmentFailed as exc:
             return failed(utt.utt_id, self.name, exc.category, str(exc))
         except AudioError as exc:

@@ -43,6 +43,13 @@ class LongformSettings:
     neg_threshold: float = 0.35  # probability under which speech may end
     min_silence: float = 0.1  # silence that ends a stretch of speech
     min_speech: float = 0.1  # shorter stretches of speech are dropped (clicks)
+    gaps: bool = True  # a stretch that does not align is left out (`partial`), not the recording
+    resync_words: int = 80  # after such a stretch, the next piece may start this many words further on
+    # a piece whose words' mean acoustic score (log per frame, relative to the best path) is under this
+    # many times the median of the pieces placed before it holds words that are not spoken there
+    # (words that match score about -0.002, words forced onto other speech -0.005 and lower)
+    score_ratio: float = 2.0
+    min_score: float = -0.005  # the same, before 3 pieces have been placed
 
 
 _MODEL: list = []
@@ -130,37 +137,117 @@ def pieces(regions: Sequence[tuple[float, float]], duration: float,
     return out
 
 
+def run_start(spans: Sequence[WordSpan], words: Sequence[str], entries: int) -> int | None:
+    """The first j <= `entries` such that `spans` are `words[j:]`'s first words (None: no spans)."""
+    if not spans:
+        return None
+    placed = [s.word for s in spans]
+    best, best_len = 0, -1
+    for j in range(min(entries, len(words) - 1) + 1):
+        n = 0
+        while n < len(placed) and j + n < len(words) and placed[n] == words[j + n]:
+            n += 1
+        if n == len(placed):
+            return j
+        if n > best_len:
+            best, best_len = j, n
+    return best
+
+
+def _attempt(aligner, read: Callable[[float, float], np.ndarray], cut: Sequence[tuple[float, float, float]], k: int,
+             span: int, words: Sequence[str], skip: int, settings: LongformSettings) -> list[WordSpan]:
+    """Words placed in pieces k .. k + span - 1 read as one (times in the recording)."""
+    a, b, speech_end = cut[k][0], cut[k + span - 1][1], cut[k + span - 1][2]
+    last = k + span == len(cut)
+    audio = read(a, b - a)
+    if not last:
+        # the start of the next piece after this one's trailing pause: the search sees where the
+        # next words really are, instead of squeezing the next sentence's first word into this tail
+        nxt = cut[k + span]
+        audio = np.concatenate([audio, read(nxt[0], min(settings.lookahead, nxt[1] - nxt[0]))])
+    try:
+        got = aligner.align_piece(audio, words, last=last, skip=skip)
+    except AlignmentFailed:
+        if not (last and settings.gaps):
+            raise
+        got = aligner.align_piece(audio, words, last=False, skip=skip)  # the words it holds; the rest left out
+    while got and not last and (got[-1].start + got[-1].end) / 2 > speech_end - a:
+        got = got[:-1]  # a word of the next piece (or placed in the padding after this one's speech)
+    return [WordSpan(w.word, round(w.start + a, 4), round(w.end + a, 4), w.score) for w in got]
+
+
+def _score(spans: Sequence[WordSpan]) -> float:
+    """Mean acoustic score of a piece's words, weighted by their length."""
+    frames = np.array([max(s.end - s.start, 0.01) for s in spans])
+    return float(np.dot([s.score for s in spans], frames) / frames.sum())
+
+
+def _floor(scores: Sequence[float], settings: LongformSettings) -> float:
+    """The score under which a piece's words are taken for words that are not spoken there."""
+    return settings.score_ratio * float(np.median(scores)) if len(scores) >= 3 else settings.min_score
+
+
 def align_long(aligner, read: Callable[[float, float], np.ndarray], duration: float, words: Sequence[str],
                settings: LongformSettings) -> list[WordSpan]:
     """Word spans over a long recording that `read(start, seconds)` gives, piece by piece (see module doc).
 
-    `aligner.align_piece(audio, words, last)` places a prefix of `words` in a piece (all of them
-    when `last`), with times relative to the piece.
+    `aligner.align_piece(audio, words, last, skip)` places a prefix of `words` in a piece (all of
+    them when `last`), with times relative to the piece; with `skip`, a run starting at any of the
+    first `skip` + 1 words. A piece that places no word is tried again with the next piece's audio
+    (its neighbour's context), and so is a piece whose words fit its speech much worse than the pieces
+    before fit theirs (`score_ratio`: words forced onto speech that is not theirs, a transcript
+    that is wrong there); when that fails too, it begins a stretch that is left out: the next
+    pieces may start up to `resync_words` further on in the transcript, and the seconds and words
+    between the last word placed before and the first placed after are noted (`gap`, the record
+    is `partial`) while every other piece keeps its words. With `gaps` off, such a recording
+    fails as a whole (the behaviour before).
     """
     regions = speech_regions(speech_probabilities(read, duration), settings)
     if not regions:
         raise AlignmentFailed(f"the voice activity detector found no speech in {duration:.1f}s of audio",
                               "no_alignment")
     spans: list[WordSpan] = []
+    gaps: list[tuple[float, float, int, int]] = []  # (from s, to s, first word left out, first word kept again)
     cut = pieces(regions, duration, settings)
-    i = 0
-    for k, (a, b, speech_end) in enumerate(cut):
-        if i == len(words):
-            break
-        last = k == len(cut) - 1
-        audio = read(a, b - a)
-        if not last:
-            # the start of the next piece after this one's trailing pause: the search sees where the
-            # next words really are, instead of squeezing the next sentence's first word into this tail
-            nxt = cut[k + 1]
-            audio = np.concatenate([audio, read(nxt[0], min(settings.lookahead, nxt[1] - nxt[0]))])
-        got = aligner.align_piece(audio, words[i:], last=last)
-        while got and not last and (got[-1].start + got[-1].end) / 2 > speech_end - a:
-            got = got[:-1]  # a word of the next piece (or placed in the padding after this one's speech)
-        spans += [WordSpan(w.word, round(w.start + a, 4), round(w.end + a, 4), w.score) for w in got]
-        i += len(got)
+    i, k, lost = 0, 0, None  # lost: (time, word index) where a stretch that does not align began
+    scores: list[float] = []  # mean word score of each piece placed
+    while k < len(cut) and i < len(words):
+        skip = min(settings.resync_words, len(words) - i - 1) if lost else 0
+        got, used = [], 1
+        for span in (1, 2):  # the piece alone, then with its neighbour's context
+            if k + span <= len(cut):
+                got, used = _attempt(aligner, read, cut, k, span, words[i:], skip, settings), span
+                if got and settings.gaps and _score(got) < _floor(scores, settings):
+                    got = []  # words forced onto speech that is not theirs
+                if got:
+                    break
+        if not got:
+            if not settings.gaps:
+                break
+            if lost is None:
+                lost = (spans[-1].end if spans else 0.0, i)
+            k += 1
+            continue
+        start = run_start(got, words[i:], skip) if skip else 0
+        if lost is not None:
+            gaps.append((lost[0], got[0].start, i, i + start))
+            lost = None
+        spans += got
+        scores.append(_score(got))
+        i += start + len(got)
+        k += used
+    if i < len(words) and settings.gaps and spans:
+        gaps.append((lost[0] if lost else spans[-1].end, duration, i, len(words)))
+        i = len(words)
     if i < len(words):
         where = f"after {spans[-1].word!r} at {spans[-1].end:.2f}s" if spans else "at the start"
         raise AlignmentFailed(f"placed {i} of {len(words)} words in {len(cut)} pieces of speech, stuck {where}; "
                               "check that the transcript matches the audio", "stopped_early" if i else "no_alignment")
+    if gaps:
+        seconds = sum(b - a for a, b, _, _ in gaps)
+        left = sum(m - n for _, _, n, m in gaps)
+        where = ", ".join(f"{a:.1f}-{b:.1f}s ({m - n} words from {words[n]!r})" if m > n else f"{a:.1f}-{b:.1f}s"
+                          for a, b, n, m in gaps[:5])
+        aligner.note("gap", f"{seconds:.1f}s and {left} of {len(words)} words left out in {len(gaps)} stretch(es) "
+                            f"that did not align: {where}; check the transcript there")
     return spans

@@ -42,7 +42,8 @@ from manifests.schema import Utterance, WordSpan
 
 from .base import MIN_SECONDS, Aligner, AlignmentFailed
 from .g2p import arpabet, foreign_script
-from .longform import LongformSettings, align_long
+from .coverage import CoverageSettings, unexplained_speech
+from .longform import LongformSettings, align_long, run_start
 
 FRAME_RATE = 100  # pocketsphinx's default: 10 ms frames
 NOISE_FLOOR = 1e-3  # about -60 dBFS: inaudible, but never an exact zero
@@ -53,6 +54,9 @@ WINDOW_SECONDS = 8.0
 MAX_FULL_SECONDS = 30.0
 MAX_WORDS_PER_SECOND = 8  # a window's grammar holds at most this many words per second of audio
 WINDOW_MARGIN = 1.0  # words ending this close to a window's cut may be cut themselves: not kept
+REFINE_TOLERANCE = 0.05  # a leading word placed again is kept when the word after it moves at most this
+GUESS_SECONDS = 0.1  # a faint first word the search cannot place is put in this much before the next
+MIN_WORD_SECONDS = 0.03  # the word after words placed again keeps at least this much (3 frames: one phone)
 _VARIANT = re.compile(r"\(\d+\)$")
 
 
@@ -70,8 +74,11 @@ class PocketsphinxAligner(Aligner):
         max_full_seconds: float = MAX_FULL_SECONDS,
         config: dict | None = None,
         longform: LongformSettings | None = None,
+        coverage: CoverageSettings | None = None,
+        unexplained_speech: float = CoverageSettings.min_seconds,
     ) -> None:
-        """`beams`: the retry ladder, narrowest first; `config`: extra pocketsphinx decoder settings."""
+        """`beams`: the retry ladder, narrowest first; `config`: extra pocketsphinx decoder settings;
+        `unexplained_speech`: seconds of speech no word covers that make a record partial (0: not checked)."""
         if not beams:
             raise JstipError("pocketsphinx needs at least one beam width, e.g. beams=(1e-120, 1e-200)")
         if window_seconds <= 2 * WINDOW_MARGIN:
@@ -81,6 +88,7 @@ class PocketsphinxAligner(Aligner):
         self.window_seconds = window_seconds
         self.max_full_seconds = max_full_seconds
         self.longform = longform or LongformSettings()
+        self.coverage = coverage or CoverageSettings(min_seconds=unexplained_speech)
         # bestpath=False: word times from the Viterbi backtrace out of the grammar's final state.
         # The lattice best-path rescoring (pocketsphinx's default) may end on a partial path and
         # drop the last words, which made well-formed utterances fail as "stopped early".
@@ -135,22 +143,34 @@ class PocketsphinxAligner(Aligner):
             self._decoders[rung] = decoder
         return self._decoders[rung]
 
-    def _pcm(self, audio: np.ndarray) -> bytes:
+    def _pcm(self, audio: np.ndarray, lead: float = PAD_SECONDS) -> bytes:
+        """16-bit PCM of `audio` in the noise floor, `lead` seconds of it before and PAD_SECONDS after."""
         rng = np.random.default_rng(0)  # fixed seed: the same audio always aligns the same way
         pad = np.zeros(int(PAD_SECONDS * self.sample_rate), np.float32)
-        padded = np.concatenate([pad, audio.astype(np.float32), pad])
+        # without its DC offset: an offset steps up from the pad at the audio's first sample, which
+        # the search may take for a word's onset
+        audio = audio.astype(np.float32) - (float(audio.mean()) if len(audio) else 0.0)
+        padded = np.concatenate([pad[: int(lead * self.sample_rate)], audio, pad])
         noisy = padded + self.noise_floor * rng.standard_normal(len(padded)).astype(np.float32)
         return (np.clip(noisy, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
 
-    def _decode(self, decoder, audio: np.ndarray, words: Sequence[str], prefix: bool) -> list[WordSpan]:
-        """One pass: forced (every word, in order) or prefix (may stop after any word)."""
+    def _decode(self, decoder, audio: np.ndarray, words: Sequence[str], prefix: bool,
+                lead: float = PAD_SECONDS, entries: int = 0) -> list[WordSpan]:
+        """One pass: forced (every word, in order) or prefix (may stop after any word; with
+        `entries`, may also start at any of the first `entries` + 1 words: the spans then match
+        `words` from the word they start at, `longform.run_start`).
+
+        Leading words the search put into the noise pad before the audio, ahead of words it
+        placed in the audio, are placed again (`_refine_leading`), never a reason to drop the rest.
+        """
         # Feature state (cepstral mean and more) adapts across utterances; resetting it makes
         # an alignment independent of what the worker aligned before (1 and N workers agree).
         decoder.reinit_feat()
         try:
             if prefix:
                 n = len(words)
-                transitions = [(i, i + 1, 1.0, w) for i, w in enumerate(words)] + [(i, n, 1.0) for i in range(1, n)]
+                transitions = [(i, i + 1, 1.0, w) for i, w in enumerate(words)] + [(i, n, 1.0) for i in range(1, n)] \
+                    + [(0, j, 1.0) for j in range(1, min(entries, n - 1) + 1)]
                 self._grammars += 1
                 name = f"prefix{self._grammars}"
                 decoder.add_fsg(name, decoder.create_fsg(name, 0, n, transitions))
@@ -161,12 +181,55 @@ class PocketsphinxAligner(Aligner):
             raise AlignmentFailed(f"pocketsphinx rejected the transcript: {exc}", "transcript_rejected") from exc
         self.passes[f"{'window' if prefix else 'forced'} beam {decoder.config['beam']:.0e}"] += 1
         decoder.start_utt()
-        decoder.process_raw(self._pcm(audio), full_utt=True)
+        decoder.process_raw(self._pcm(audio, lead), full_utt=True)
         decoder.end_utt()
-        spans = self._word_spans(decoder, len(audio) / self.sample_rate) if decoder.hyp() is not None else []
+        spans, leading = self._word_spans(decoder, len(audio) / self.sample_rate, lead) \
+            if decoder.hyp() is not None else ([], 0)
         if prefix:
             decoder.remove_search(name)
-        return _matching_prefix(spans, words)
+        if entries:
+            start = run_start(spans, words, entries)
+            return _matching_prefix(spans, words[start:]) if start is not None else []
+        spans = _matching_prefix(spans, words)
+        if leading:
+            spans = self._refine_leading(decoder, audio, spans, leading) if len(spans) > leading else []
+        return spans
+
+    def _refine_leading(self, decoder, audio: np.ndarray, spans: list[WordSpan], leading: int) -> list[WordSpan]:
+        """`spans` with its first `leading` words (which the search put before the audio, in the
+        noise pad) placed again, or [] when they cannot be placed in the audio.
+
+        A short, faint first word after a leading silence (a reduced "the") is where the search
+        may rather spend the pad before the audio than the audio itself; the words after it were
+        placed well. So those words and the next two are aligned again over the audio up to the
+        end of the second, with no pad before it: the words must then lie in the audio. The
+        refined words are kept when the next word starts or ends where the whole pass put it (within
+        `REFINE_TOLERANCE`); that word then starts where the second pass put it and ends where the
+        first did. When the second pass disagrees, one such word (not more: several words before
+        the audio mean a transcript that does not match it) is put just before the next word, its
+        times a guess. Either way the change is noted (`doubtful`), so a reader can tell.
+        """
+        anchor = spans[leading]
+        last = spans[min(leading + 1, len(spans) - 1)]
+        stop = min(len(audio), int(round((last.end + 0.05) * self.sample_rate)))
+        words = [s.word for s in spans[: leading + 2]]
+        again = self._decode(decoder, audio[:stop], words, prefix=False, lead=0.0)
+        doubtful = " ".join(words[:leading])
+        if len(again) > leading and min(abs(again[leading].start - anchor.start), abs(again[leading].end - anchor.end)) \
+                <= REFINE_TOLERANCE and again[leading].start <= anchor.end - MIN_WORD_SECONDS:
+            # the next word keeps its end (the words after it were placed from there) and takes the
+            # start the second pass gave it, after the words placed again
+            placed = again[:leading] + [WordSpan(anchor.word, again[leading].start, anchor.end, anchor.score)]
+            self.note("doubtful", f"{doubtful!r} placed again in the audio before {anchor.word!r} at "
+                                  f"{anchor.start:.2f}s (the search had put it before the audio)")
+            return placed + spans[leading + 1:]
+        if leading == 1 and anchor.start >= GUESS_SECONDS:
+            first = spans[0]
+            guessed = WordSpan(first.word, round(anchor.start - GUESS_SECONDS, 4), anchor.start, first.score)
+            self.note("doubtful", f"{doubtful!r} not found in the audio: put in the {GUESS_SECONDS:g}s before "
+                                  f"{anchor.word!r} at {anchor.start:.2f}s (times guessed)")
+            return [guessed] + spans[1:]
+        return []
 
     def _forced(self, audio: np.ndarray, words: Sequence[str]) -> list[WordSpan]:
         """The longest placed prefix of `words` from the forced passes, widening the beam on failure."""
@@ -186,7 +249,18 @@ class PocketsphinxAligner(Aligner):
                 return audio[int(round(start * sr)) : int(round((start + seconds) * sr))]
 
             return align_long(self, read, len(audio) / sr, words, self.longform)
-        return self._align_pieces(audio, words)
+        spans = self._align_pieces(audio, words)
+        if self.coverage.min_seconds > 0:
+            self._note_unexplained(unexplained_speech(audio, spans, self.coverage, sr))
+        return spans
+
+    def _note_unexplained(self, stretches: list[tuple[float, float]]) -> None:
+        """Note speech no word covers (`coverage`), when there is `min_seconds` of it or more."""
+        seconds = sum(b - a for a, b in stretches)
+        if seconds >= self.coverage.min_seconds:
+            where = ", ".join(f"{a:.2f}-{b:.2f}s" for a, b in stretches[:5])
+            self.note("unexplained_speech", f"{seconds:.2f}s of speech no word covers ({where}); the transcript "
+                                            "may miss words there")
 
     def align_utterance(self, utt: Utterance) -> list[WordSpan]:
         """A recording over `max_full_seconds` is read piece by piece (`longform`), never whole."""
@@ -199,18 +273,20 @@ class PocketsphinxAligner(Aligner):
 
         return align_long(self, read, utt.duration, words, self.longform)
 
-    def align_piece(self, audio: np.ndarray, words: Sequence[str], last: bool) -> list[WordSpan]:
-        """The leading words spoken in one piece of a long recording (every word when `last`)."""
-        if last:
+    def align_piece(self, audio: np.ndarray, words: Sequence[str], last: bool, skip: int = 0) -> list[WordSpan]:
+        """The leading words spoken in one piece of a long recording (every word when `last`); with
+        `skip`, the words from any of the first `skip` + 1 on (after a stretch that did not align)."""
+        if last and not skip:
             return self._align_pieces(audio, words)
-        limit = int(MAX_WORDS_PER_SECOND * len(audio) / self.sample_rate) + 1
+        limit = int(MAX_WORDS_PER_SECOND * len(audio) / self.sample_rate) + 1 + skip
         for rung in range(len(self.beams)):
-            spans = self._decode(self._decoder(rung), audio, words[:limit], prefix=True)
+            spans = self._decode(self._decoder(rung), audio, words[:limit], prefix=True, entries=skip)
             if spans:
                 return spans
         return []
 
     def _checked(self, words: Sequence[str], seconds: float) -> list[str]:
+        self.notes = []  # a new utterance: no notes yet
         words = [w for w in words if w]
         if not words:
             raise AlignmentFailed("empty transcript: nothing to align", "empty_transcript")
@@ -266,30 +342,35 @@ class PocketsphinxAligner(Aligner):
                 return kept
         return []
 
-    def _word_spans(self, decoder, duration: float) -> list[WordSpan]:
-        """Transcript words with times relative to the unpadded audio, clipped to it.
+    def _word_spans(self, decoder, duration: float, lead: float = PAD_SECONDS) -> tuple[list[WordSpan], int]:
+        """Transcript words with times relative to the unpadded audio, clipped to it, and how many
+        leading words lie mostly before the audio.
 
         The search may put words it cannot fit into the noise pad around the audio; a word lying
-        mostly there is not in the audio, so the spans end before it (the caller then sees a
-        pass that stopped early, never a word squeezed to zero length at an edge).
+        mostly there is not in the audio. After the audio, the spans end before it (the caller
+        then sees a pass that stopped early, never a word squeezed to zero length at an edge).
+        Before the audio, such words are counted (the caller places them again when words in the
+        audio follow them: a doubtful first word must not cost the words after it).
         """
-        spans = []
+        spans, leading = [], 0
         for seg in decoder.seg():
-            if seg.word.startswith(("<", "[")):
-                continue  # <s>, </s>, <sil>, [NOISE]: not transcript words
+            if seg.word.startswith(("<", "[", "(")):
+                continue  # <s>, </s>, <sil>, [NOISE], (NULL) (a grammar's empty step): not transcript words
             frames = seg.end_frame - seg.start_frame + 1
             # mean log acoustic score per frame (nats) relative to the best path alive in each
             # frame: 0 is the best there was, strongly negative means the word was a poor fit
             score = math.log(max(seg.ascore, 1e-300)) / frames
-            raw_start = seg.start_frame / self._frate + self.frame_offset - PAD_SECONDS
-            raw_end = (seg.end_frame + 1) / self._frate + self.frame_offset - PAD_SECONDS
+            raw_start = seg.start_frame / self._frate + self.frame_offset - lead
+            raw_end = (seg.end_frame + 1) / self._frate + self.frame_offset - lead
             inside = min(raw_end, duration) - max(raw_start, 0.0)
-            if inside < 0.5 * (raw_end - raw_start):
-                break
             start = min(max(raw_start, 0.0), duration)
             end = min(max(raw_end, start), duration)
+            if inside < 0.5 * (raw_end - raw_start):
+                if spans[leading:] or raw_end > duration:
+                    break  # after the audio: not placed
+                leading += 1  # before the audio, ahead of any word in it
             spans.append(WordSpan(_VARIANT.sub("", seg.word), start, end, round(score, 4)))
-        return spans
+        return (spans, leading) if spans[leading:] else ([], 0)
 
 
 def _matching_prefix(spans: list[WordSpan], words: Sequence[str]) -> list[WordSpan]:

@@ -20,13 +20,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from manifests.schema import ALIGN_OK, WordSpan
+from manifests.schema import ALIGN_OK, ALIGN_PARTIAL, WordSpan
 
 from .base import CATEGORIES, NOTES, TRANSIENT, failure_category
 
 EXAMPLES = 3  # examples kept per category in the report
+THRESHOLDS_MS = (10, 25, 50, 100)  # the field's: MFA 3 paper (arXiv 2606.18466) Table 4, Rousso et al. 2024
 REPORT_COLUMNS = ("utt_id", "status", "reason", "words")
 _MARKS = re.compile(r"^[\[<({]+|[\]>)}]+$")
+
+
+def _categories(reason: str) -> list[str]:
+    """The note categories of a reason that may hold several (`doubtful: ...; gap: ...`)."""
+    return [failure_category(part) for part in reason.split("; ") if failure_category(part) != "other"] or ["other"]
 
 
 def _key(word: str) -> str:
@@ -47,7 +53,8 @@ def matched_word_errors(hyp: Sequence[WordSpan], ref: Sequence[WordSpan]) -> lis
 
 
 def error_summary(errors: Sequence[tuple[float, float]]) -> dict:
-    """Mean/median boundary error (ms), onset error and the share within 20, 50 and 100 ms."""
+    """Mean/median boundary error (ms), onset error and the share within 10, 25, 50 and 100 ms
+    (`THRESHOLDS_MS`: the thresholds of the MFA 3 paper and of Rousso et al. 2024)."""
     if not errors:
         return {"words_matched": 0}
     boundary = np.array([e[0] for e in errors]) * 1000
@@ -58,7 +65,7 @@ def error_summary(errors: Sequence[tuple[float, float]]) -> dict:
         "boundary_error_median_ms": round(float(np.median(boundary)), 2),
         "onset_error_mean_ms": round(float(onset.mean()), 2),
     }
-    for limit in (20, 50, 100):
+    for limit in THRESHOLDS_MS:
         report[f"within_{limit}ms"] = round(float((boundary <= limit).mean()), 4)
     return report
 
@@ -73,7 +80,7 @@ class QualityReport:
 
     def __init__(self, reference: dict[str, Sequence[WordSpan]] | None = None) -> None:
         self.reference = reference
-        self.rows = self.aligned = self.words = 0
+        self.rows = self.aligned = self.partial = self.words = 0
         self.failed: Counter = Counter()
         self.notes: Counter = Counter()
         self.examples: dict[str, list[dict]] = {}
@@ -84,20 +91,24 @@ class QualityReport:
         """One shard's (or row group's) `utt_id`, `status`, `reason` and `words` columns."""
         self.rows += table.num_rows
         ok = pc.fill_null(pc.equal(table["status"], ALIGN_OK), False)
+        partial = pc.fill_null(pc.equal(table["status"], ALIGN_PARTIAL), False)
         self.aligned += int(pc.sum(ok).as_py() or 0)
-        self.words += int(pc.sum(pc.list_value_length(pc.filter(table["words"], ok))).as_py() or 0)
+        self.partial += int(pc.sum(partial).as_py() or 0)
+        placed = pc.or_(ok, partial)  # words placed (a partial record's words are right, some are left out)
+        self.words += int(pc.sum(pc.list_value_length(pc.filter(table["words"], placed))).as_py() or 0)
         has_reason = pc.fill_null(pc.not_equal(table["reason"], ""), False)
-        for kind, mask in (("failed", pc.invert(ok)), ("note", pc.and_(ok, has_reason))):
+        for kind, mask in (("failed", pc.invert(placed)), ("note", pc.and_(placed, has_reason))):
             rows = table.select(["utt_id", "reason"]).filter(mask)
             for utt_id, reason in zip(rows["utt_id"].to_pylist(), rows["reason"].to_pylist()):
                 category = failure_category(reason or "")
-                (self.failed if kind == "failed" else self.notes)[category] += 1
+                for c in _categories(reason or "") if kind == "note" else [category]:
+                    (self.failed if kind == "failed" else self.notes)[c] += 1
                 kept = self.examples.setdefault(category, [])
                 if len(kept) < EXAMPLES:
                     kept.append({"utt_id": utt_id, "reason": reason})
         if self.reference:
             ids = pa.array(list(self.reference), pa.string())
-            scored = table.filter(pc.and_(ok, pc.is_in(table["utt_id"], value_set=ids)))
+            scored = table.filter(pc.and_(placed, pc.is_in(table["utt_id"], value_set=ids)))
             for utt_id, words in zip(scored["utt_id"].to_pylist(), scored["words"].to_pylist()):
                 hyp = [WordSpan(**w) for w in words]
                 self.errors += matched_word_errors(hyp, self.reference[utt_id])
@@ -105,14 +116,15 @@ class QualityReport:
 
     def metrics(self) -> dict:
         """The numeric metrics (`metrics/align.json`): counts, shares, failures by category, boundary error."""
-        failed = self.rows - self.aligned
+        failed = self.rows - self.aligned - self.partial
         out = {
             "utterances": self.rows,
             "aligned": self.aligned,
             "failed": failed,
             "aligned_share": round(self.aligned / self.rows, 4) if self.rows else None,
             "failed_transient": sum(n for c, n in self.failed.items() if c in TRANSIENT),
-            "partial": sum(self.notes.values()),
+            # records with words left out: status partial, or ok with an imported alignment's `partial` note
+            "partial": self.partial + self.notes.get("partial", 0),
             "words_aligned": self.words,
             "failed_by_reason": dict(sorted(self.failed.items())),
         }
@@ -156,7 +168,7 @@ def format_report(report: dict) -> str:
     rows += [(f"  failed: {k}", v) for k, v in report.get("failed_by_reason", {}).items()]
     for key in ("partial", "audio_hours", "real_time_factor", "workers", "shards", "shards_skipped", "shards_retried",
                 "utterances_scored", "words_matched", "boundary_error_mean_ms", "boundary_error_median_ms",
-                "onset_error_mean_ms", "within_20ms", "within_50ms", "within_100ms"):
+                "onset_error_mean_ms", "within_10ms", "within_25ms", "within_50ms", "within_100ms"):
         if key in report:
             rows.append((key, report[key]))
     width = max(len(k) for k, _ in rows)

@@ -37,7 +37,7 @@ def generate(path: Path, minutes: float, layout: str, seed: int = 0) -> None:
 
     from aligners.espeak import espeak
     from manifests.audio import write_audio
-    from pipeline import demo_text
+    from synthetic import demo_text
     from corpora.textnorm import normalize
 
     rng, py = np.random.default_rng(seed), random.Random(seed)

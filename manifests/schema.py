@@ -22,6 +22,8 @@ TOKEN = "token"  # a span holding one special token by name (see manifests/forma
 MODALITIES = (SPEECH, TEXT, TOKEN)
 ALIGN_OK = "ok"
 ALIGN_FAILED = "failed"
+# words placed, but not all of the transcript or the speech is covered (the reason says what is left out)
+ALIGN_PARTIAL = "partial"
 # `tts_text`: transcripts of the TTS pairs given as text; `tts_interleave`: interleaved sequences of
 # the TTS pairs over the synthesizer's word times (the paper's Table I, best row)
 SAMPLE_KINDS = ("asr", "text", "interleave_word", "interleave_segment", "interleave_mixed", "tts_pair", "tts_text",

@@ -41,11 +41,12 @@ from manifests.io import (file_metadata, iter_records, manifest_files, manifest_
 from manifests.schema import Alignment, Utterance, from_table, schema_of, to_table
 from pipeline.execution import fingerprint, run_shards, worker_cached
 
-ALIGN_VERSION = 4  # bump when a backend's output changes for the same input, so old shards rerun
+ALIGN_VERSION = 5  # bump when a backend's output changes for the same input, so old shards rerun
 
 # What `metrics/align.json` holds (`dvc exp show` compares these); every other figure is in the report.
 ALIGN_METRICS = ("utterances", "aligned_share", "failed", "failed_by_reason", "partial", "audio_hours",
-                 "boundary_error_mean_ms", "boundary_error_median_ms", "within_20ms", "real_time_factor")
+                 "boundary_error_mean_ms", "boundary_error_median_ms", "within_10ms", "within_25ms", "within_50ms",
+                 "within_100ms", "real_time_factor")
 
 
 @dataclass
@@ -74,6 +75,9 @@ class AlignConfig:
     beam: float = field(default=0.0, metadata={"help": "mfa: --beam (0 keeps MFA's default)"})
     retry_beam: float = field(default=0.0, metadata={"help": "mfa: --retry_beam (0 keeps MFA's default)"})
     single_speaker: bool = field(default=False, metadata={"help": "mfa: --single_speaker"})
+    unexplained_speech: float = field(default=1.0, metadata={
+        "help": "pocketsphinx: seconds of speech (silero-vad) that no word covers which make a record partial "
+                "(a transcript missing words); 0 turns the check off"})
 
 
 # options that change how fast a backend runs, never what it writes: kept out of the fingerprint
@@ -89,7 +93,7 @@ def aligner_options(cfg: AlignConfig) -> dict[str, Any]:
                 "retry_beam": cfg.retry_beam, "single_speaker": cfg.single_speaker}
     if cfg.aligner == "ctc":
         return {"model": cfg.model, "device": cfg.device, "batch_size": cfg.batch_size}
-    return {}
+    return {"unexplained_speech": cfg.unexplained_speech}
 
 
 def files_stamp(path: str) -> list[tuple[str, int, int]] | None:

@@ -14,6 +14,9 @@ SENTENCES = ["The patient was given atorvastatin for hypertension yesterday.",
              "The physician recommended a follow up visit next month.",
              "Nobody answered the phone at the clinic on saturday."]
 
+WRONG = ("Seven purple elephants danced slowly across the frozen lake while an orchestra of geese played "
+         "a march and nobody in the village could explain why the bells kept ringing.")
+
 
 def _recording(spoken, pauses, noise=0.002):
     """Sentences with the given pauses after each (seconds), faint noise throughout; true word starts
@@ -64,3 +67,55 @@ def test_silence_only_long_recording_fails_with_a_reason(tmp_path):
     audio = 0.001 * np.random.default_rng(0).standard_normal(16000 * 35).astype(np.float32)
     with pytest.raises(Exception, match="no speech"):
         get_aligner("pocketsphinx").align(audio, ["hello", "world"])
+
+
+def test_a_stretch_whose_transcript_is_wrong_is_left_out_and_every_other_piece_keeps_its_words(tmp_path, spoken):
+    # 12 sentences by four voices, 0.5 s apart; the transcript of the 6th is another, longer text
+    voices = ["en-us", "en-us+f3", "en-gb-x-rp+m2", "en-us+m3"]
+    wrong = WRONG
+    rng = np.random.default_rng(1)
+    parts, words, truth, bad, t = [], [], [], [], 0.0
+    for k, sentence in enumerate((SENTENCES * 3)[:12]):
+        audio, spoken_words = spoken(sentence, voice=voices[k % 4], rate=160)
+        if k == 5:
+            bad += normalize(wrong).split()
+            words += normalize(wrong).split()
+            truth += [None] * len(normalize(wrong).split())
+        else:
+            words += normalize(sentence).split()
+            truth += [t + w.start for w in spoken_words]
+        parts += [audio, np.zeros(8000, np.float32)]
+        t += len(audio) / 16000 + 0.5
+    audio = np.concatenate(parts)
+    audio += 0.002 * rng.standard_normal(len(audio)).astype(np.float32)
+    write_audio(audio, tmp_path / "long.wav", 16000)
+    utt = Utterance("long", str(tmp_path / "long.wav"), 0.0, len(audio) / 16000, 16000, "s", "", " ".join(words),
+                    "c", "train")
+    record = get_aligner("pocketsphinx").align_one(utt)
+    assert record.status == "partial", record.reason
+    assert record.reason.startswith("gap: ") and "words left out" in record.reason
+    good = [i for i, x in enumerate(truth) if x is not None]
+    placed = {}
+    j = 0
+    for span in record.words:  # the kept words, in transcript order
+        while words[j] != span.word:
+            j += 1
+        placed[j] = span
+        j += 1
+    kept = [i for i in good if i in placed]
+    assert len(kept) >= 0.97 * len(good)  # every other piece keeps its words
+    onsets = np.array([abs(placed[i].start - truth[i]) for i in kept])
+    assert np.median(onsets) < 0.03 and np.mean(onsets < 0.1) > 0.95
+    assert all(a.end <= b.start + 1e-6 for a, b in zip(record.words, record.words[1:]))
+
+
+def test_with_gaps_off_a_wrong_stretch_fails_the_recording(tmp_path, spoken):
+    parts, words = [], []
+    for k, sentence in enumerate(SENTENCES * 2):
+        audio, _ = spoken(sentence, voice="en-us", rate=160)
+        parts += [audio, np.zeros(8000, np.float32)]
+        words += normalize(WRONG if k == 4 else sentence).split()
+    audio = np.concatenate(parts) + 0.002 * np.random.default_rng(0).standard_normal(sum(map(len, parts))).astype(np.float32)
+    aligner = get_aligner("pocketsphinx", longform=LongformSettings(gaps=False))
+    with pytest.raises(Exception, match="check that the transcript matches"):
+        aligner.align(audio, words)

@@ -83,3 +83,11 @@ def test_retry_decoder_is_built_on_demand_with_the_added_words(spoken):
     sentence = "The patient was given atorvastatin for hypertension yesterday."
     aligner.align(spoken(sentence)[0], normalize(sentence).split())
     assert aligner._decoder(1).lookup_word("atorvastatin") is not None  # G2P words replayed
+
+
+def test_boundary_error_shares_use_the_fields_thresholds():
+    from aligners.quality import error_summary
+
+    summary = error_summary([(e / 1000, 0.0) for e in (5, 10, 20, 40, 90, 200)])
+    assert [summary[f"within_{t}ms"] for t in (10, 25, 50, 100)] == [round(2 / 6, 4), 0.5, round(4 / 6, 4), round(5 / 6, 4)]
+    assert summary["boundary_error_median_ms"] == 30.0
