@@ -121,17 +121,23 @@ def utterance_reasons(b: UtteranceBatch, s: BuildSettings) -> dict[str, np.ndarr
     status = pc.fill_null(b.status, "")
     no_record = np.asarray(pc.equal(status, ""))
     ok = np.asarray(pc.equal(status, "ok")) & ~no_record
+    # partial: words placed but a stretch left out or speech no word explains; its transcript does not
+    # match its audio as a whole, so it is used like a failed alignment, and counted apart
+    partial = np.asarray(pc.equal(status, "partial"))
     usable = in_split & has_words
     return {"other_split": ~in_split, "no_transcript": in_split & ~has_words, "no_alignment": usable & no_record,
-            "alignment_failed": usable & ~no_record & ~ok, "one_aligned_word": usable & ok & (b.words.counts < 2),
+            "alignment_partial": usable & partial,
+            "alignment_failed": usable & ~no_record & ~ok & ~partial,
+            "one_aligned_word": usable & ok & (b.words.counts < 2),
             "aligned": usable & ok & (b.words.counts >= 2)}
 
 
 def utterance_pools(b: UtteranceBatch, s: BuildSettings) -> dict[str, np.ndarray]:
     """Rows each utterance kind of the recipe may draw from."""
     r = utterance_reasons(b, s)
-    transcribed = r["no_alignment"] | r["alignment_failed"] | r["one_aligned_word"] | r["aligned"]
-    speech = transcribed if s.asr_failed_alignments else transcribed & ~r["alignment_failed"]
+    not_ok = r["alignment_failed"] | r["alignment_partial"]
+    transcribed = r["no_alignment"] | not_ok | r["one_aligned_word"] | r["aligned"]
+    speech = transcribed if s.asr_failed_alignments else transcribed & ~not_ok
     pools = {"asr": speech, **({"text": transcribed} if s.transcripts_as_text else {})}  # text needs no audio
     for kind in ("interleave_word", "interleave_segment", "interleave_mixed"):
         pools[kind] = r["aligned"]
@@ -280,7 +286,7 @@ def build_utterances(b: UtteranceBatch, s: BuildSettings, thresholds: dict[str, 
     facts.used_seconds = float(b.duration[used].sum())
     in_split = reasons["no_alignment"] | reasons["one_aligned_word"] | reasons["aligned"]  # what a recipe may use
     if s.asr_failed_alignments:
-        in_split = in_split | reasons["alignment_failed"]
+        in_split = in_split | reasons["alignment_failed"] | reasons["alignment_partial"]
     facts.split_seconds = float(b.duration[in_split].sum())
     facts.used_aligned = int((used & reasons["aligned"]).sum())
     return built, facts

@@ -18,7 +18,8 @@ from interleave.batch import HIST_SEGMENTERS, MAX_BIN
 from interleave.recipes import RECIPE_ROWS, SPEECH_KINDS, Selection
 from manifests.io import atomic_path, write_text_atomic
 
-SKIP_REASONS = ("other_split", "no_transcript", "no_alignment", "alignment_failed", "one_aligned_word")
+SKIP_REASONS = ("other_split", "no_transcript", "no_alignment", "alignment_failed", "alignment_partial",
+                "one_aligned_word")
 
 
 def merge(results: list[dict]) -> dict[str, Any]:
@@ -87,8 +88,8 @@ def metrics_and_report(results: list[dict], selection: Selection, cfg: Any, cand
         "speech_hours_in_split": round(split_h, 4),
         "speech_hours_used": round(used_h, 4),
         "speech_share_unused": round(1 - used_h / split_h, 4) if split_h else 0.0,
-        "utterances_in_split": int(sum(reasons[r] for r in ("no_alignment", "alignment_failed", "one_aligned_word",
-                                                            "aligned"))),
+        "utterances_in_split": int(sum(reasons[r] for r in ("no_alignment", "alignment_failed", "alignment_partial",
+                                                            "one_aligned_word", "aligned"))),
         "aligned_utterances": int(reasons["aligned"]),
         "aligned_utterances_used": int(sums["used_aligned"]),
         "raw_text_fallback": int(sums["raw_fallback"]),

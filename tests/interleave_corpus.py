@@ -5,7 +5,7 @@ from pathlib import Path
 
 from manifests.audio import write_audio
 from manifests.io import write_records, write_table
-from manifests.schema import ALIGN_FAILED, ALIGN_OK, Alignment, Text, Utterance, WordSpan, to_table
+from manifests.schema import ALIGN_FAILED, ALIGN_OK, ALIGN_PARTIAL, Alignment, Text, Utterance, WordSpan, to_table
 from corpora.textnorm import normalize
 
 SENTENCES = [
@@ -30,7 +30,7 @@ TEXTS = [
 ]
 
 
-def make_corpus(root: Path, spoken, failed: bool = True, align_rows: int = 0) -> dict[str, str]:
+def make_corpus(root: Path, spoken, failed: bool = True, align_rows: int = 0, partial: bool = False) -> dict[str, str]:
     """Write utterances (+ one held out, + one failed alignment), alignments and texts; their paths.
 
     Alignments go to one file without row metadata (older alignments: the stage joins them by id),
@@ -51,6 +51,8 @@ def make_corpus(root: Path, spoken, failed: bool = True, align_rows: int = 0) ->
                                     " ".join(w.word for w in words), "t", split))
         if failed and i == 4:
             alignments.append(Alignment(utt_id, "espeak", ALIGN_FAILED, "no alignment found", ()))
+        elif partial and i == 3:  # words placed, but speech that no word explains
+            alignments.append(Alignment(utt_id, "espeak", ALIGN_PARTIAL, "unexplained_speech: 1.2 s", tuple(words)))
         else:
             alignments.append(Alignment(utt_id, "espeak", ALIGN_OK, "", tuple(words)))
     texts = [Text(f"t{i}", t, normalize(t), "domain") for i, t in enumerate(TEXTS)]

@@ -67,6 +67,17 @@ def test_recipes_produce_their_kinds(corpus, tmp_path, recipe, kinds):
     check_metrics(metrics)
 
 
+def test_a_partial_alignment_is_counted_apart_and_not_used(tmp_path, spoken_module):
+    """A partial record (a gap, or speech no word explains) has a transcript that does not match its
+    audio as a whole: it makes no sample, and the report names it as partial, not failed."""
+    paths = make_corpus(tmp_path / "c", spoken_module, partial=True)
+    metrics, df = _run(paths, tmp_path, recipe="asr_il", mix_by="samples")
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["skipped"] == {"other_split": 1, "alignment_failed": 1, "alignment_partial": 1}
+    assert report["skipped_examples"]["alignment_partial"] == ["u3"]
+    assert "u3" not in set(df["source_id"]) and metrics["aligned_utterances"] == 3
+
+
 def test_the_paper_token_formats_reach_the_shards(corpus, tmp_path):
     metrics, df = _run(corpus, tmp_path, recipe="asr_il", segmenter="silence_punct")
     assert metrics["samples_by_kind"]["asr"] == 4  # not u4: its alignment failed (audio and words disagree)
