@@ -93,7 +93,7 @@ def train_run(cfg: TrainConfig) -> tuple[dict, dict] | None:
     started = time.perf_counter()
     threads = set_cpu_threads(cfg.threads)
     from .batching import Batching, data_from_source
-    from .checkpoint import export_lm, init_parts, save_checkpoint
+    from .checkpoint import consolidated, export_lm, init_parts, save_checkpoint
     from .dist import init_distributed
     from .loop import LoopConfig, pick_device, train
     from .model import SpeechLM, SpeechLMConfig, count_parameters
@@ -126,6 +126,8 @@ def train_run(cfg: TrainConfig) -> tuple[dict, dict] | None:
         raise SystemExit(130)
     skipped_all = dist.gather(result.skipped)
     kinds_all = dist.gather(dict(data.stats.rows_by_kind))
+    if result.parallel == "fsdp":  # every rank sends its shards; rank 0 writes one consolidated checkpoint
+        model = consolidated(model, tok, dist.rank)
     if not dist.main:
         return None
     save_checkpoint(model.cpu(), tok, ckpt)
@@ -170,6 +172,6 @@ def train_run(cfg: TrainConfig) -> tuple[dict, dict] | None:
         "vocab_size": len(tok), "frame_ms": model.spec.frame_duration * 1000, "world_size": dist.world_size,
         "device": str(pick_device(cfg.device)), "threads": threads,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""), "batching": cfg.batching,
-        "span_encoding": cfg.span_encoding, "context": cfg.context, **initialised,
+        "span_encoding": cfg.span_encoding, "context": cfg.context, "parallel": result.parallel, **initialised,
     }
     return metrics, report
