@@ -72,6 +72,11 @@ SCRIPT = textwrap.dedent('''
                      grad_accum=accum, parallel=mode if mode != "single" else "auto", save_every=3, keep_states=9,
                      resume=resume)
     result = train(model, data, cfg, out_dir=out, tok=tok, progress=False)
+    if mode == "fsdp" and not resume:  # the consolidated checkpoint an FSDP run ends with
+        from trainer.checkpoint import consolidated, save_checkpoint
+        plain = consolidated(model, tok, rank)
+        if rank == 0:
+            save_checkpoint(plain, tok, os.path.join(out, "final"))
     with open(os.path.join(out, f"{mode}-rank{rank}{'-resumed' if resume else ''}.json"), "w") as f:
         json.dump({"history": result.history, "plans": [[p.name, p.steps] for p in result.plans],
                    "parallel": result.parallel, "without_speech": sum(without_speech)}, f)
@@ -142,3 +147,36 @@ def test_fsdp_ddp_and_one_process_give_the_same_losses(runs):
         assert [h["total_loss"] for h in d["history"]] == pytest.approx([h["total_loss"] for h in single["history"]],
                                                                         rel=2e-4, abs=2e-4)
     assert [h["rank_loss"] for h in fsdp[0]["history"]] != [h["rank_loss"] for h in fsdp[1]["history"]]
+
+
+@pytest.mark.slow
+def test_fsdp_resume_repeats_the_losses_and_a_sharded_state_reloads_in_one_process(runs):
+    root, script, samples, outs = runs
+    full = _load(outs["fsdp"], "fsdp-rank0")
+    n = len(full["history"])
+    states = sorted(p.name for p in (outs["fsdp"] / "state").glob("step-*"))
+    assert states[0] == "step-00000003" and states[-1] == f"step-{n:08d}"
+    state = outs["fsdp"] / "state/step-00000003"  # inside stage 2: its AdamW state is sharded over the ranks
+    assert (state / "dcp/.metadata").is_file() and not (state / "model.safetensors").exists()
+    launch(script, samples, outs["fsdp"], "fsdp", 20, resume=str(state))
+    for r in range(2):
+        resumed = _load(outs["fsdp"], f"fsdp-rank{r}-resumed")
+        assert [h["step"] for h in resumed["history"]] == list(range(4, n + 1))
+        # losses, lr, grad norms, this rank's own loss: bit for bit
+        assert resumed["history"] == _load(outs["fsdp"], f"fsdp-rank{r}")["history"][3:]
+
+    import torch
+
+    from trainer.checkpoint import load_checkpoint
+    from trainer.decode import transcribe
+    from manifests.schema import Utterance
+
+    last = outs["fsdp"] / f"state/step-{n:08d}"
+    sharded, tok = load_checkpoint(last)  # 2 ranks' shards, resharded into this one process
+    final, _ = load_checkpoint(outs["fsdp"] / "final")  # the consolidated checkpoint
+    a, b = sharded.state_dict(), final.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    utts = [Utterance(f"u{i}", str(root / f"u{i}.wav"), 0.0, 0.4 + 0.05 * i, 16000, "s", w, w, "c", "test")
+            for i, w in enumerate(WORDS[:4])]
+    hyps = [transcribe(m, tok, utts, max_new_tokens=8, progress=False).hypotheses for m in (sharded, final)]
+    assert hyps[0] == hyps[1] and len(hyps[0]) == 4
