@@ -74,7 +74,7 @@ class TrainConfig:
     plan: bool = field(default=False, metadata={"help": "print the memory plan per device (parameters, gradients, "
                                                         "AdamW state, activations) for ddp and fsdp and exit"})
     plan_world_size: int = field(default=0, metadata={"help": "processes the plan assumes (0: WORLD_SIZE, else 1)"})
-    device_memory_gb: float = field(default=0.0, metadata={"help": "memory per device the plan checks against (0: the "
+    device_memory_gb: float = field(default=0.0, metadata={"help": "memory per device in GiB the plan checks against (0: the "
                                                                    "CUDA device's; on CPU unchecked)"})
     cpu_offload: bool = field(default=False, metadata={"help": "fsdp on CUDA: keep shards and AdamW state in host memory"})
     batching: str = field(default="packed", metadata={"help": "packed: samples packed into rows of context tokens, "
