@@ -1,9 +1,11 @@
-"""The training loop: the two stages of `schedule.py`, AdamW, accumulation, clipping, bf16, DDP, exact resume.
+"""The training loop: the two stages of `schedule.py`, AdamW, accumulation, clipping, bf16, DDP/FSDP, exact resume.
 
 One optimizer step = `grad_accum` micro-batches whose text cross-entropies are summed and divided
 by their total label count (so accumulating equals one big batch). CUDA runs under bf16
 autocast; CPU in fp32 (the tested path). Under `torchrun` the model is wrapped in DDP (again at
-the stage switch, when the trained parts change) and only rank 0 writes. Every `save_every`
+the stage switch, when the trained parts change) or sharded once with FSDP2 (`parallel.py`), and
+only rank 0 writes. The loss is normalised by the label count of the global batch (all ranks), so
+N ranks train exactly as one process accumulating their N micro-batches. Every `save_every`
 steps, at the end, and on Ctrl-C, the full training state is saved (`checkpoint.save_state`);
 `resume` continues from one, in either stage or across the boundary, and reproduces the
 uninterrupted run's losses exactly on CPU: weights, the stage's AdamW moments and scheduler,
@@ -40,7 +42,7 @@ from .dist import init_distributed
 from .model import SpeechLM
 from .parallel import choose_parallel, full_value, shard_model
 from .schedule import StagePlan, lr_factor, make_optimizer, plan_stages, size_warning
-from .throughput import lm_flops_per_token, peak_flops
+from .throughput import lm_flops_per_token, peak_flops, speech_flops_per_frame
 
 __all__ = ["LoopConfig", "LoopResult", "autocast_for", "lr_factor", "make_optimizer", "pick_device", "train"]
 
@@ -108,6 +110,7 @@ class LoopResult:
     skipped: dict[str, str] = field(default_factory=dict)
     world_size: int = 1
     mfu: float | None = None
+    mfu_model: float | None = None
     parallel: str = "none"
     interrupted: bool = False
     state: Path | None = None
@@ -278,6 +281,7 @@ def train(model: SpeechLM, data: TrainData, cfg: LoopConfig, out_dir: str | Path
                 batches = data.loader(plan.data, cursors, next_stream, cfg.num_workers, device.type == "cuda")
                 flops0 = lm_flops_per_token(model.base_lm(), 0)
                 flops_per_pos = lm_flops_per_token(model.base_lm(), 1) - flops0
+                speech_flops = speech_flops_per_frame(model)  # per 20 ms encoder frame (half the mel frames)
                 autocast = autocast_for(device, cfg.precision)
 
                 def next_batch() -> dict[str, Any]:
@@ -346,18 +350,22 @@ def train(model: SpeechLM, data: TrainData, cfg: LoopConfig, out_dir: str | Path
                     for b in micro:
                         result.kinds.update(b["kinds"])
                         win.update(tokens=b["n_tokens"], pad=b["n_pad"], audio=b["audio_seconds"],
-                                   flops=b["n_tokens"] * flops0 + flops_per_pos * b["attn_positions"])
+                                   flops=b["n_tokens"] * flops0 + flops_per_pos * b["attn_positions"],
+                                   speech_flops=speech_flops * b["n_mel"] / 2)
                     win.update(loss=entry["loss"], n=1)
                     bar.update(1)
                     last = step == total_steps
                     if step % cfg.log_every == 0 or last or stage_step == plan.steps:
                         now = time.perf_counter()
-                        tokens, pad, audio, flops = dist.sum([win["tokens"], win["pad"], win["audio"], win["flops"]])
+                        tokens, pad, audio, flops, speech = dist.sum([win["tokens"], win["pad"], win["audio"], win["flops"],
+                                                                      win["speech_flops"]])
                         loss_sum, n = win["loss"], win["n"]  # the step losses are the global batch's already
                         dt = max(now - tick - paused, 1e-9)
                         record = {**entry, "mean_loss": loss_sum / n, "tokens_per_s": tokens / dt,
                                   "audio_s_per_s": audio / dt, "padding_share": pad / max(tokens + pad, 1),
                                   "epoch": micro[-1]["epoch"], "mfu": flops / dt / (peak * dist.world_size) if peak else None,
+                                  "mfu_model": (flops + speech) / dt / (peak * dist.world_size) if peak else None,
+                                  "tokens_per_s_per_device": tokens / dt / dist.world_size,
                                   "elapsed_s": now - started}
                         result.records.append(record)
                         result.tokens += int(win["tokens"])
@@ -392,5 +400,7 @@ def train(model: SpeechLM, data: TrainData, cfg: LoopConfig, out_dir: str | Path
     result.wall_seconds = time.perf_counter() - started
     mfus = [r["mfu"] for r in result.records[kept_records:] if r.get("mfu") is not None]
     result.mfu = sum(mfus) / len(mfus) if mfus else None
+    mfus = [r["mfu_model"] for r in result.records[kept_records:] if r.get("mfu_model") is not None]
+    result.mfu_model = sum(mfus) / len(mfus) if mfus else None
     model.eval()
     return result
