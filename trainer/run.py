@@ -145,7 +145,8 @@ def train_run(cfg: TrainConfig) -> tuple[dict, dict] | None:
     import torch
 
     dist = init_distributed(pick_device(cfg.device).type)
-    ddp_fits = _check_plan(cfg, dist.world_size) if dist.enabled or cfg.device_memory_gb or \
+    # the plan needs the device's memory: on CPU only when device_memory_gb is given
+    ddp_fits = _check_plan(cfg, dist.world_size) if cfg.device_memory_gb or \
         pick_device(cfg.device).type == "cuda" else None
     ckpt = Path(cfg.checkpoints)
     ckpt.mkdir(parents=True, exist_ok=True)
