@@ -90,3 +90,28 @@ def test_plan_is_within_15_percent_of_the_measured_peak_per_rank(tmp_path, size)
         results[mode] = (plan.total, peak)
         assert plan.total == pytest.approx(peak, rel=0.15), (mode, plan.as_dict(), peak)
     assert results["fsdp"][1] < results["ddp"][1]  # sharding lowers the per-rank peak
+
+
+def test_a_run_that_does_not_fit_is_refused_naming_what_to_change():
+    from manifests.errors import JstipError
+    from trainer.run import _check_plan, plan_text
+
+    cfg = TrainConfig(device_memory_gb=0.05, context=4096, batch_size=4)  # the demo model, 50 MiB devices
+    with pytest.raises(JstipError, match="gradient_checkpointing: true.*smaller batch_size"):
+        _check_plan(cfg, 1)
+    assert _check_plan(TrainConfig(device_memory_gb=8), 2) is True  # a replica fits: auto keeps ddp
+    text = plan_text(TrainConfig(device_memory_gb=0.05, context=4096, batch_size=4, plan_world_size=2))
+    assert "| **total** |" in text and "neither fits; change:" in text
+
+
+def test_the_papers_model_needs_fsdp_on_80_gib():
+    import yaml
+
+    preset = yaml.safe_load((REPO / "presets/paper.yaml").read_text())["train"]
+    cfg = TrainConfig(**{k: v for k, v in preset.items()})
+    cfg.lm_config = str(REPO / cfg.lm_config)
+    counts = count_model(cfg)
+    assert 7.0e9 < counts.total < 7.3e9  # 6.74B LM + ~0.4B encoder + adapter
+    ddp, fsdp = (plan_memory(counts, cfg, m, 8, cuda=True, device_bytes=80 * 1024 ** 3) for m in ("ddp", "fsdp"))
+    assert not ddp.fits and fsdp.fits
+    assert ddp.params + ddp.grads + ddp.optimizer > 100 * 1024 ** 3  # the issue's ~112 GB of states per GPU
