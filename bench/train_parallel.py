@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -99,7 +100,8 @@ def run(mode: str, spec: dict) -> list[dict]:
                               capture_output=True, text=True, timeout=1800)
         if proc.returncode:
             raise SystemExit(proc.stderr[-3000:])
-        return [json.loads(line.split("RESULT ", 1)[1]) for line in proc.stdout.splitlines() if "RESULT " in line]
+        # the ranks share stdout: their lines may run together
+        return [json.loads(m) for m in re.findall(r"RESULT (\{[^}]*\})", proc.stdout)]
 
 
 def main() -> None:
