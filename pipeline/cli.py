@@ -70,7 +70,8 @@ def _add_fields(parser: argparse.ArgumentParser, config_cls: type) -> None:
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
         help_text = f"{f.metadata.get('help', '')} (default: {default!r})".replace("%", "%%")
         if kind is bool:
-            parser.add_argument(flag, dest=f.name, type=_parse_bool, default=None, metavar="{true,false}", help=help_text)
+            parser.add_argument(flag, dest=f.name, type=_parse_bool, nargs="?", const=True, default=None,
+                                metavar="{true,false}", help=help_text)
         else:
             parser.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)
 

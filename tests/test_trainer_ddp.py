@@ -81,9 +81,10 @@ def test_two_process_ddp_on_gloo(tmp_path):
     for r in ranks:
         assert [h["step"] for h in r["history"]] == list(range(1, n + 1))
         assert all(np.isfinite(h["loss"]) and np.isfinite(h["grad_norm"]) for h in r["history"])
-    # each rank read its own row groups; the losses differ, the all-reduced gradient norm does not
+    # each rank read its own row groups: their own losses differ; the global loss and gradient norm do not
     assert set(ranks[0]["samples"]).isdisjoint(ranks[1]["samples"]) and ranks[0]["samples"] and ranks[1]["samples"]
-    assert [h["loss"] for h in ranks[0]["history"]] != [h["loss"] for h in ranks[1]["history"]]
+    assert [h["rank_loss"] for h in ranks[0]["history"]] != [h["rank_loss"] for h in ranks[1]["history"]]
+    assert [h["loss"] for h in ranks[0]["history"]] == [h["loss"] for h in ranks[1]["history"]]  # the global batch
     assert [h["grad_norm"] for h in ranks[0]["history"]] == pytest.approx([h["grad_norm"] for h in ranks[1]["history"]])
     # the log records sum tokens over both ranks
     assert ranks[0]["records"][-1]["tokens_per_s"] == pytest.approx(ranks[1]["records"][-1]["tokens_per_s"], rel=0.5)

@@ -7,7 +7,9 @@ A training state (`<dir>/state/step-NNNNNNNN/`) adds `optimizer.safetensors` (Ad
 step counts of the current stage, keyed by parameter name), `rng-rank<r>.safetensors` (torch CPU
 and CUDA generators of each rank) and `trainer_state.json` (step, stage and stage step, each
 rank's data cursors, scheduler, Python and NumPy RNG states, the settings that must not change
-across a resume, the per-step losses and the samples set aside so far).
+across a resume, the per-step losses and the samples set aside so far). An FSDP run's state holds
+no `model.safetensors`/`optimizer.safetensors`: each rank writes its shards to `dcp/` instead
+(`sharded.py`), and `load_checkpoint` reads such a state in one process like a plain checkpoint.
 `export_lm` writes the LM alone as a Hugging Face model directory (for `train.lm`). It is written to a temporary directory and
 renamed, so a crash never leaves a half state that `resume=auto` would pick up.
 `init_parts` starts some parts of a new model from another run's checkpoint (`train.init_from`): e.g.
@@ -32,17 +34,19 @@ from transformers import AutoConfig, PreTrainedTokenizerBase
 from manifests.errors import JstipError
 
 from .model import SpeechLM, SpeechLMConfig, build_lm
+from .sharded import full_state_dict, is_sharded_state, load_sharded_model, load_sharded_optimizer, save_sharded
 from .tokenizer import load_tokenizer
 
 CONFIG_FILE, LM_CONFIG_FILE, WEIGHTS_FILE = "speechlm_config.json", "lm_config.json", "model.safetensors"
 OPTIM_FILE, STATE_FILE = "optimizer.safetensors", "trainer_state.json"
 
 
-def save_checkpoint(model: SpeechLM, tok: PreTrainedTokenizerBase, directory: str | Path) -> Path:
-    """Write weights, both configs and the tokenizer to `directory`."""
+def save_checkpoint(model: SpeechLM, tok: PreTrainedTokenizerBase, directory: str | Path, weights: bool = True) -> Path:
+    """Write weights (unless a sharded state holds them), both configs and the tokenizer to `directory`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(directory / WEIGHTS_FILE))
+    if weights:
+        save_model(model, str(directory / WEIGHTS_FILE))
     (directory / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(model.cfg), indent=2) + "\n")
     (directory / LM_CONFIG_FILE).write_text(json.dumps(model.base_lm().config.to_dict(), indent=2) + "\n")
     tok.save_pretrained(str(directory))
@@ -52,18 +56,47 @@ def save_checkpoint(model: SpeechLM, tok: PreTrainedTokenizerBase, directory: st
 def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -> tuple[SpeechLM, PreTrainedTokenizerBase]:
     """Rebuild a `SpeechLM` and its tokenizer from `save_checkpoint` output (eval mode)."""
     directory = Path(directory)
-    missing = [f for f in (WEIGHTS_FILE, CONFIG_FILE, LM_CONFIG_FILE) if not (directory / f).exists()]
+    sharded = is_sharded_state(directory) and not (directory / WEIGHTS_FILE).exists()
+    needed = (CONFIG_FILE, LM_CONFIG_FILE) if sharded else (WEIGHTS_FILE, CONFIG_FILE, LM_CONFIG_FILE)
+    missing = [f for f in needed if not (directory / f).exists()]
     if missing:
         raise JstipError(f"checkpoint {directory} lacks {missing}; run the train stage first")
+    model, tok = build_from_checkpoint(directory)
+    if sharded:  # an FSDP training state: its shards, resharded into this one process
+        load_sharded_model(directory, model)
+    else:
+        load_weights(model, directory / WEIGHTS_FILE)
+    return model.to(device).eval(), tok
+
+
+def build_from_checkpoint(directory: str | Path) -> tuple[SpeechLM, PreTrainedTokenizerBase]:
+    """The model a checkpoint describes (configs and tokenizer), with fresh weights."""
+    directory = Path(directory)
     known = {f.name for f in dataclasses.fields(SpeechLMConfig)}
     cfg = SpeechLMConfig(**{k: v for k, v in json.loads((directory / CONFIG_FILE).read_text()).items() if k in known})
     tok = load_tokenizer(directory)
     lm_dict = json.loads((directory / LM_CONFIG_FILE).read_text())
     lm_dict = {k: v for k, v in lm_dict.items() if not k.startswith("_")}  # e.g. the attention it was trained with
     lm = build_lm(cfg, tok, pretrained=False, lm_config=AutoConfig.for_model(lm_dict.pop("model_type"), **lm_dict))
-    model = SpeechLM(cfg, tok, lm=lm, pretrained=False)
-    load_weights(model, directory / WEIGHTS_FILE)
-    return model.to(device).eval(), tok
+    return SpeechLM(cfg, tok, lm=lm, pretrained=False), tok
+
+
+def consolidated(model: SpeechLM, tok: PreTrainedTokenizerBase, rank: int) -> SpeechLM | None:
+    """A plain CPU copy of a sharded model on rank 0 (None elsewhere); every rank must call.
+
+    Built from the model's configs and filled with the gathered weights: what the final
+    checkpoint and the Hugging Face export of an FSDP run are written from.
+    """
+    import copy
+
+    full = full_state_dict(model)
+    if rank != 0:
+        return None
+    cfg = copy.deepcopy(model.cfg)
+    lm = build_lm(cfg, tok, pretrained=False, lm_config=copy.deepcopy(model.base_lm().config))
+    plain = SpeechLM(cfg, tok, lm=lm, pretrained=False)
+    plain.load_state_dict(full)
+    return plain.eval()
 
 
 def export_lm(model: SpeechLM, tok: PreTrainedTokenizerBase, directory: str | Path) -> Path:
@@ -168,13 +201,17 @@ def save_state(directory: str | Path, step: int, model: SpeechLM, tok: PreTraine
     root = Path(directory) / "state"
     final = root / f"step-{step:08d}"
     tmp = root / f".tmp-step-{step:08d}"
+    sharded = _is_fsdp(model)
     if rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        save_checkpoint(model, tok, tmp)
-        save_file(optimizer_tensors(model, optimizer), str(tmp / OPTIM_FILE))
+        save_checkpoint(model, tok, tmp, weights=not sharded)
+        if not sharded:
+            save_file(optimizer_tensors(model, optimizer), str(tmp / OPTIM_FILE))
     if barrier:
         barrier()
+    if sharded:  # every rank writes its shards of weights and AdamW state
+        save_sharded(tmp, model, optimizer)
     save_rng(tmp, rank)
     if barrier:
         barrier()
@@ -190,6 +227,12 @@ def save_state(directory: str | Path, step: int, model: SpeechLM, tok: PreTraine
     if barrier:
         barrier()
     return final
+
+
+def _is_fsdp(model: torch.nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
 
 
 def latest_state(directory: str | Path) -> Path | None:
@@ -208,7 +251,13 @@ def load_state(path: str | Path, model: SpeechLM, rank: int = 0) -> dict[str, An
     if not (path / STATE_FILE).exists():
         raise JstipError(f"{path} is not a training state (no {STATE_FILE}); give a state/step-* directory or resume=auto")
     meta = json.loads((path / STATE_FILE).read_text())
-    load_weights(model, path / WEIGHTS_FILE)
+    if is_sharded_state(path) != _is_fsdp(model):
+        raise JstipError(f"{path} was saved by a {'sharded (fsdp)' if is_sharded_state(path) else 'ddp'} run; resume "
+                         "it with the same parallel setting")
+    if is_sharded_state(path):
+        load_sharded_model(path, model)
+    else:
+        load_weights(model, path / WEIGHTS_FILE)
     load_rng(path, rank)
     return meta
 
@@ -217,7 +266,10 @@ def load_optimizer(path: str | Path, model: SpeechLM, optimizer: torch.optim.Opt
                    meta: dict[str, Any]) -> None:
     """Restore the AdamW moments and the scheduler of a training state."""
     path = Path(path)
-    load_optimizer_tensors(model, optimizer, load_file(str(path / OPTIM_FILE)), meta["optimizer_groups"])
+    if is_sharded_state(path):
+        load_sharded_optimizer(path, model, optimizer)
+    else:
+        load_optimizer_tensors(model, optimizer, load_file(str(path / OPTIM_FILE)), meta["optimizer_groups"])
     scheduler.load_state_dict({**scheduler.state_dict(), **meta["scheduler"]})
 
 

@@ -63,7 +63,20 @@ class TrainConfig:
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
     lora_targets: str = field(default="all-linear", metadata={"help": "LoRA target modules (all-linear or names)"})
     freeze: str = field(default="auto", metadata={"help": "parts never trained: encoder,projector,lm; auto = a whisper encoder"})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute LM activations in backward"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute LM activations in backward "
+                                                                          "(per decoder layer)"})
+    parallel: str = field(default="auto", metadata={"help": "several processes: ddp (a full replica per device), "
+                                                            "fsdp (FSDP2: parameters, gradients and AdamW state "
+                                                            "sharded per layer), auto (fsdp when a replica does not "
+                                                            "fit the device, see --plan)"})
+    reshard_after_forward: bool = field(default=True, metadata={"help": "fsdp: free each layer's gathered weights "
+                                                                        "after its forward (gather again in backward)"})
+    plan: bool = field(default=False, metadata={"help": "print the memory plan per device (parameters, gradients, "
+                                                        "AdamW state, activations) for ddp and fsdp and exit"})
+    plan_world_size: int = field(default=0, metadata={"help": "processes the plan assumes (0: WORLD_SIZE, else 1)"})
+    device_memory_gb: float = field(default=0.0, metadata={"help": "memory per device in GiB the plan checks against (0: the "
+                                                                   "CUDA device's; on CPU unchecked)"})
+    cpu_offload: bool = field(default=False, metadata={"help": "fsdp on CUDA: keep shards and AdamW state in host memory"})
     batching: str = field(default="packed", metadata={"help": "packed: samples packed into rows of context tokens, "
                                                               "attention reset per sample (the paper); padded: one per row"})
     context: int = field(default=1024, metadata={"help": "tokens per packed row (the paper: 8192); longer samples are "

@@ -41,6 +41,10 @@ class ConvEncoder(nn.Module):
         self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
 
+    def blocks(self) -> list[nn.Module]:
+        """The transformer layers (FSDP shards each as a unit)."""
+        return list(self.layers.layers)
+
     def forward(self, mel: torch.Tensor, mel_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`[A, T, n_mels]` log-mel → `([A, T', dim], lengths)`, T' = `subsampled_frames(T)`."""
         x = self.conv(mel.transpose(1, 2)).transpose(1, 2)
@@ -95,6 +99,10 @@ class WhisperSpeechEncoder(nn.Module):
         self.dim = whisper.config.d_model
         self.n_mels = whisper.config.num_mel_bins
         self.max_frames = whisper.config.max_source_positions
+
+    def blocks(self) -> list[nn.Module]:
+        """Whisper's encoder layers (FSDP shards each as a unit)."""
+        return list(self.whisper.layers)
 
     def forward(self, mel: torch.Tensor, mel_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         w = self.whisper

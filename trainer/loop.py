@@ -1,9 +1,11 @@
-"""The training loop: the two stages of `schedule.py`, AdamW, accumulation, clipping, bf16, DDP, exact resume.
+"""The training loop: the two stages of `schedule.py`, AdamW, accumulation, clipping, bf16, DDP/FSDP, exact resume.
 
 One optimizer step = `grad_accum` micro-batches whose text cross-entropies are summed and divided
 by their total label count (so accumulating equals one big batch). CUDA runs under bf16
 autocast; CPU in fp32 (the tested path). Under `torchrun` the model is wrapped in DDP (again at
-the stage switch, when the trained parts change) and only rank 0 writes. Every `save_every`
+the stage switch, when the trained parts change) or sharded once with FSDP2 (`parallel.py`), and
+only rank 0 writes. The loss is normalised by the label count of the global batch (all ranks), so
+N ranks train exactly as one process accumulating their N micro-batches. Every `save_every`
 steps, at the end, and on Ctrl-C, the full training state is saved (`checkpoint.save_state`);
 `resume` continues from one, in either stage or across the boundary, and reproduces the
 uninterrupted run's losses exactly on CPU: weights, the stage's AdamW moments and scheduler,
@@ -38,8 +40,9 @@ from .checkpoint import latest_state, load_optimizer, load_state, save_state
 from .data import to_device
 from .dist import init_distributed
 from .model import SpeechLM
+from .parallel import choose_parallel, full_value, shard_model
 from .schedule import StagePlan, lr_factor, make_optimizer, plan_stages, size_warning
-from .throughput import lm_flops_per_token, peak_flops
+from .throughput import lm_flops_per_token, peak_flops, speech_flops_per_frame
 
 __all__ = ["LoopConfig", "LoopResult", "autocast_for", "lr_factor", "make_optimizer", "pick_device", "train"]
 
@@ -71,6 +74,10 @@ class LoopConfig:
     keep_states: int = 2
     resume: str = ""  # "" start fresh, "auto" newest state if any, or a state/step-* directory
     peak_tflops: float = 0.0
+    parallel: str = "auto"  # auto | ddp | fsdp (parallel.py); with one process neither
+    reshard_after_forward: bool = True  # fsdp: free each unit's gathered weights after its forward
+    cpu_offload: bool = False  # fsdp on CUDA: shards and AdamW state in host memory
+    ddp_fits: bool | None = None  # the memory plan's verdict for a replica per device (auto picks fsdp if False)
 
 
 # settings a resumed run must share with the run it continues (they decide the data order);
@@ -103,6 +110,8 @@ class LoopResult:
     skipped: dict[str, str] = field(default_factory=dict)
     world_size: int = 1
     mfu: float | None = None
+    mfu_model: float | None = None
+    parallel: str = "none"
     interrupted: bool = False
     state: Path | None = None
 
@@ -179,11 +188,15 @@ def train(model: SpeechLM, data: TrainData, cfg: LoopConfig, out_dir: str | Path
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(cfg.seed + dist.rank)
     model.to(device).train()
+    parallel = choose_parallel(cfg.parallel, dist.world_size, cfg.ddp_fits)
+    if parallel.mode == "fsdp":
+        shard_model(model, device, bf16=device.type == "cuda" and cfg.precision != "fp32",
+                    reshard_after_forward=cfg.reshard_after_forward, cpu_offload=cfg.cpu_offload)
     plans = plan_stages(cfg, data, dist.world_size, lambda stage: dist.sum([data.tokens(stage)])[0])
     settings = {**{k: getattr(cfg, k) for k in DATA_KEYS}, **asdict(data.batching)}
     state_path = _resume_path(cfg, out_dir)
     first, stage_step, cursors, next_stream, meta = 0, 0, None, 0, None
-    result = LoopResult(world_size=dist.world_size, plans=plans)
+    result = LoopResult(world_size=dist.world_size, plans=plans, parallel=parallel.mode)
     if state_path is not None:
         meta = load_state(state_path, model, dist.rank)
         changed = {k: (meta["data"].get(k), v) for k, v in settings.items() if meta["data"].get(k) != v}
@@ -212,6 +225,8 @@ def train(model: SpeechLM, data: TrainData, cfg: LoopConfig, out_dir: str | Path
     total_steps = sum(p.steps for p in plans)
     result.start_step = step
     if dist.main:
+        if dist.enabled:
+            print(f"train: parallel {parallel.mode} over {dist.world_size} processes ({parallel.reason})", file=sys.stderr)
         for p in plans:
             print(f"train: {p.name}: {p.steps} steps, lr {p.lr:g} ({cfg.lr_schedule} decay), trains "
                   f"{', '.join(sorted(p.parts - model.always_frozen))} on "
@@ -259,13 +274,14 @@ def train(model: SpeechLM, data: TrainData, cfg: LoopConfig, out_dir: str | Path
                 if meta is not None and si == first:
                     load_optimizer(state_path, model, optimizer, sched, meta)
                 net: torch.nn.Module = model
-                if dist.enabled:
+                if parallel.mode == "ddp":
                     net = torch.nn.parallel.DistributedDataParallel(
                         model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
                 cursors = [tuple(c) for c in cursors] if cursors else [(0, 0, 0)] * data.streams
                 batches = data.loader(plan.data, cursors, next_stream, cfg.num_workers, device.type == "cuda")
                 flops0 = lm_flops_per_token(model.base_lm(), 0)
                 flops_per_pos = lm_flops_per_token(model.base_lm(), 1) - flops0
+                speech_flops = speech_flops_per_frame(model)  # per 20 ms encoder frame (half the mel frames)
                 autocast = autocast_for(device, cfg.precision)
 
                 def next_batch() -> dict[str, Any]:
@@ -283,17 +299,22 @@ def train(model: SpeechLM, data: TrainData, cfg: LoopConfig, out_dir: str | Path
 
                 while stage_step < plan.steps:
                     micro = [next_batch() for _ in range(cfg.grad_accum)]
-                    n_items = sum(_n_labels(b) for b in micro)
-                    n_asr = sum(len(b["ctc_audio"]) for b in micro if "ctc_audio" in b)
+                    # the step's labels and ASR rows over all ranks: the gradient is that of the global batch
+                    n_items, n_asr = dist.sum([sum(_n_labels(b) for b in micro),
+                                               sum(len(b["ctc_audio"]) for b in micro if "ctc_audio" in b)])
+                    n_items, n_asr = int(n_items), int(n_asr)
                     optimizer.zero_grad(set_to_none=True)
                     ce_sum, ctc_sum, ctc_n, total = 0.0, 0.0, 0, 0.0
                     for i, batch in enumerate(micro):
-                        if "ctc_audio" in batch:
-                            batch["ctc_share"] = len(batch["ctc_audio"]) / n_asr
-                        sync = contextlib.nullcontext() if not dist.enabled or i == len(micro) - 1 else net.no_sync()
+                        if "ctc_audio" in batch:  # x world size: DDP and FSDP average the ranks' gradients
+                            batch["ctc_share"] = len(batch["ctc_audio"]) / n_asr * dist.world_size
+                        last_micro = i == len(micro) - 1
+                        sync = net.no_sync() if parallel.mode == "ddp" and not last_micro else contextlib.nullcontext()
+                        if parallel.mode == "fsdp":
+                            model.set_requires_gradient_sync(last_micro)
                         with sync:
                             with autocast:
-                                out = net(to_device(batch, device), num_items=max(n_items, 1))
+                                out = net(to_device(batch, device), num_items=max(n_items, 1) / dist.world_size)
                             if not dist.enabled and not torch.isfinite(out.loss):
                                 raise JstipError(f"loss became {out.loss.item()} at step {step}; lower lr (now {plan.lr})")
                             out.loss.backward()
@@ -302,8 +323,12 @@ def train(model: SpeechLM, data: TrainData, cfg: LoopConfig, out_dir: str | Path
                         if out.ctc_loss is not None:
                             ctc_sum, ctc_n = ctc_sum + float(out.ctc_loss), ctc_n + 1
                     params = [p for p in model.parameters() if p.requires_grad]
-                    norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
-                    if not torch.isfinite(norm):  # identical on every rank after DDP's all-reduce
+                    for p in params:  # e.g. the CTC head in a step without ASR: a zero gradient, as FSDP reduces it
+                        if p.grad is None:
+                            p.grad = torch.zeros_like(p)
+                    norm = full_value(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0
+                                                                     else math.inf))
+                    if not torch.isfinite(norm):  # identical on every rank after the gradients' reduction
                         raise JstipError(f"gradient norm became {float(norm)} at step {step}; lower lr (now {plan.lr})")
                     lr = optimizer.param_groups[0]["lr"]
                     optimizer.step()
@@ -311,8 +336,13 @@ def train(model: SpeechLM, data: TrainData, cfg: LoopConfig, out_dir: str | Path
                     step, stage_step = step + 1, stage_step + 1
                     if result.first_step_at is None:
                         result.first_step_at = time.perf_counter()
+                    rank_loss = ce_sum / max(sum(_n_labels(b) for b in micro), 1)
+                    if dist.enabled:  # the global batch's losses (each rank's `total` was scaled by the world size)
+                        ce_sum, total = dist.sum([ce_sum, total / dist.world_size])
                     entry = {"step": step, "stage": plan.name, "loss": ce_sum / max(n_items, 1), "lr": lr,
                              "total_loss": total, "grad_norm": float(norm)}
+                    if dist.enabled:
+                        entry["rank_loss"] = rank_loss
                     if ctc_n:
                         entry["ctc_loss"] = ctc_sum / ctc_n
                     result.history.append(entry)
@@ -320,18 +350,22 @@ def train(model: SpeechLM, data: TrainData, cfg: LoopConfig, out_dir: str | Path
                     for b in micro:
                         result.kinds.update(b["kinds"])
                         win.update(tokens=b["n_tokens"], pad=b["n_pad"], audio=b["audio_seconds"],
-                                   flops=b["n_tokens"] * flops0 + flops_per_pos * b["attn_positions"])
+                                   flops=b["n_tokens"] * flops0 + flops_per_pos * b["attn_positions"],
+                                   speech_flops=speech_flops * b["n_mel"] / 2)
                     win.update(loss=entry["loss"], n=1)
                     bar.update(1)
                     last = step == total_steps
                     if step % cfg.log_every == 0 or last or stage_step == plan.steps:
                         now = time.perf_counter()
-                        tokens, pad, audio, flops, loss_sum, n = dist.sum([win["tokens"], win["pad"], win["audio"],
-                                                                           win["flops"], win["loss"], win["n"]])
+                        tokens, pad, audio, flops, speech = dist.sum([win["tokens"], win["pad"], win["audio"], win["flops"],
+                                                                      win["speech_flops"]])
+                        loss_sum, n = win["loss"], win["n"]  # the step losses are the global batch's already
                         dt = max(now - tick - paused, 1e-9)
                         record = {**entry, "mean_loss": loss_sum / n, "tokens_per_s": tokens / dt,
                                   "audio_s_per_s": audio / dt, "padding_share": pad / max(tokens + pad, 1),
                                   "epoch": micro[-1]["epoch"], "mfu": flops / dt / (peak * dist.world_size) if peak else None,
+                                  "mfu_model": (flops + speech) / dt / (peak * dist.world_size) if peak else None,
+                                  "tokens_per_s_per_device": tokens / dt / dist.world_size,
                                   "elapsed_s": now - started}
                         result.records.append(record)
                         result.tokens += int(win["tokens"])
@@ -366,5 +400,7 @@ def train(model: SpeechLM, data: TrainData, cfg: LoopConfig, out_dir: str | Path
     result.wall_seconds = time.perf_counter() - started
     mfus = [r["mfu"] for r in result.records[kept_records:] if r.get("mfu") is not None]
     result.mfu = sum(mfus) / len(mfus) if mfus else None
+    mfus = [r["mfu_model"] for r in result.records[kept_records:] if r.get("mfu_model") is not None]
+    result.mfu_model = sum(mfus) / len(mfus) if mfus else None
     model.eval()
     return result

@@ -231,10 +231,14 @@ class SpeechLM(nn.Module):
         self.projector = Projector(self.encoder.dim, cfg.stack, cfg.proj_hidden, hidden)
         ctc_dim = self.encoder.dim if cfg.ctc_units == "chars" else hidden
         self.ctc_head = nn.Linear(ctc_dim, cfg.vocab_size) if cfg.ctc_weight > 0 else None
-        # what each part trains when it is trained (LoRA: the adapters, not the base LM)
-        self._trainable = {part: [p for p in getattr(self, part).parameters() if p.requires_grad] for part in PARTS}
-        if self.ctc_head is not None:
-            self._trainable["projector"] += list(self.ctc_head.parameters())  # the CTC head goes with the adapter
+        # what each part trains when it is trained (LoRA: the adapters, not the base LM), by name: FSDP
+        # replaces the parameter objects with sharded ones
+        self._trainable = {part: {f"{part}.{n}" for n, p in getattr(self, part).named_parameters(remove_duplicate=False)
+                                  if p.requires_grad} for part in PARTS}
+        if self.ctc_head is not None:  # the CTC head goes with the adapter
+            self._trainable["projector"] |= {f"ctc_head.{n}" for n, _ in self.ctc_head.named_parameters()}
+        # FSDP (parallel.py) sets these: every rank encodes once per batch, a silent stub when it has no speech
+        self.encode_max_padding, self.always_encode = 0.1, False
         self.always_frozen = frozen
         self.frozen: set[str] = set()
         self.set_trainable(set(PARTS))
@@ -250,10 +254,11 @@ class SpeechLM(nn.Module):
         if parts - set(PARTS):
             raise JstipError(f"unknown parts {sorted(parts - set(PARTS))}; use any of {', '.join(PARTS)}")
         self.frozen = (set(PARTS) - parts) | self.always_frozen
+        params = dict(self.named_parameters(remove_duplicate=False))
         for part in PARTS:
             getattr(self, part).requires_grad_(False)
-            for p in self._trainable[part] if part not in self.frozen else ():
-                p.requires_grad_(True)
+            for name in self._trainable[part] if part not in self.frozen else ():
+                params[name].requires_grad_(True)
         if self.ctc_head is not None:
             self.ctc_head.requires_grad_("projector" not in self.frozen)
         if self.training:
@@ -265,12 +270,12 @@ class SpeechLM(nn.Module):
             getattr(self, part).eval()
         return self
 
-    def encode(self, mel: torch.Tensor, mel_lens: torch.Tensor, max_padding: float = 0.1) -> tuple[torch.Tensor, list[int]]:
+    def encode(self, mel: torch.Tensor, mel_lens: torch.Tensor, max_padding: float | None = None) -> tuple[torch.Tensor, list[int]]:
         """Projected speech frames `[A, F, H]` and each row's valid frame count."""
         frames, n_frames, _, _ = self.encode_all(mel, mel_lens, max_padding)
         return frames, n_frames
 
-    def encode_all(self, mel: torch.Tensor, mel_lens: torch.Tensor, max_padding: float = 0.1
+    def encode_all(self, mel: torch.Tensor, mel_lens: torch.Tensor, max_padding: float | None = None
                    ) -> tuple[torch.Tensor, list[int], torch.Tensor, list[int]]:
         """Projected frames `[A, F, H]` and their counts, and the encoder's own frames `[A, T', d]` (20 ms,
         before stacking: what a `ctc_units: chars` head reads) and their counts.
@@ -280,6 +285,7 @@ class SpeechLM(nn.Module):
         batch would spend a third of its work on padding. Each row's output does not depend on
         the others (the encoders mask their padding).
         """
+        max_padding = self.encode_max_padding if max_padding is None else max_padding
         lens = [int(n) for n in mel_lens]
         n_frames = [encoded_frames(n, self.spec) for n in lens]
         order = sorted(range(len(lens)), key=lambda i: lens[i])
@@ -324,6 +330,10 @@ class SpeechLM(nn.Module):
         if mel is None or mel.shape[0] == 0:
             if n_place:
                 raise JstipError(f"batch has {n_place} <|audio|> placeholders but no audio features")
+            if self.always_encode:  # FSDP: run encoder and adapter like the other ranks; adds exactly 0
+                stub = embeds.new_zeros(1, 2 * self.spec.stack, self.cfg.n_mels, dtype=torch.float32)
+                frames = self.encode_all(stub, torch.tensor([stub.shape[1]], device=stub.device))[0]
+                embeds = embeds + 0.0 * frames.sum().to(embeds.dtype)
             return embeds, None, []
         frames, n_frames, hidden, n_hidden = self.encode_all(mel, batch["mel_lens"])
         pieces = []

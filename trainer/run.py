@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from manifests.errors import JstipError
 from manifests.io import write_text_atomic
 
 from .config import PLOTS, TrainConfig
@@ -86,6 +87,48 @@ def _examples(skipped: dict[str, str], per_category: int = 5) -> dict[str, list[
     return out
 
 
+def memory_plans(cfg: TrainConfig, world_size: int = 0) -> list:
+    """The memory plans of this configuration for ddp and fsdp over `world_size` processes (see memory_plan.py)."""
+    import torch
+
+    from .memory_plan import GiB, count_model, plan_memory
+
+    world = world_size or cfg.plan_world_size or int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    device = cfg.device_memory_gb * GiB or (torch.cuda.get_device_properties(0).total_memory if cuda else None)
+    counts = count_model(cfg)
+    return [plan_memory(counts, cfg, mode, world, cuda, device) for mode in ("ddp", "fsdp")]
+
+
+def plan_text(cfg: TrainConfig) -> str:
+    """`jstip train --plan`: the plan table and the verdict."""
+    from .memory_plan import advice, format_plan
+
+    ddp, fsdp = memory_plans(cfg)
+    lines = [f"memory plan: {ddp.world_size} process(es), context {cfg.context}, batch_size {cfg.batch_size}, "
+             f"gradient_checkpointing {cfg.gradient_checkpointing}", format_plan([ddp, fsdp])]
+    if ddp.fits is not None:
+        pick = "ddp" if ddp.fits else "fsdp" if fsdp.fits else None
+        lines.append(f"parallel auto → {pick}" if pick else f"neither fits; change: {advice(fsdp)}")
+    return "\n".join(lines)
+
+
+def _check_plan(cfg: TrainConfig, world: int) -> bool | None:
+    """Refuse a run whose plan does not fit the device; returns whether a ddp replica fits (None: unknown)."""
+    from .memory_plan import GiB, advice
+
+    ddp, fsdp = memory_plans(cfg, world)
+    if ddp.fits is None:
+        return None
+    mode = cfg.parallel if cfg.parallel != "auto" else ("ddp" if ddp.fits or world == 1 else "fsdp")
+    chosen, other = (ddp, fsdp) if mode == "ddp" or world == 1 else (fsdp, ddp)
+    if not chosen.fits:
+        raise JstipError(f"the run needs about {chosen.total / GiB:.1f} GiB per device ({mode}, {world} process(es)) "
+                         f"but the device has {chosen.device_bytes / GiB:.1f} GiB; change: "
+                         f"{advice(chosen, other if world > 1 else None)} (jstip train --plan shows the table)")
+    return ddp.fits
+
+
 def train_run(cfg: TrainConfig) -> tuple[dict, dict] | None:
     """Train and write checkpoint, log and plots; (metrics, report) on rank 0, None on other ranks.
 
@@ -93,7 +136,7 @@ def train_run(cfg: TrainConfig) -> tuple[dict, dict] | None:
     started = time.perf_counter()
     threads = set_cpu_threads(cfg.threads)
     from .batching import Batching, data_from_source
-    from .checkpoint import export_lm, init_parts, save_checkpoint
+    from .checkpoint import consolidated, export_lm, init_parts, save_checkpoint
     from .dist import init_distributed
     from .loop import LoopConfig, pick_device, train
     from .model import SpeechLM, SpeechLMConfig, count_parameters
@@ -102,6 +145,9 @@ def train_run(cfg: TrainConfig) -> tuple[dict, dict] | None:
     import torch
 
     dist = init_distributed(pick_device(cfg.device).type)
+    # the plan needs the device's memory: on CPU only when device_memory_gb is given
+    ddp_fits = _check_plan(cfg, dist.world_size) if cfg.device_memory_gb or \
+        pick_device(cfg.device).type == "cuda" else None
     ckpt = Path(cfg.checkpoints)
     ckpt.mkdir(parents=True, exist_ok=True)
     source = ShardSource(cfg.samples, dist.rank, dist.world_size)
@@ -114,7 +160,8 @@ def train_run(cfg: TrainConfig) -> tuple[dict, dict] | None:
                             ctc_units=cfg.ctc_units)
     startup = time.perf_counter() - started
     try:
-        result = train(model, data, _subset(cfg, LoopConfig), out_dir=ckpt, tok=tok, log_path=ckpt / "train_log.jsonl",
+        loop_cfg = dataclasses.replace(_subset(cfg, LoopConfig), ddp_fits=ddp_fits)
+        result = train(model, data, loop_cfg, out_dir=ckpt, tok=tok, log_path=ckpt / "train_log.jsonl",
                        progress=cfg.progress, on_record=lambda records: write_plots(records, cfg.plots))
     except KeyboardInterrupt:
         print("jstip train: stopped at once by a second Ctrl-C; no training state was saved", file=sys.stderr)
@@ -126,6 +173,8 @@ def train_run(cfg: TrainConfig) -> tuple[dict, dict] | None:
         raise SystemExit(130)
     skipped_all = dist.gather(result.skipped)
     kinds_all = dist.gather(dict(data.stats.rows_by_kind))
+    if result.parallel == "fsdp":  # every rank sends its shards; rank 0 writes one consolidated checkpoint
+        model = consolidated(model, tok, dist.rank)
     if not dist.main:
         return None
     save_checkpoint(model.cpu(), tok, ckpt)
@@ -150,7 +199,8 @@ def train_run(cfg: TrainConfig) -> tuple[dict, dict] | None:
         "steps_per_second": ran / wall if wall else None,
         "audio_seconds_per_second": result.audio_seconds * dist.world_size / wall if wall else None,
         "padding_share": result.pad_tokens / (result.tokens + result.pad_tokens) if result.tokens else None,
-        "mfu": result.mfu,
+        "mfu": result.mfu, "mfu_model": result.mfu_model,
+        "tokens_per_second_per_device": result.tokens / wall if wall else None,
         "first_step_seconds": round(result.first_step_at - started, 3) if result.first_step_at else None,
         "epochs": round(plans["stage2"].epochs, 4),
         "samples": sum(by_kind.values()),
@@ -170,6 +220,6 @@ def train_run(cfg: TrainConfig) -> tuple[dict, dict] | None:
         "vocab_size": len(tok), "frame_ms": model.spec.frame_duration * 1000, "world_size": dist.world_size,
         "device": str(pick_device(cfg.device)), "threads": threads,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""), "batching": cfg.batching,
-        "span_encoding": cfg.span_encoding, "context": cfg.context, **initialised,
+        "span_encoding": cfg.span_encoding, "context": cfg.context, "parallel": result.parallel, **initialised,
     }
     return metrics, report

@@ -7,6 +7,11 @@ positions (2·L·d·T each for scores and values forward, ×3 with backward). N 
 includes the output projection even when tied. Real (non-pad) positions count, so padding lowers
 MFU as it should. The peak is the dense bf16 figure of the GPU (a table by name, or
 `peak_tflops`); on CPU MFU is not reported.
+`mfu_model` adds the speech side: per encoder frame (20 ms) 6·N_enc when the encoder trains, 2·N_enc
+when it is frozen (forward only), and the adapter's 6·N or 2·N per speech position; the encoder's
+own attention over a span is left out (spans are seconds long: a few % of its FLOPs). Anchors for
+the LM figure: nanochat 50.9% (1.9B dense LM, 8 × H100), OpusLM 28-32% (the one speech-LM figure
+published).
 """
 from __future__ import annotations
 
@@ -42,3 +47,13 @@ def lm_flops_per_token(lm: nn.Module, seq_len: float) -> float:
     head_dim = getattr(cfg, "head_dim", None) or width // heads
     attention = 12 * layers * heads * head_dim * seq_len
     return (6 if trainable_base else 4) * n + attention
+
+
+def speech_flops_per_frame(model: nn.Module) -> float:
+    """Training FLOPs of encoder + adapter per encoder frame (see the module docstring)."""
+    def cost(module: nn.Module, per: float = 1.0) -> float:
+        params = {id(p): p for p in module.parameters()}.values()
+        trained = any(p.requires_grad for p in params)
+        return (6 if trained else 2) * sum(p.numel() for p in params) * per
+
+    return cost(model.encoder) + cost(model.projector, 1.0 / model.spec.stack)
