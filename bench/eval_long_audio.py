@@ -36,7 +36,7 @@ def recording(path: Path, minutes: float) -> float:
 
     from aligners.espeak import espeak
     from manifests.audio import write_audio
-    from pipeline import demo_text
+    from synthetic import demo_text
 
     rng, engine, parts = random.Random(0), espeak(), []
     for _ in range(30):
