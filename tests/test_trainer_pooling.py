@@ -105,3 +105,14 @@ def test_init_parts_ctc_starts_the_ctc_head_of_a_model_whose_adapter_has_another
     no_ctc = SpeechLM(SpeechLMConfig(**{**SIZES, "ctc_weight": 0.0}), tok)
     with pytest.raises(JstipError, match="CTC head"):
         init_parts(no_ctc, tmp_path / "enc", "encoder,ctc")
+
+
+def test_init_parts_projector_carries_the_spike_pooler(tok, tmp_path):
+    torch.manual_seed(2)
+    a = SpeechLM(SpeechLMConfig(**SIZES, stack=2, speech_positions="ctc_spikes"), tok)
+    with torch.no_grad():
+        a.pooler.filler.fill_(3.0)
+    save_checkpoint(a, tok, tmp_path / "a")
+    b = SpeechLM(SpeechLMConfig(**SIZES, stack=2, speech_positions="ctc_spikes"), tok)
+    init_parts(b, tmp_path / "a", "encoder,projector")
+    assert torch.equal(b.pooler.filler, a.pooler.filler) and torch.equal(b.pooler.mlp[0].weight, a.pooler.mlp[0].weight)

@@ -240,7 +240,7 @@ def init_parts(model: SpeechLM, directory: str | Path, parts: str = "encoder,pro
         raise JstipError(f"init_from {directory}: no {WEIGHTS_FILE}; give a checkpoint directory written by jstip train")
     saved = load_file(str(path))
     own = model.state_dict()
-    prefixes = tuple(f"{p}." for p in wanted)
+    prefixes = tuple(f"{p}." for p in wanted) + (("pooler.",) if "projector" in wanted else ())  # the spike pooler is adapter
     keys = [k for k in own if k.startswith(prefixes)]
     if ("projector" in wanted or ctc_alone) and model.ctc_head is not None:
         keys += [k for k in own if k.startswith("ctc_head.") and k in saved and saved[k].shape == own[k].shape]
