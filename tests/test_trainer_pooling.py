@@ -2,7 +2,9 @@
 import pytest
 import torch
 
+from manifests import formats
 from manifests.errors import JstipError
+from manifests.schema import Sample
 from tests.trainer_samples import asr, flac, tone
 from trainer.checkpoint import init_parts, load_checkpoint, save_checkpoint
 from trainer.data import Collator, SampleDataset
@@ -82,6 +84,11 @@ def test_a_spike_pooled_model_trains_end_to_end_and_round_trips(tok, tmp_path):
     model.eval(), loaded.eval()
     with torch.no_grad():
         assert torch.equal(model(batch).logits, loaded(batch).logits)
+    prompts = [Sample(f"p{i}", "asr", f"p{i}", "", 0.0, it.sample.duration, formats.asr_prompt(it.sample.duration), 0, 0,
+                      it.sample.audio) for i, it in enumerate(items(spec))]
+    ds = SampleDataset(prompts, spec)
+    new = loaded.generate(Collator(tok, spec, padding_side="left", add_eos=False)([ds[0], ds[1]]), max_new_tokens=4)
+    assert new.shape[0] == 2 and 0 < new.shape[1] <= 4  # decoding reads the pooled positions too
 
 
 def test_ctc_spikes_need_the_letter_ctc_head(tok):
