@@ -28,7 +28,7 @@ def row(run: Path) -> str:
     pooled = (f"{pool['spikes'] / max(pool['slots'], 1):.2f} spikes/slot, {pool['dropped'] / max(pool['spikes'], 1):.1%} dropped"
               if pool else "–")
     times = (run / "time.txt").read_text().split()
-    user = sum(float(times[i - 1]) for i, w in enumerate(times) if w == "user")
+    user = sum(float(times[i - 2]) for i, w in enumerate(times) if w == "user")
     stages = ", ".join(f"{s['name']} {s['steps']}" for s in rep["stages"])
     return (f"| {run.name} | {stages} | {tr['loss_last']:.2f} | {pct(ev['wer'])} | {pct(ev['eer'])} | "
             f"{pct(cat.get('common', {}).get('eer'))} | {pct(cat.get('rare', {}).get('eer'))} | {cer} | {pooled} | {user:.0f} |")
