@@ -283,16 +283,18 @@ def init_parts(model: SpeechLM, directory: str | Path, parts: str = "encoder,pro
     from .model import PARTS
 
     wanted = [p.strip() for p in parts.split(",") if p.strip()]
-    if not wanted or set(wanted) - set(PARTS):
-        raise JstipError(f"init_parts={parts!r} must name parts among {', '.join(PARTS)} (comma-separated)")
+    ctc_alone = "ctc" in wanted  # the CTC head without the adapter (e.g. a run whose adapter has another shape)
+    wanted = [p for p in wanted if p != "ctc"]
+    if not (wanted or ctc_alone) or set(wanted) - set(PARTS):
+        raise JstipError(f"init_parts={parts!r} must name parts among {', '.join(PARTS)}, ctc (comma-separated)")
     path = Path(directory) / WEIGHTS_FILE
     if not path.is_file():
         raise JstipError(f"init_from {directory}: no {WEIGHTS_FILE}; give a checkpoint directory written by jstip train")
     saved = load_file(str(path))
     own = model.state_dict()
-    prefixes = tuple(f"{p}." for p in wanted)
+    prefixes = tuple(f"{p}." for p in wanted) + (("pooler.",) if "projector" in wanted else ())  # the spike pooler is adapter
     keys = [k for k in own if k.startswith(prefixes)]
-    if "projector" in wanted and model.ctc_head is not None:
+    if ("projector" in wanted or ctc_alone) and model.ctc_head is not None:
         keys += [k for k in own if k.startswith("ctc_head.") and k in saved and saved[k].shape == own[k].shape]
     tied = lambda k: k.endswith("lm_head.weight") and k not in saved  # noqa: E731  (saved once, as the embeddings)
     bad = [f"{k} (missing)" if k not in saved else f"{k} {tuple(saved[k].shape)} vs {tuple(own[k].shape)}"
@@ -302,6 +304,9 @@ def init_parts(model: SpeechLM, directory: str | Path, parts: str = "encoder,pro
                          f"{' …' if len(bad) > 3 else ''}; use the same encoder and adapter sizes (enc_dim, enc_layers, "
                          "stack, proj_hidden) and LM as the run that wrote it")
     copied = {k: saved[k] for k in keys if k in saved}
+    if ctc_alone and not any(k.startswith("ctc_head.") for k in copied):
+        raise JstipError(f"init_parts names ctc but {directory} has no CTC head of this model's shape (or this model "
+                         "has none: ctc_weight 0)")
     model.load_state_dict(copied, strict=False)
     return {"init_from": str(directory), "init_parts": wanted, "init_tensors": len(copied),
             "init_parameters": int(sum(t.numel() for t in copied.values())),

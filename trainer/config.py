@@ -31,7 +31,8 @@ class TrainConfig:
                                                          "weights start this run's init_parts (e.g. a speech encoder "
                                                          "pretrained once and shared by every run); '' for none"})
     init_parts: str = field(default="encoder,projector", metadata={"help": "parts init_from starts: any of encoder, "
-                                                                           "projector (with its CTC head), lm"})
+                                                                           "projector (with its CTC head), lm, ctc (the "
+                                                                           "CTC head alone)"})
     lm_config: str = field(default="", metadata={"help": "config.json or model directory: build that LM with fresh "
                                                          "weights (corpus tokenizer)"})
     lm_type: str = field(default="llama", metadata={"help": "config family when building from sizes: llama or qwen2"})
@@ -59,6 +60,15 @@ class TrainConfig:
     ctc_units: str = field(default="tokens", metadata={"help": "CTC targets: tokens (the transcript's tokens) or chars "
                                                               "(its letters and word boundaries: generalises across "
                                                               "words when there is little speech)"})
+    speech_positions: str = field(default="frames", metadata={"help": "frames: one LM position per `stack` encoder "
+                                                                      "frames (the paper); ctc_spikes: each span's positions "
+                                                                      "filled from the left at the letter CTC head's spikes, "
+                                                                      "then a learned filler (needs ctc_units chars; "
+                                                                      "trainer/speech_pooling.py)"})
+    speech_pool_input: str = field(default="both", metadata={"help": "ctc_spikes: what a spike position holds: hidden "
+                                                                     "(MLP of the encoder frame), posteriors (the CTC "
+                                                                     "letter posteriors times the LM's letter embeddings) "
+                                                                     "or both (their sum)"})
     lora_r: int = field(default=0, metadata={"help": "LoRA rank on the LM (peft); 0 trains the LM fully"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
     lora_targets: str = field(default="all-linear", metadata={"help": "LoRA target modules (all-linear or names)"})

@@ -34,6 +34,7 @@ from manifests.errors import JstipError
 from .attention import NAME as VARLEN
 from .encoders import ConvEncoder, WhisperSpeechEncoder, load_whisper_encoder
 from .features import FrameSpec, encoded_frames, subsampled_frames
+from .speech_pooling import POSITIONS, SpikePooler
 from .tokenizer import TokenIds
 
 PARTS = ("encoder", "projector", "lm")
@@ -66,6 +67,10 @@ class SpeechLMConfig:
     # tokens: CTC of the transcript's tokens on the projected frames (one per LM position); chars: of its
     # letters on the encoder's own 20 ms frames (at 40-80 ms per position letters outnumber frames)
     ctc_units: str = "tokens"
+    # frames: one LM position per `stack` encoder frames (the paper); ctc_spikes: the letter CTC head's spikes
+    # fill each span's positions from the left (speech_pooling.py); speech_pool_input: what a spike holds
+    speech_positions: str = "frames"
+    speech_pool_input: str = "both"
     lora_r: int = 0  # > 0 wraps the LM with LoRA adapters of this rank (peft)
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -231,12 +236,14 @@ class SpeechLM(nn.Module):
         self.projector = Projector(self.encoder.dim, cfg.stack, cfg.proj_hidden, hidden)
         ctc_dim = self.encoder.dim if cfg.ctc_units == "chars" else hidden
         self.ctc_head = nn.Linear(ctc_dim, cfg.vocab_size) if cfg.ctc_weight > 0 else None
+        self.pooler = self._spike_pooler(cfg, tok, hidden)
         # what each part trains when it is trained (LoRA: the adapters, not the base LM), by name: FSDP
         # replaces the parameter objects with sharded ones
         self._trainable = {part: {f"{part}.{n}" for n, p in getattr(self, part).named_parameters(remove_duplicate=False)
                                   if p.requires_grad} for part in PARTS}
-        if self.ctc_head is not None:  # the CTC head goes with the adapter
-            self._trainable["projector"] |= {f"ctc_head.{n}" for n, _ in self.ctc_head.named_parameters()}
+        for head in ("ctc_head", "pooler"):  # the CTC head and the spike pooler go with the adapter
+            if getattr(self, head) is not None:
+                self._trainable["projector"] |= {f"{head}.{n}" for n, _ in getattr(self, head).named_parameters()}
         # FSDP (parallel.py) sets these: every rank encodes once per batch, a silent stub when it has no speech
         self.encode_max_padding, self.always_encode = 0.1, False
         self.always_frozen = frozen
@@ -244,6 +251,31 @@ class SpeechLM(nn.Module):
         self.set_trainable(set(PARTS))
         attn = getattr(self.base_lm().config, "_attn_implementation", "")
         self._flatten, self._varlen = attn == "flash_attention_2", attn == VARLEN
+
+    def _spike_pooler(self, cfg: SpeechLMConfig, tok: PreTrainedTokenizerBase, hidden: int) -> SpikePooler | None:
+        """speech_positions ctc_spikes: the pooler and the letter classes it projects (needs the letter CTC head)."""
+        if cfg.speech_positions not in POSITIONS:
+            raise JstipError(f"speech_positions {cfg.speech_positions!r} is unknown; use one of {', '.join(POSITIONS)}")
+        if cfg.speech_positions == "frames":
+            return None
+        if cfg.ctc_weight <= 0 or cfg.ctc_units != "chars":
+            raise JstipError("speech_positions ctc_spikes pools at the letter CTC head's spikes: it needs ctc_weight > 0 "
+                             "and ctc_units chars")
+        from .data import char_ids
+
+        self.register_buffer("letter_ids", torch.tensor(sorted(set(char_ids(tok).values()))), persistent=False)
+        return SpikePooler(self.encoder.dim, cfg.proj_hidden, hidden, cfg.speech_pool_input)
+
+    def _pooled_spans(self, batch: dict[str, Any], hidden: torch.Tensor, n_hidden: list[int]) -> list[torch.Tensor]:
+        """Each speech span's slots filled at its CTC spikes (speech_pooling.py)."""
+        stack = self.spec.stack
+        letter_embeds = (self.lm.get_input_embeddings()(self.letter_ids)
+                         if self.pooler.pool_input != "hidden" else None)
+        pieces = []
+        for a, first, last in zip(batch["span_audio"].tolist(), batch["span_first"].tolist(), batch["span_last"].tolist()):
+            h = hidden[a, first * stack: min(last * stack, n_hidden[a])]
+            pieces.append(self.pooler(h, self.ctc_head(h), last - first, self.ids.pad, self.letter_ids, letter_embeds))
+        return pieces
 
     def base_lm(self) -> nn.Module:
         """The transformers model under any LoRA wrapping."""
@@ -259,8 +291,9 @@ class SpeechLM(nn.Module):
             getattr(self, part).requires_grad_(False)
             for name in self._trainable[part] if part not in self.frozen else ():
                 params[name].requires_grad_(True)
-        if self.ctc_head is not None:
-            self.ctc_head.requires_grad_("projector" not in self.frozen)
+        for head in (self.ctc_head, self.pooler):
+            if head is not None:
+                head.requires_grad_("projector" not in self.frozen)
         if self.training:
             self.train()
 
@@ -342,6 +375,8 @@ class SpeechLM(nn.Module):
                 raise JstipError(f"a speech span asks for encoder frames {first}..{last} of a row with {n_frames[a]}; "
                                  "the collator and model use different FrameSpecs")
             pieces.append(frames[a, first:last])
+        if self.pooler is not None:
+            pieces = self._pooled_spans(batch, hidden, n_hidden)
         speech = torch.cat(pieces) if pieces else frames.new_zeros(0, frames.shape[-1])
         if speech.shape[0] != n_place:
             raise JstipError(f"{n_place} <|audio|> placeholders but {speech.shape[0]} speech frames; "

@@ -221,5 +221,6 @@ def train_run(cfg: TrainConfig) -> tuple[dict, dict] | None:
         "device": str(pick_device(cfg.device)), "threads": threads,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""), "batching": cfg.batching,
         "span_encoding": cfg.span_encoding, "context": cfg.context, "parallel": result.parallel, **initialised,
+        **({"spike_pooling": dict(model.pooler.stats)} if getattr(model, "pooler", None) is not None else {}),
     }
     return metrics, report
