@@ -15,9 +15,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from manifests.errors import AudioError
 
-from .items import ExportItem, Skips, audio_flac
+from .items import ExportItem, Skips, with_flac
 
 FILES = re.compile(r"README\.md|data/\w+(\.\w+)*-\d{5}-of-\d{5}\.parquet")
 ROW_GROUP_ROWS = 100  # datasets' row group size for audio datasets: a reader fetches little at a time
@@ -146,12 +145,7 @@ def write_hf(items: Iterable[ExportItem], out: Path, skips: Skips, shard_size: i
     schema = feats.arrow_schema
     shards: dict[str, _SplitShards] = {}
     n, language = 0, ""
-    for item in items:
-        try:
-            audio, rate = audio_flac(item.sample)
-        except AudioError as exc:
-            skips.reject(item.sample.sample_id, "audio_unreadable", str(exc))
-            continue
+    for item, audio, rate in with_flac(items, skips):
         split = split_name(item.split)
         if split not in shards:
             shards[split] = _SplitShards(out, split, schema, shard_size)

@@ -18,7 +18,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow.parquet as pq
 import soundfile as sf
@@ -170,6 +170,18 @@ def audio_flac(sample: Sample) -> tuple[bytes, int]:
     buffer = io.BytesIO()
     sf.write(buffer, data, rate, format="FLAC", subtype="PCM_24" if wide else "PCM_16")
     return buffer.getvalue(), rate
+
+
+def with_flac(items: Iterable[ExportItem], skips: Skips) -> Iterator[tuple[ExportItem, bytes, int]]:
+    """Each item with its audio as FLAC; an item whose audio cannot be read is recorded in `skips`
+    with the reason (`audio_unreadable`) and left out, so one bad file never stops an export."""
+    for item in items:
+        try:
+            audio, rate = audio_flac(item.sample)
+        except AudioError as exc:
+            skips.reject(item.sample.sample_id, "audio_unreadable", str(exc))
+            continue
+        yield item, audio, rate
 
 
 def progress_bar(total: int, fmt: str, enabled: bool):

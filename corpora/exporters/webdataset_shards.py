@@ -14,9 +14,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from manifests.errors import AudioError
 
-from .items import ExportItem, Skips, audio_flac
+from .items import ExportItem, Skips, with_flac
 
 FILES = re.compile(r"shard-\d{6}\.tar")
 _UNSAFE = re.compile(r"[./\\]")
@@ -36,12 +35,7 @@ def write_webdataset(items: Iterable[ExportItem], out: Path, skips: Skips, shard
     n = 0
     # maxsize: a shard closes at 1 GB even before `shard_size` samples (very long recordings)
     with wds.ShardWriter(str(out / "shard-%06d.tar"), maxcount=shard_size, maxsize=1e9, verbose=0) as sink:
-        for item in items:
-            try:
-                audio, rate = audio_flac(item.sample)
-            except AudioError as exc:
-                skips.reject(item.sample.sample_id, "audio_unreadable", str(exc))
-                continue
+        for item, audio, rate in with_flac(items, skips):
             sink.write({"__key__": sample_key(item.sample.sample_id), "flac": audio, "json": item.meta(rate)})
             n += 1
     return {"exported": n, "files": sorted(p.name for p in out.glob("shard-*.tar"))}
