@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Iterator
 import pyarrow.parquet as pq
 import soundfile as sf
 
+from corpora.checks import END_TOLERANCE  # the tolerance prepare clamps with, so both agree
 from corpora.export import spans_json, target_text
 from manifests.errors import AudioError, JstipError, ManifestError
 from manifests.io import manifest_files, write_records
@@ -31,7 +32,6 @@ from manifests.schema import SPEECH, Alignment, Rejected, Sample, Utterance, Wor
 from manifests.views import iter_samples
 
 SHARD_SIZE = 1000  # items per shard: Lhotse's SharWriter default, used for every sharded format
-END_TOLERANCE = 0.05  # seconds a stretch may run past its file's end (rounded durations) before it is refused
 EXAMPLES_PER_REASON = 5
 
 
