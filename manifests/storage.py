@@ -152,3 +152,97 @@ def relative_to(path: str, folder: str) -> str:
     if is_url(path) or is_url(folder):
         return posixpath.relpath(str(path).split("://", 1)[-1], str(folder).split("://", 1)[-1])
     return os.path.relpath(path, os.path.abspath(folder))
+
+
+def download(url: str, local: str | os.PathLike) -> None:
+    """Copy one object to a local file."""
+    fs, inner = url_to_fs(url)
+    fs.get_file(inner, str(local))
+
+
+def files_in(path: str) -> list[str]:
+    """Names of the files directly in folder `path` (not its subfolders); [] if it does not exist."""
+    if not is_url(path):
+        return sorted(p.name for p in Path(path).iterdir() if p.is_file()) if os.path.isdir(path) else []
+    fs, inner = url_to_fs(path)
+    try:
+        entries = fs.ls(inner, detail=True, refresh=True)
+    except FileNotFoundError:
+        return []
+    return sorted(posixpath.basename(e["name"].rstrip("/")) for e in entries if e["type"] == "file")
+
+
+def folders_in(path: str, pattern: str = "*") -> list[str]:
+    """Sorted subfolders of `path` whose names match `pattern` (full paths; URLs keep their protocol)."""
+    import fnmatch
+
+    if not is_url(path):
+        return sorted(str(p) for p in Path(path).glob(pattern) if p.is_dir())
+    fs, inner = url_to_fs(path)
+    try:
+        entries = fs.ls(inner, detail=True, refresh=True)
+    except FileNotFoundError:
+        return []
+    return sorted(join(path, posixpath.basename(e["name"].rstrip("/"))) for e in entries
+                  if e["type"] == "directory" and fnmatch.fnmatch(posixpath.basename(e["name"].rstrip("/")), pattern))
+
+
+def upload_folder(local: str | os.PathLike, url: str, last: str = "") -> None:
+    """Copy every file under the local folder `local` to the folder `url`, the file named `last` after
+    all the others (a marker readers check: when it is there, the rest is)."""
+    files = sorted(p for p in Path(local).rglob("*") if p.is_file())
+    for p in sorted(files, key=lambda p: p.name == last and p.parent == Path(local)):
+        upload(p, join(url, *p.relative_to(local).parts))
+
+
+@contextmanager
+def local_folder(path: str | os.PathLike, only: tuple[str, ...] = ()) -> Iterator[Path]:
+    """A local folder holding the files directly in `path` (or those named in `only`): `path` itself
+    when local, else a temporary copy of them (subfolders such as a run's `state/` are not fetched)."""
+    if not is_url(path):
+        yield Path(path)
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="jstip-get-") as folder:
+        for name_ in only or files_in(str(path)):
+            if not only or is_file(join(str(path), name_)):
+                download(join(str(path), name_), Path(folder) / name_)
+        yield Path(folder)
+
+
+@contextmanager
+def folder_to_write(path: str | os.PathLike) -> Iterator[Path]:
+    """A local folder to write into: `path` itself when local, else a temporary folder uploaded to
+    `path` when the block ends without error (each file one put)."""
+    if not is_url(path):
+        Path(path).mkdir(parents=True, exist_ok=True)
+        yield Path(path)
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="jstip-put-") as folder:
+        yield Path(folder)
+        upload_folder(folder, str(path))
+
+
+def stamp(path: str | os.PathLike) -> tuple:
+    """What identifies a file's content cheaply: (size, mtime) locally, (size, ETag or mtime) in a store."""
+    if not is_url(path):
+        st = os.stat(path)
+        return (st.st_size, st.st_mtime_ns)
+    fs, inner = url_to_fs(str(path))
+    info = fs.info(inner)
+    return (info.get("size"), str(info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")))
+
+
+def unlink(path: str | os.PathLike) -> None:
+    """Remove a file if it is there (local path or URL)."""
+    if is_url(path):
+        fs, inner = url_to_fs(str(path))
+        try:
+            fs.rm_file(inner)
+        except FileNotFoundError:
+            pass
+        return
+    Path(path).unlink(missing_ok=True)

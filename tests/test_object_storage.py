@@ -1,6 +1,7 @@
 """Inputs and outputs in object storage: a real S3-compatible server (moto's server mode, its own
 process on localhost) holds the corpus list and its audio, and receives prepare's manifests.
 Credentials and the endpoint come from the environment, as s3fs/botocore read them."""
+import json
 import os
 import socket
 import subprocess
@@ -119,3 +120,80 @@ def test_prepare_then_align_with_everything_in_s3_gives_the_local_alignments(s3,
     assert align(AlignConfig(utterances="s3://corpus/run/u.parquet", out="s3://corpus/run/alignments",
                              aligner="pocketsphinx", reference="", min_shards=2, metrics=str(tmp_path / "again.json"),
                              report=str(tmp_path / "again_r.json")))["shards_skipped"] == 2  # finished shards found there
+
+
+TINY_MODEL = {"batch_size": 4, "warmup_steps": 2, "vocab_size": 300, "lm_hidden": 64, "lm_layers": 1, "lm_heads": 2,
+              "lm_intermediate": 128, "enc_dim": 64, "enc_layers": 1, "enc_heads": 2, "proj_hidden": 128,
+              "context": 256, "progress": False, "log_every": 2, "threads": 1}
+
+
+@pytest.mark.slow
+def test_the_whole_flow_reads_and_writes_only_the_bucket(s3, tmp_path, spoken):
+    """prepare → align → interleave (with espeak TTS pairs) → train (a training state mid-run, then a
+    resume from the bucket) → evaluate, every manifest, shard, checkpoint, metric and report an s3:// URL;
+    only the DVC plots are local (and the domain text, which prepare reads locally so far)."""
+    from manifests.audio import write_audio
+    from manifests.schema import Hypothesis, Sample
+    from pipeline.stage_align import AlignConfig, run as align
+    from pipeline.stage_evaluate import EvaluateConfig, run as evaluate
+    from pipeline.stage_interleave import InterleaveConfig, run as interleave
+    from pipeline.stage_train import TrainConfig, run as train
+
+    local = tmp_path / "local"
+    sentences = ["The nurse checked the chart before noon.", "Take two tablets of aspirin after dinner.",
+                 "He walked to the station in the rain.", "The scan showed no fracture of the wrist.",
+                 "Please repeat the dose again tomorrow morning.", "She asked the doctor about her heart.",
+                 "The patient slept well through the night.", "Call the pharmacy about the new prescription."]
+    lines = ["audio,text,speaker"]
+    for i, sentence in enumerate(sentences):
+        wave, _ = spoken(sentence, voice="en-us" if i % 2 else "en-us+f3")
+        write_audio(wave, local / f"s{i}.wav", 16000)
+        lines.append(f"s{i}.wav,{sentence},s{i}")
+    (local / "list.csv").write_text("\n".join(lines) + "\n")
+    s3.put(str(local) + "/", "corpus/speech/", recursive=True)
+    domain = tmp_path / "domain.txt"
+    domain.write_text("Aspirin thins the blood.\nThe wrist healed in six weeks.\nTake the tablets with water.\n")
+
+    run_ = "s3://corpus/run"
+    cfg = _cfg(run_, "s3://corpus/speech/list.csv", f"{run_}/audio")
+    cfg.domain_text, cfg.test_fraction = str(domain), 0.4
+    prepared = run(cfg)
+    assert prepared["test_utterances"] >= 1 and prepared["texts"] == 3
+    aligned = align(AlignConfig(utterances=f"{run_}/u.parquet", out=f"{run_}/alignments", aligner="pocketsphinx",
+                                reference="", min_shards=2, metrics=f"{run_}/align.json", report=f"{run_}/align_r.json"))
+    assert aligned["aligned"] >= prepared["train_utterances"] - 1
+    mixed = interleave(InterleaveConfig(
+        utterances=f"{run_}/u.parquet", alignments=f"{run_}/alignments", texts=f"{run_}/t.parquet", out=f"{run_}/samples",
+        recipe="asr:2,interleave_word:1,interleave_segment:1,text:1,tts_pair:1", mix_by="samples", shard_size=3,
+        embed_audio=True, metrics=f"{run_}/interleave.json", report=f"{run_}/interleave_r.json",
+        plot=str(tmp_path / "plots" / "seg_{segmenter}.csv"), figure=str(tmp_path / "plots" / "seg.png")))
+    assert {"asr", "interleave_word", "text", "tts_pair"} <= set(mixed["samples_by_kind"])
+    shards = s3.ls("corpus/run/samples")
+    assert [p for p in shards if p.endswith(".parquet")] and s3.ls("corpus/run/samples/tts")  # espeak's audio too
+    samples = read_records(f"{run_}/samples", Sample)
+    assert sum(s.audio is not None for s in samples) >= 1 and len(samples) == mixed["samples"]
+
+    plots = str(tmp_path / "plots")
+    first = train(TrainConfig(samples=f"{run_}/samples", checkpoints=f"{run_}/ckpt", plots=plots,
+                              metrics=f"{run_}/train.json", report=f"{run_}/train_r.json", steps=4, save_every=2,
+                              keep_states=1, **TINY_MODEL))
+    assert s3.ls("corpus/run/ckpt/state") == [f"corpus/run/ckpt/state/step-{first['steps']:08d}"]  # keep_states 1
+    assert {"model.safetensors", "speechlm_config.json", "tokenizer.json", "train_log.jsonl"} <= \
+        {p.rsplit("/", 1)[1] for p in s3.ls("corpus/run/ckpt")}
+    resumed = train(TrainConfig(samples=f"{run_}/samples", checkpoints=f"{run_}/ckpt", plots=plots,
+                                metrics=f"{run_}/train.json", report=f"{run_}/train_r.json", steps=6, resume="auto",
+                                keep_states=1, **TINY_MODEL))
+    report = json.loads(s3.cat("corpus/run/train_r.json"))
+    assert report["resumed_from_step"] == first["steps"] and resumed["steps"] > first["steps"]
+    log = [json.loads(line) for line in s3.cat("corpus/run/ckpt/train_log.jsonl").decode().splitlines()]
+    assert [r["step"] for r in log] == sorted({r["step"] for r in log}) and log[-1]["step"] == resumed["steps"]
+
+    scored = evaluate(EvaluateConfig(checkpoints=f"{run_}/ckpt", utterances=f"{run_}/u.parquet", entities="",
+                                     hypotheses=f"{run_}/eval/hyp.parquet", metrics=f"{run_}/eval.json",
+                                     report=f"{run_}/eval_r.json", max_new_tokens=8, bootstrap=0, progress=False))
+    hypotheses = read_records(f"{run_}/eval/hyp.parquet", Hypothesis)
+    assert len(hypotheses) == scored["utterances"] == prepared["test_utterances"] and scored["skipped"] == 0
+    assert all(isinstance(h.hypothesis, str) for h in hypotheses)
+    for name in ("u.parquet", "t.parquet", "m.json", "align.json", "interleave.json", "train.json", "eval.json"):
+        assert s3.isfile(f"corpus/run/{name}")
+    assert not (tmp_path / "metrics").exists() and not (tmp_path / "checkpoints").exists()  # nothing fell back to ./
