@@ -187,11 +187,9 @@ def folders_in(path: str, pattern: str = "*") -> list[str]:
                   if e["type"] == "directory" and fnmatch.fnmatch(posixpath.basename(e["name"].rstrip("/")), pattern))
 
 
-def upload_folder(local: str | os.PathLike, url: str, last: str = "") -> None:
-    """Copy every file under the local folder `local` to the folder `url`, the file named `last` after
-    all the others (a marker readers check: when it is there, the rest is)."""
-    files = sorted(p for p in Path(local).rglob("*") if p.is_file())
-    for p in sorted(files, key=lambda p: p.name == last and p.parent == Path(local)):
+def upload_folder(local: str | os.PathLike, url: str) -> None:
+    """Copy every file under the local folder `local` into the folder `url` (one put each)."""
+    for p in sorted(p for p in Path(local).rglob("*") if p.is_file()):
         upload(p, join(url, *p.relative_to(local).parts))
 
 

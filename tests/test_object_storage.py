@@ -1,12 +1,16 @@
 """Inputs and outputs in object storage: a real S3-compatible server (moto's server mode, its own
-process on localhost) holds the corpus list and its audio, and receives prepare's manifests.
-Credentials and the endpoint come from the environment, as s3fs/botocore read them."""
+process on localhost) holds the corpus list and its audio and receives every stage's outputs
+(manifests, alignments, sample shards, checkpoints and training states, sharded FSDP states, metrics
+and reports), and DVC's remote. Credentials and the endpoint come from the environment, as
+s3fs/botocore read them."""
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -197,3 +201,96 @@ def test_the_whole_flow_reads_and_writes_only_the_bucket(s3, tmp_path, spoken):
     for name in ("u.parquet", "t.parquet", "m.json", "align.json", "interleave.json", "train.json", "eval.json"):
         assert s3.isfile(f"corpus/run/{name}")
     assert not (tmp_path / "metrics").exists() and not (tmp_path / "checkpoints").exists()  # nothing fell back to ./
+
+
+SHARDED_RUN = '''
+import json, os, sys
+import torch
+from trainer.batching import Batching, data_from_shards
+from trainer.checkpoint import consolidated, save_checkpoint
+from trainer.loop import LoopConfig, train
+from trainer.model import SpeechLM, SpeechLMConfig
+from trainer.tokenizer import build_tokenizer
+
+samples, out, report, resume = sys.argv[1:5]
+rank = int(os.environ["RANK"])
+tok = build_tokenizer(%(words)r * 3, vocab_size=150)
+torch.manual_seed(0)
+model = SpeechLM(SpeechLMConfig(enc_dim=32, enc_layers=1, enc_heads=2, proj_hidden=64, lm_hidden=64, lm_layers=2,
+                                lm_heads=2, lm_intermediate=128, dropout=0.0, ctc_weight=0.5), tok)
+data = data_from_shards(samples, tok, model.spec, Batching(batching="packed", batch_size=1, context=64, pool=2), rank, 2)
+cfg = LoopConfig(steps=6, lr=3e-3, warmup_steps=2, log_every=1, device="cpu", stage1_share=0.0, parallel="fsdp",
+                 save_every=3, keep_states=9, resume=resume)
+result = train(model, data, cfg, out_dir=out, tok=tok, progress=False)
+plain = consolidated(model, tok, rank)
+if rank == 0 and not resume:
+    save_checkpoint(plain, tok, out + "/final")
+with open(f"{report}-rank{rank}.json", "w") as f:
+    json.dump(result.history, f)
+'''
+
+
+@pytest.mark.slow
+def test_fsdp_ranks_write_their_shards_to_the_bucket_and_resume_and_evaluate_from_it(s3, tmp_path):
+    """Two gloo ranks (torchrun) train with FSDP and `checkpoints` in the bucket: each rank puts its own
+    DCP shards there (FsspecWriter); a resume from the bucket's step-3 state repeats steps 4-6 (weights
+    and AdamW shards back through FsspecReader), and one process reloads a state from the bucket with
+    the weights of the consolidated checkpoint."""
+    import subprocess as sp
+
+    import torch
+
+    from tests.test_trainer_fsdp import WORDS, make_shards
+    from trainer.checkpoint import latest_state, load_checkpoint
+
+    s3.put(make_shards(tmp_path) + "/", "corpus/samples/", recursive=True)
+    script = tmp_path / "run.py"
+    script.write_text(SHARDED_RUN % {"words": WORDS})
+    repo = str(Path(__file__).resolve().parents[1])
+
+    def launch(report: str, resume: str = "") -> list:
+        proc = sp.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+                       "s3://corpus/samples", "s3://corpus/fsdp", str(tmp_path / report), resume],
+                      capture_output=True, text=True, timeout=400,
+                      env={**os.environ, "PYTHONPATH": repo, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"})
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        return [json.loads((tmp_path / f"{report}-rank{r}.json").read_text()) for r in range(2)]
+
+    full = launch("full")
+    state = "s3://corpus/fsdp/state/step-00000003"
+    names = set(s3.ls("corpus/fsdp/state/step-00000003/dcp"))
+    assert {n.rsplit("/", 1)[1] for n in names} >= {".metadata", "__0_0.distcp", "__1_0.distcp"}  # one file per rank
+    assert not s3.exists("corpus/fsdp/state/step-00000003/model.safetensors")
+    assert latest_state("s3://corpus/fsdp") == "s3://corpus/fsdp/state/step-00000006"
+    resumed = launch("resumed", resume=state)
+    for r in range(2):
+        assert [h["step"] for h in resumed[r]] == [4, 5, 6] and resumed[r] == full[r][3:]
+
+    sharded, _ = load_checkpoint("s3://corpus/fsdp/state/step-00000006")  # 2 ranks' shards into one process
+    final, _ = load_checkpoint("s3://corpus/fsdp/final")
+    a, b = sharded.state_dict(), final.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_a_dvc_remote_on_the_same_store_pushes_and_pulls_the_outputs(s3, tmp_path):
+    """The docs' DVC remote (`dvc remote add -d store s3://...` + `endpointurl`), pushed to and pulled
+    from the test's S3 server with the same credentials from the environment."""
+    def dvc(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=tmp_path, capture_output=True, text=True,
+                              env={**os.environ, "DVC_NO_ANALYTICS": "1"}, timeout=120)
+        assert proc.returncode == 0, f"dvc {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "utterances.parquet").write_bytes(b"manifest bytes " * 100)
+    dvc("init", "--no-scm", "-q")
+    dvc("add", "data/utterances.parquet")
+    dvc("remote", "add", "-d", "store", "s3://corpus/jstip-dvc-cache")
+    dvc("remote", "modify", "store", "endpointurl", os.environ["AWS_ENDPOINT_URL"])
+    dvc("push")
+    assert s3.find("corpus/jstip-dvc-cache")  # the content-addressed files are in the bucket
+    (tmp_path / "data" / "utterances.parquet").unlink()
+    shutil.rmtree(tmp_path / ".dvc" / "cache")
+    dvc("pull")
+    assert (tmp_path / "data" / "utterances.parquet").read_bytes() == b"manifest bytes " * 100
