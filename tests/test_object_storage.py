@@ -128,14 +128,16 @@ def test_prepare_then_align_with_everything_in_s3_gives_the_local_alignments(s3,
 
 TINY_MODEL = {"batch_size": 4, "warmup_steps": 2, "vocab_size": 300, "lm_hidden": 64, "lm_layers": 1, "lm_heads": 2,
               "lm_intermediate": 128, "enc_dim": 64, "enc_layers": 1, "enc_heads": 2, "proj_hidden": 128,
-              "context": 256, "progress": False, "log_every": 2, "threads": 1}
+              "context": 256, "progress": False, "log_every": 2, "threads": 1,
+              "num_workers": 1}  # a loader process reads the bucket's shards
 
 
 @pytest.mark.slow
 def test_the_whole_flow_reads_and_writes_only_the_bucket(s3, tmp_path, spoken):
-    """prepare → align → interleave (with espeak TTS pairs) → train (a training state mid-run, then a
-    resume from the bucket) → evaluate, every manifest, shard, checkpoint, metric and report an s3:// URL;
-    only the DVC plots are local (and the domain text, which prepare reads locally so far)."""
+    """prepare → align → interleave (2 worker processes; espeak TTS pairs) → train (a loader process; a
+    training state mid-run, then a resume from the bucket) → evaluate, every manifest, shard, checkpoint,
+    metric and report an s3:// URL; only the DVC plots are local (and the domain text, which prepare
+    reads locally so far)."""
     from manifests.audio import write_audio
     from manifests.schema import Hypothesis, Sample
     from pipeline.stage_align import AlignConfig, run as align
@@ -169,7 +171,7 @@ def test_the_whole_flow_reads_and_writes_only_the_bucket(s3, tmp_path, spoken):
     mixed = interleave(InterleaveConfig(
         utterances=f"{run_}/u.parquet", alignments=f"{run_}/alignments", texts=f"{run_}/t.parquet", out=f"{run_}/samples",
         recipe="asr:2,interleave_word:1,interleave_segment:1,text:1,tts_pair:1", mix_by="samples", shard_size=3,
-        embed_audio=True, metrics=f"{run_}/interleave.json", report=f"{run_}/interleave_r.json",
+        embed_audio=True, workers=2, metrics=f"{run_}/interleave.json", report=f"{run_}/interleave_r.json",
         plot=str(tmp_path / "plots" / "seg_{segmenter}.csv"), figure=str(tmp_path / "plots" / "seg.png")))
     assert {"asr", "interleave_word", "text", "tts_pair"} <= set(mixed["samples_by_kind"])
     shards = s3.ls("corpus/run/samples")
