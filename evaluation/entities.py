@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from manifests import storage
 from manifests.errors import JstipError
 from manifests.jsonl import read_objects
 
@@ -84,9 +85,13 @@ def read_entity_source(path: str) -> EntitySource:
     """Read an annotation file (`.jsonl`) or an entity list; a missing or empty file gives a note, not an error."""
     if not path:
         return EntitySource(path, note="no entity file given; entity metrics not computed")
-    file = Path(path)
-    if not file.is_file():
+    if not storage.is_file(path):
         return EntitySource(path, note=f"entity file {path!r} not found; entity metrics not computed")
+    with storage.local_folder(storage.parent(path), only=(storage.name(path),)) as folder:  # a URL: a local copy
+        return _read_source(path, folder / storage.name(path))
+
+
+def _read_source(path: str, file: Path) -> EntitySource:
     if file.suffix == ".jsonl":
         source = EntitySource(path, annotations=_read_annotations(file))
     else:

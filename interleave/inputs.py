@@ -11,7 +11,6 @@ rows with its alignment records by id, vectorised, and never sees another task's
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -20,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from manifests import storage
 from manifests.errors import JstipError
 from manifests.io import (Group, file_metadata, manifest_files, manifest_groups, read_row_group, read_rows, row_group_sizes,
                           shard_fingerprint)
@@ -53,9 +53,8 @@ def file_stamp(path: str | Path) -> tuple:
     """A file's identity for fingerprints: the fingerprint it was written with, else size and mtime."""
     stored = shard_fingerprint(path)
     if stored:
-        return (Path(path).name, stored)
-    st = os.stat(path)
-    return (Path(path).name, st.st_size, st.st_mtime_ns)
+        return (storage.name(str(path)), stored)
+    return (storage.name(str(path)), *storage.stamp(path))
 
 
 def _ids(groups: Sequence[Group], chunk: int = 65536) -> Iterator[tuple[int, list[str]]]:

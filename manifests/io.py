@@ -234,11 +234,8 @@ def _open(file: str | Path, record_type: type | None = None, optional: Collectio
 
 def _remote_file(url: str):
     """A seekable Arrow file over an object (pyarrow reads the footer and row groups it needs)."""
-    import pyarrow.fs as pafs
-
-    fs, inner = storage.url_to_fs(url)
     try:
-        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)).open_input_file(inner)
+        return pa.PythonFile(storage.open_ranges(url), mode="r")
     except FileNotFoundError as exc:
         raise ManifestError(f"manifest {url} does not exist") from exc
 

@@ -26,6 +26,7 @@ from interleave.batch import (BuildSettings, Facts, UtteranceBatch, build_uttera
 from interleave.text_batch import TextBatch, build_texts, text_measures
 from interleave.samples import Built
 from interleave.units import TokenCache
+from manifests import storage
 from manifests.errors import JstipError
 from manifests.io import file_metadata, shard_fingerprint, shard_path, write_records, write_table, write_text_atomic
 from manifests.schema import SPEECH, Alignment, audio_cell
@@ -96,8 +97,12 @@ def measure(job: Job) -> dict[str, Any]:
     return {"hists": histograms(measures, s), "candidates": {k: len(ids) for k, (ids, _) in measures.items()}}
 
 
-def empty_path(out: str, index: int) -> Path:
-    return Path(out) / EMPTY_DIR / shard_path("", index).with_suffix(".json").name
+def empty_path(out: str, index: int) -> str:
+    return storage.join(str(out), EMPTY_DIR, Path(shard_path("", index)).with_suffix(".json").name)
+
+
+def tts_alignment_path(out: str, index: int) -> str:
+    return storage.join(str(out), TTS_DIR, "alignments", Path(shard_path("", index)).name)
 
 
 def finished_stats(job: Job) -> dict[str, Any] | None:
@@ -106,15 +111,16 @@ def finished_stats(job: Job) -> dict[str, Any] | None:
     if not job.fingerprint:
         return None
     empty = empty_path(job.out, job.task.index)
-    if empty.is_file() and not path.exists():
+    if storage.is_file(empty) and not storage.exists(path):
         try:
-            stored = json.loads(empty.read_text())
+            with storage.open_binary(empty) as f:
+                stored = json.loads(f.read())
         except ValueError:
             return None
         return stored["stats"] if stored.get("fingerprint") == job.fingerprint else None
     if shard_fingerprint(path) != job.fingerprint:
         return None
-    if _has_tts(job) and shard_fingerprint(Path(job.out) / TTS_DIR / "alignments" / path.name) != job.fingerprint:
+    if _has_tts(job) and shard_fingerprint(tts_alignment_path(job.out, job.task.index)) != job.fingerprint:
         return None
     stored = file_metadata(path, STATS_KEY)
     try:
@@ -147,7 +153,7 @@ def build(job: Job) -> dict[str, Any]:
         speak = speaker({**job.tts, "seed": s.seed, "out": job.out}, tts_alignments) if _has_tts(job) else None
         built, facts, results = build_texts(TextBatch.from_table(read_text_task(task)), s, task.roles, job.thresholds,
                                             normalize, speak, _cache())
-        tts_files = [] if job.tts.get("tts_recordings") else sorted(Path(r[0]).name for r in results if not isinstance(r, str))
+        tts_files = [] if job.tts.get("tts_recordings") else sorted(storage.name(r[0]) for r in results if not isinstance(r, str))
     order = np.lexsort((built.rank, built.row))
     samples = built.table.take(pa.array(order))
     _check_unique(samples.column("sample_id"))
@@ -164,13 +170,12 @@ def build(job: Job) -> dict[str, Any]:
         k = row_group_rows(_row_bytes(samples), int(job.row_group_mb * 2**20))
         write_table(samples, path, job.fingerprint, {STATS_KEY: json.dumps(stats, sort_keys=True)}, row_group_size=k,
                     write_statistics=STATISTICS)
-        empty.unlink(missing_ok=True)
+        storage.unlink(empty)
     else:
         write_text_atomic(json.dumps({"fingerprint": job.fingerprint, "stats": stats}, sort_keys=True), empty)
-        path.unlink(missing_ok=True)
+        storage.unlink(path)
     if _has_tts(job):
-        write_records(tts_alignments, Alignment, Path(job.out) / TTS_DIR / "alignments" / shard_path("", task.index).name,
-                      job.fingerprint)
+        write_records(tts_alignments, Alignment, tts_alignment_path(job.out, task.index), job.fingerprint)
     return json.loads(json.dumps(stats))  # what a reuse reads back, so a rerun reports the same
 
 

@@ -32,6 +32,7 @@ from interleave.sampling import SAMPLERS, SamplerParams, parse_range
 from interleave.sequences import VARIANTS
 from interleave.tokens import Rates
 from interleave.units import FORMS, SEGMENTERS
+from manifests import storage
 from manifests.errors import JstipError
 from manifests.io import manifest_files, shard_path, write_stage_metrics
 
@@ -290,7 +291,7 @@ def run(cfg: InterleaveConfig) -> dict:
         jobs = [Job(t, settings, selection.thresholds, _fingerprint(t, base, selection.thresholds, cfg, tts), cfg.out,
                     cfg.embed_audio, cfg.row_group_mb, tts) for t in tasks]
         results = shards(build, jobs, "build")
-    _remove_stale(Path(cfg.out), tasks, {name for r in results for name in r.get("tts_files", [])})
+    _remove_stale(cfg.out, tasks, {name for r in results for name in r.get("tts_files", [])})
     metrics, report, segments = metrics_and_report(results, selection, cfg, candidates, dropped,
                                                    time.perf_counter() - started)
     write_segment_plots(segments, cfg.plot, cfg.figure)
@@ -318,19 +319,22 @@ def _warn(cfg: InterleaveConfig, selection, dropped: dict[str, str]) -> None:
               f"(more {selection.limited_by} data, --max-repeats or another recipe would use more)", file=sys.stderr)
 
 
-def _remove_stale(out: Path, tasks: list[Task], tts_files: set[str]) -> None:
+def _remove_stale(out: str, tasks: list[Task], tts_files: set[str]) -> None:
     """Shards, tts alignment shards and tts audio of an earlier run that this run did not write are removed."""
-    keep = {shard_path(out, t.index).name for t in tasks}
-    for stale in (out / EMPTY_DIR).glob("*.json"):
-        if stale.with_suffix(".parquet").name not in keep or shard_path(out, int(stale.stem[5:])).exists():
-            stale.unlink()
-    keep_tts = {shard_path(out, t.index).name for t in tasks if "tts" in t.roles}
-    for stale in out.glob("part-*.parquet"):
-        if stale.name not in keep:
-            stale.unlink()
-    for stale in (out / TTS_DIR / "alignments").glob("part-*.parquet"):
-        if stale.name not in keep_tts:
-            stale.unlink()
-    for stale in (out / TTS_DIR).glob("*.flac"):
-        if stale.name not in tts_files:
-            stale.unlink()
+    if not storage.is_dir(out):
+        return
+    keep = {Path(shard_path("", t.index)).name for t in tasks}
+    for stale in storage.glob(storage.join(out, EMPTY_DIR), "*.json"):
+        shard = Path(storage.name(stale)).with_suffix(".parquet").name
+        if shard not in keep or storage.exists(storage.join(out, shard)):
+            storage.unlink(stale)
+    keep_tts = {Path(shard_path("", t.index)).name for t in tasks if "tts" in t.roles}
+    for stale in storage.glob(out, "part-*.parquet"):
+        if storage.name(stale) not in keep:
+            storage.unlink(stale)
+    for stale in storage.glob(storage.join(out, TTS_DIR, "alignments"), "part-*.parquet"):
+        if storage.name(stale) not in keep_tts:
+            storage.unlink(stale)
+    for stale in storage.glob(storage.join(out, TTS_DIR), "*.flac"):
+        if storage.name(stale) not in tts_files:
+            storage.unlink(stale)

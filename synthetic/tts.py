@@ -13,13 +13,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from interleave.sampling import rng_for
+from manifests import storage
 from manifests.schema import ALIGN_OK, Alignment, Utterance, WordSpan
 
 from corpora.textnorm import normalize
@@ -44,12 +44,12 @@ def tts_words(spoken: Iterable[Any]) -> list[WordSpan]:
     return words
 
 
-def tts_audio_path(out: str, text_id: str, repeat: int) -> Path:
+def tts_audio_path(out: str, text_id: str, repeat: int) -> str:
     """`<out>/tts/<id made file-safe>-<hash of the raw id>[.repeat].flac`: distinct ids that sanitise
     alike (`a/b`, `a_b`) keep distinct files."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", text_id)[:80]
     digest = hashlib.sha256(text_id.encode()).hexdigest()[:8]
-    return Path(out) / TTS_DIR / f"{safe}-{digest}{f'.{repeat}' if repeat else ''}.flac"
+    return storage.join(str(out), TTS_DIR, f"{safe}-{digest}{f'.{repeat}' if repeat else ''}.flac")
 
 
 def tts_request(text_id: str, text: str, repeat: int, s: dict[str, Any]) -> tuple[str, str, int, int]:

@@ -1,11 +1,16 @@
 """Inputs and outputs in object storage: a real S3-compatible server (moto's server mode, its own
-process on localhost) holds the corpus list and its audio, and receives prepare's manifests.
-Credentials and the endpoint come from the environment, as s3fs/botocore read them."""
+process on localhost) holds the corpus list and its audio and receives every stage's outputs
+(manifests, alignments, sample shards, checkpoints and training states, sharded FSDP states, metrics
+and reports), and DVC's remote. Credentials and the endpoint come from the environment, as
+s3fs/botocore read them."""
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -119,3 +124,175 @@ def test_prepare_then_align_with_everything_in_s3_gives_the_local_alignments(s3,
     assert align(AlignConfig(utterances="s3://corpus/run/u.parquet", out="s3://corpus/run/alignments",
                              aligner="pocketsphinx", reference="", min_shards=2, metrics=str(tmp_path / "again.json"),
                              report=str(tmp_path / "again_r.json")))["shards_skipped"] == 2  # finished shards found there
+
+
+TINY_MODEL = {"batch_size": 4, "warmup_steps": 2, "vocab_size": 300, "lm_hidden": 64, "lm_layers": 1, "lm_heads": 2,
+              "lm_intermediate": 128, "enc_dim": 64, "enc_layers": 1, "enc_heads": 2, "proj_hidden": 128,
+              "context": 256, "progress": False, "log_every": 2, "threads": 1,
+              "num_workers": 1}  # a loader process reads the bucket's shards
+
+
+@pytest.mark.slow
+def test_the_whole_flow_reads_and_writes_only_the_bucket(s3, tmp_path, spoken):
+    """prepare → align → interleave (2 worker processes; espeak TTS pairs) → train (a loader process; a
+    training state mid-run, then a resume from the bucket) → evaluate, every manifest, shard, checkpoint,
+    metric and report an s3:// URL; only the DVC plots are local (and the domain text, which prepare
+    reads locally so far)."""
+    from manifests.audio import write_audio
+    from manifests.schema import Hypothesis, Sample
+    from pipeline.stage_align import AlignConfig, run as align
+    from pipeline.stage_evaluate import EvaluateConfig, run as evaluate
+    from pipeline.stage_interleave import InterleaveConfig, run as interleave
+    from pipeline.stage_train import TrainConfig, run as train
+
+    local = tmp_path / "local"
+    sentences = ["The nurse checked the chart before noon.", "Take two tablets of aspirin after dinner.",
+                 "He walked to the station in the rain.", "The scan showed no fracture of the wrist.",
+                 "Please repeat the dose again tomorrow morning.", "She asked the doctor about her heart.",
+                 "The patient slept well through the night.", "Call the pharmacy about the new prescription."]
+    lines = ["audio,text,speaker"]
+    for i, sentence in enumerate(sentences):
+        wave, _ = spoken(sentence, voice="en-us" if i % 2 else "en-us+f3")
+        write_audio(wave, local / f"s{i}.wav", 16000)
+        lines.append(f"s{i}.wav,{sentence},s{i}")
+    (local / "list.csv").write_text("\n".join(lines) + "\n")
+    s3.put(str(local) + "/", "corpus/speech/", recursive=True)
+    domain = tmp_path / "domain.txt"
+    domain.write_text("Aspirin thins the blood.\nThe wrist healed in six weeks.\nTake the tablets with water.\n")
+
+    run_ = "s3://corpus/run"
+    cfg = _cfg(run_, "s3://corpus/speech/list.csv", f"{run_}/audio")
+    cfg.domain_text, cfg.test_fraction = str(domain), 0.4
+    prepared = run(cfg)
+    assert prepared["test_utterances"] >= 1 and prepared["texts"] == 3
+    aligned = align(AlignConfig(utterances=f"{run_}/u.parquet", out=f"{run_}/alignments", aligner="pocketsphinx",
+                                reference="", min_shards=2, metrics=f"{run_}/align.json", report=f"{run_}/align_r.json"))
+    assert aligned["aligned"] >= prepared["train_utterances"] - 1
+    mixed = interleave(InterleaveConfig(
+        utterances=f"{run_}/u.parquet", alignments=f"{run_}/alignments", texts=f"{run_}/t.parquet", out=f"{run_}/samples",
+        recipe="asr:2,interleave_word:1,interleave_segment:1,text:1,tts_pair:1", mix_by="samples", shard_size=3,
+        embed_audio=True, workers=2, metrics=f"{run_}/interleave.json", report=f"{run_}/interleave_r.json",
+        plot=str(tmp_path / "plots" / "seg_{segmenter}.csv"), figure=str(tmp_path / "plots" / "seg.png")))
+    assert {"asr", "interleave_word", "text", "tts_pair"} <= set(mixed["samples_by_kind"])
+    shards = s3.ls("corpus/run/samples")
+    assert [p for p in shards if p.endswith(".parquet")] and s3.ls("corpus/run/samples/tts")  # espeak's audio too
+    samples = read_records(f"{run_}/samples", Sample)
+    assert sum(s.audio is not None for s in samples) >= 1 and len(samples) == mixed["samples"]
+
+    plots = str(tmp_path / "plots")
+    first = train(TrainConfig(samples=f"{run_}/samples", checkpoints=f"{run_}/ckpt", plots=plots,
+                              metrics=f"{run_}/train.json", report=f"{run_}/train_r.json", steps=4, save_every=2,
+                              keep_states=1, **TINY_MODEL))
+    assert s3.ls("corpus/run/ckpt/state") == [f"corpus/run/ckpt/state/step-{first['steps']:08d}"]  # keep_states 1
+    assert {"model.safetensors", "speechlm_config.json", "tokenizer.json", "train_log.jsonl"} <= \
+        {p.rsplit("/", 1)[1] for p in s3.ls("corpus/run/ckpt")}
+    resumed = train(TrainConfig(samples=f"{run_}/samples", checkpoints=f"{run_}/ckpt", plots=plots,
+                                metrics=f"{run_}/train.json", report=f"{run_}/train_r.json", steps=6, resume="auto",
+                                keep_states=1, **TINY_MODEL))
+    report = json.loads(s3.cat("corpus/run/train_r.json"))
+    assert report["resumed_from_step"] == first["steps"] and resumed["steps"] > first["steps"]
+    log = [json.loads(line) for line in s3.cat("corpus/run/ckpt/train_log.jsonl").decode().splitlines()]
+    assert [r["step"] for r in log] == sorted({r["step"] for r in log}) and log[-1]["step"] == resumed["steps"]
+
+    scored = evaluate(EvaluateConfig(checkpoints=f"{run_}/ckpt", utterances=f"{run_}/u.parquet", entities="",
+                                     hypotheses=f"{run_}/eval/hyp.parquet", metrics=f"{run_}/eval.json",
+                                     report=f"{run_}/eval_r.json", max_new_tokens=8, bootstrap=0, progress=False))
+    hypotheses = read_records(f"{run_}/eval/hyp.parquet", Hypothesis)
+    assert len(hypotheses) == scored["utterances"] == prepared["test_utterances"] and scored["skipped"] == 0
+    assert all(isinstance(h.hypothesis, str) for h in hypotheses)
+    for name in ("u.parquet", "t.parquet", "m.json", "align.json", "interleave.json", "train.json", "eval.json"):
+        assert s3.isfile(f"corpus/run/{name}")
+    assert not (tmp_path / "metrics").exists() and not (tmp_path / "checkpoints").exists()  # nothing fell back to ./
+
+
+SHARDED_RUN = '''
+import json, os, sys
+import torch
+from trainer.batching import Batching, data_from_shards
+from trainer.checkpoint import consolidated, save_checkpoint
+from trainer.loop import LoopConfig, train
+from trainer.model import SpeechLM, SpeechLMConfig
+from trainer.tokenizer import build_tokenizer
+
+samples, out, report, resume = sys.argv[1:5]
+rank = int(os.environ["RANK"])
+tok = build_tokenizer(%(words)r * 3, vocab_size=150)
+torch.manual_seed(0)
+model = SpeechLM(SpeechLMConfig(enc_dim=32, enc_layers=1, enc_heads=2, proj_hidden=64, lm_hidden=64, lm_layers=2,
+                                lm_heads=2, lm_intermediate=128, dropout=0.0, ctc_weight=0.5), tok)
+data = data_from_shards(samples, tok, model.spec, Batching(batching="packed", batch_size=1, context=64, pool=2), rank, 2)
+cfg = LoopConfig(steps=6, lr=3e-3, warmup_steps=2, log_every=1, device="cpu", stage1_share=0.0, parallel="fsdp",
+                 save_every=3, keep_states=9, resume=resume)
+result = train(model, data, cfg, out_dir=out, tok=tok, progress=False)
+plain = consolidated(model, tok, rank)
+if rank == 0 and not resume:
+    save_checkpoint(plain, tok, out + "/final")
+with open(f"{report}-rank{rank}.json", "w") as f:
+    json.dump(result.history, f)
+'''
+
+
+@pytest.mark.slow
+def test_fsdp_ranks_write_their_shards_to_the_bucket_and_resume_and_evaluate_from_it(s3, tmp_path):
+    """Two gloo ranks (torchrun) train with FSDP and `checkpoints` in the bucket: each rank puts its own
+    DCP shards there (FsspecWriter); a resume from the bucket's step-3 state repeats steps 4-6 (weights
+    and AdamW shards back through FsspecReader), and one process reloads a state from the bucket with
+    the weights of the consolidated checkpoint."""
+    import subprocess as sp
+
+    import torch
+
+    from tests.test_trainer_fsdp import WORDS, make_shards
+    from trainer.checkpoint import latest_state, load_checkpoint
+
+    s3.put(make_shards(tmp_path) + "/", "corpus/samples/", recursive=True)
+    script = tmp_path / "run.py"
+    script.write_text(SHARDED_RUN % {"words": WORDS})
+    repo = str(Path(__file__).resolve().parents[1])
+
+    def launch(report: str, resume: str = "") -> list:
+        proc = sp.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+                       "s3://corpus/samples", "s3://corpus/fsdp", str(tmp_path / report), resume],
+                      capture_output=True, text=True, timeout=400,
+                      env={**os.environ, "PYTHONPATH": repo, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"})
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        return [json.loads((tmp_path / f"{report}-rank{r}.json").read_text()) for r in range(2)]
+
+    full = launch("full")
+    state = "s3://corpus/fsdp/state/step-00000003"
+    names = set(s3.ls("corpus/fsdp/state/step-00000003/dcp"))
+    assert {n.rsplit("/", 1)[1] for n in names} >= {".metadata", "__0_0.distcp", "__1_0.distcp"}  # one file per rank
+    assert not s3.exists("corpus/fsdp/state/step-00000003/model.safetensors")
+    assert latest_state("s3://corpus/fsdp") == "s3://corpus/fsdp/state/step-00000006"
+    resumed = launch("resumed", resume=state)
+    for r in range(2):
+        assert [h["step"] for h in resumed[r]] == [4, 5, 6] and resumed[r] == full[r][3:]
+
+    sharded, _ = load_checkpoint("s3://corpus/fsdp/state/step-00000006")  # 2 ranks' shards into one process
+    final, _ = load_checkpoint("s3://corpus/fsdp/final")
+    a, b = sharded.state_dict(), final.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_a_dvc_remote_on_the_same_store_pushes_and_pulls_the_outputs(s3, tmp_path):
+    """The docs' DVC remote (`dvc remote add -d store s3://...` + `endpointurl`), pushed to and pulled
+    from the test's S3 server with the same credentials from the environment."""
+    def dvc(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=tmp_path, capture_output=True, text=True,
+                              env={**os.environ, "DVC_NO_ANALYTICS": "1"}, timeout=120)
+        assert proc.returncode == 0, f"dvc {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "utterances.parquet").write_bytes(b"manifest bytes " * 100)
+    dvc("init", "--no-scm", "-q")
+    dvc("add", "data/utterances.parquet")
+    dvc("remote", "add", "-d", "store", "s3://corpus/jstip-dvc-cache")
+    dvc("remote", "modify", "store", "endpointurl", os.environ["AWS_ENDPOINT_URL"])
+    dvc("push")
+    assert s3.find("corpus/jstip-dvc-cache")  # the content-addressed files are in the bucket
+    (tmp_path / "data" / "utterances.parquet").unlink()
+    shutil.rmtree(tmp_path / ".dvc" / "cache")
+    dvc("pull")
+    assert (tmp_path / "data" / "utterances.parquet").read_bytes() == b"manifest bytes " * 100

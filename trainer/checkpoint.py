@@ -10,19 +10,25 @@ rank's data cursors, scheduler, Python and NumPy RNG states, the settings that m
 across a resume, the per-step losses and the samples set aside so far). An FSDP run's state holds
 no `model.safetensors`/`optimizer.safetensors`: each rank writes its shards to `dcp/` instead
 (`sharded.py`), and `load_checkpoint` reads such a state in one process like a plain checkpoint.
-`export_lm` writes the LM alone as a Hugging Face model directory (for `train.lm`). It is written to a temporary directory and
+`export_lm` writes the LM alone as a Hugging Face model directory (for `train.lm`). A state is written to a temporary directory and
 renamed, so a crash never leaves a half state that `resume=auto` would pick up.
+Any of these directories may be an fsspec URL (`s3://bucket/run`): files are written to a local temporary
+folder and put one by one (a training state's `trainer_state.json` last: a state without it is not
+complete), sharded DCP states are written by every rank straight to the store (`sharded.py`), and
+loading fetches the files directly in the directory (never its `state/` or `lm/` subfolders).
 `init_parts` starts some parts of a new model from another run's checkpoint (`train.init_from`): e.g.
 a speech encoder and adapter pretrained once on ASR speech and shared by every run of an experiment,
 as the paper starts from a pretrained Conformer encoder.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import random
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 from transformers import AutoConfig, PreTrainedTokenizerBase
 
+from manifests import storage
 from manifests.errors import JstipError
 
 from .model import SpeechLM, SpeechLMConfig, build_lm
@@ -41,31 +48,48 @@ CONFIG_FILE, LM_CONFIG_FILE, WEIGHTS_FILE = "speechlm_config.json", "lm_config.j
 OPTIM_FILE, STATE_FILE = "optimizer.safetensors", "trainer_state.json"
 
 
-def save_checkpoint(model: SpeechLM, tok: PreTrainedTokenizerBase, directory: str | Path, weights: bool = True) -> Path:
+def save_checkpoint(model: SpeechLM, tok: PreTrainedTokenizerBase, directory: str | Path, weights: bool = True) -> Path | str:
     """Write weights (unless a sharded state holds them), both configs and the tokenizer to `directory`."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    if weights:
-        save_model(model, str(directory / WEIGHTS_FILE))
-    (directory / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(model.cfg), indent=2) + "\n")
-    (directory / LM_CONFIG_FILE).write_text(json.dumps(model.base_lm().config.to_dict(), indent=2) + "\n")
-    tok.save_pretrained(str(directory))
-    return directory
+    with storage.folder_to_write(directory) as folder:
+        if weights:
+            save_model(model, str(folder / WEIGHTS_FILE))
+        (folder / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(model.cfg), indent=2) + "\n")
+        (folder / LM_CONFIG_FILE).write_text(json.dumps(model.base_lm().config.to_dict(), indent=2) + "\n")
+        tok.save_pretrained(str(folder))
+    return _here(directory)
+
+
+def _here(directory: str | Path) -> Path | str:
+    """A local directory as a Path, a URL as it is (pathlib would fold `s3://` to `s3:/`)."""
+    return str(directory) if storage.is_url(directory) else Path(directory)
+
+
+def save_tokenizer(tok: PreTrainedTokenizerBase, directory: str | Path) -> None:
+    with storage.folder_to_write(directory) as folder:
+        tok.save_pretrained(str(folder))
+
+
+def load_tokenizer_from(directory: str | Path) -> PreTrainedTokenizerBase:
+    """The tokenizer saved in a checkpoint or state directory (local or a URL: its files only, not the weights)."""
+    names = [n for n in storage.files_in(str(directory)) if not n.endswith(".safetensors")] if storage.is_url(directory) else ()
+    with storage.local_folder(directory, only=tuple(names)) as folder:
+        return load_tokenizer(folder)
 
 
 def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -> tuple[SpeechLM, PreTrainedTokenizerBase]:
     """Rebuild a `SpeechLM` and its tokenizer from `save_checkpoint` output (eval mode)."""
-    directory = Path(directory)
-    sharded = is_sharded_state(directory) and not (directory / WEIGHTS_FILE).exists()
+    present = set(storage.files_in(str(directory)))
+    sharded = is_sharded_state(directory) and WEIGHTS_FILE not in present
     needed = (CONFIG_FILE, LM_CONFIG_FILE) if sharded else (WEIGHTS_FILE, CONFIG_FILE, LM_CONFIG_FILE)
-    missing = [f for f in needed if not (directory / f).exists()]
+    missing = [f for f in needed if f not in present]
     if missing:
         raise JstipError(f"checkpoint {directory} lacks {missing}; run the train stage first")
-    model, tok = build_from_checkpoint(directory)
-    if sharded:  # an FSDP training state: its shards, resharded into this one process
-        load_sharded_model(directory, model)
-    else:
-        load_weights(model, directory / WEIGHTS_FILE)
+    with storage.local_folder(directory) as folder:
+        model, tok = build_from_checkpoint(folder)
+        if sharded:  # an FSDP training state: its shards, resharded into this one process
+            load_sharded_model(directory, model)
+        else:
+            load_weights(model, folder / WEIGHTS_FILE)
     return model.to(device).eval(), tok
 
 
@@ -107,15 +131,15 @@ def export_lm(model: SpeechLM, tok: PreTrainedTokenizerBase, directory: str | Pa
     """
     import copy
 
-    directory = Path(directory)
     lm = model.lm
     if hasattr(lm, "merge_and_unload"):
         lm = copy.deepcopy(lm).merge_and_unload()
         if hasattr(lm, "get_input_embeddings") and hasattr(lm.get_input_embeddings(), "merge_and_unload"):
             lm.set_input_embeddings(lm.get_input_embeddings().merge_and_unload())
-    lm.save_pretrained(str(directory))
-    tok.save_pretrained(str(directory))
-    return directory
+    with storage.folder_to_write(directory) as folder:
+        lm.save_pretrained(str(folder))
+        tok.save_pretrained(str(folder))
+    return _here(directory)
 
 
 def load_weights(model: SpeechLM, path: Path) -> None:
@@ -196,37 +220,50 @@ def load_optimizer_tensors(model: torch.nn.Module, optimizer: torch.optim.Optimi
 
 def save_state(directory: str | Path, step: int, model: SpeechLM, tok: PreTrainedTokenizerBase,
                optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any], rank: int = 0,
-               world_size: int = 1, barrier: Any = None, keep: int = 2) -> Path:
-    """Write the training state of `step` atomically under `directory`/state; keep the newest `keep`."""
-    root = Path(directory) / "state"
-    final = root / f"step-{step:08d}"
-    tmp = root / f".tmp-step-{step:08d}"
+               world_size: int = 1, barrier: Any = None, keep: int = 2) -> Path | str:
+    """Write the training state of `step` atomically under `directory`/state; keep the newest `keep`.
+
+    Locally the state is renamed into place; in object storage (no rename) each rank puts its files
+    into the state's folder and rank 0 puts `trainer_state.json` last, once every rank is done."""
+    remote = storage.is_url(directory)
+    root = storage.join(str(directory), "state")
+    final = storage.join(root, f"step-{step:08d}")
     sharded = _is_fsdp(model)
-    if rank == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        save_checkpoint(model, tok, tmp, weights=not sharded)
-        if not sharded:
-            save_file(optimizer_tensors(model, optimizer), str(tmp / OPTIM_FILE))
+    with tempfile.TemporaryDirectory(prefix="jstip-state-") if remote else contextlib.nullcontext() as staging:
+        tmp = Path(staging) if remote else Path(root) / f".tmp-step-{step:08d}"
+        if rank == 0:
+            if remote:
+                storage.remove(final)  # what an interrupted save of this step left
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir(parents=True)
+            save_checkpoint(model, tok, tmp, weights=not sharded)
+            if not sharded:
+                save_file(optimizer_tensors(model, optimizer), str(tmp / OPTIM_FILE))
+        if barrier:
+            barrier()
+        if sharded:  # every rank writes its shards of weights and AdamW state
+            save_sharded(final if remote else tmp, model, optimizer)
+        save_rng(tmp, rank)
+        if remote:
+            storage.upload_folder(tmp, final)  # this rank's files (rank 0: the model's too)
+        if barrier:
+            barrier()
+        if rank == 0:
+            groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+            meta = {**state, "step": step, "world_size": world_size, "optimizer_groups": groups,
+                    "scheduler": {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}}
+            (tmp / STATE_FILE).write_text(json.dumps(meta, default=float))
+            if remote:
+                storage.upload(tmp / STATE_FILE, storage.join(final, STATE_FILE))  # the state is complete
+            else:
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)
+            for old in storage.folders_in(root, "step-*")[:-keep] if keep > 0 else []:
+                storage.remove(old) if remote else shutil.rmtree(old, ignore_errors=True)
     if barrier:
         barrier()
-    if sharded:  # every rank writes its shards of weights and AdamW state
-        save_sharded(tmp, model, optimizer)
-    save_rng(tmp, rank)
-    if barrier:
-        barrier()
-    if rank == 0:
-        groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
-        meta = {**state, "step": step, "world_size": world_size, "optimizer_groups": groups,
-                "scheduler": {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}}
-        (tmp / STATE_FILE).write_text(json.dumps(meta, default=float))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        for old in sorted(root.glob("step-*"))[:-keep] if keep > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
-    if barrier:
-        barrier()
-    return final
+    return _here(final)
 
 
 def _is_fsdp(model: torch.nn.Module) -> bool:
@@ -235,10 +272,11 @@ def _is_fsdp(model: torch.nn.Module) -> bool:
     return isinstance(model, FSDPModule)
 
 
-def latest_state(directory: str | Path) -> Path | None:
+def latest_state(directory: str | Path) -> Path | str | None:
     """The newest complete training state under `directory`/state, or None."""
-    done = sorted(p for p in (Path(directory) / "state").glob("step-*") if (p / STATE_FILE).exists())
-    return done[-1] if done else None
+    done = [p for p in storage.folders_in(storage.join(str(directory), "state"), "step-*")
+            if storage.is_file(storage.join(p, STATE_FILE))]
+    return _here(done[-1]) if done else None
 
 
 def load_state(path: str | Path, model: SpeechLM, rank: int = 0) -> dict[str, Any]:
@@ -247,29 +285,31 @@ def load_state(path: str | Path, model: SpeechLM, rank: int = 0) -> dict[str, An
     The optimizer and scheduler are restored separately (`load_optimizer`), once the stage the
     state was saved in has built them.
     """
-    path = Path(path)
-    if not (path / STATE_FILE).exists():
+    if not storage.is_file(storage.join(str(path), STATE_FILE)):
         raise JstipError(f"{path} is not a training state (no {STATE_FILE}); give a state/step-* directory or resume=auto")
-    meta = json.loads((path / STATE_FILE).read_text())
-    if is_sharded_state(path) != _is_fsdp(model):
-        raise JstipError(f"{path} was saved by a {'sharded (fsdp)' if is_sharded_state(path) else 'ddp'} run; resume "
+    sharded = is_sharded_state(path)
+    if sharded != _is_fsdp(model):
+        raise JstipError(f"{path} was saved by a {'sharded (fsdp)' if sharded else 'ddp'} run; resume "
                          "it with the same parallel setting")
-    if is_sharded_state(path):
-        load_sharded_model(path, model)
-    else:
-        load_weights(model, path / WEIGHTS_FILE)
-    load_rng(path, rank)
+    mine = (STATE_FILE, f"rng-rank{rank}.safetensors", f"rng-rank{rank}.json") + (() if sharded else (WEIGHTS_FILE,))
+    with storage.local_folder(path, only=mine) as folder:
+        meta = json.loads((folder / STATE_FILE).read_text())
+        if sharded:
+            load_sharded_model(path, model)
+        else:
+            load_weights(model, folder / WEIGHTS_FILE)
+        load_rng(folder, rank)
     return meta
 
 
 def load_optimizer(path: str | Path, model: SpeechLM, optimizer: torch.optim.Optimizer, scheduler: Any,
                    meta: dict[str, Any]) -> None:
     """Restore the AdamW moments and the scheduler of a training state."""
-    path = Path(path)
     if is_sharded_state(path):
         load_sharded_optimizer(path, model, optimizer)
     else:
-        load_optimizer_tensors(model, optimizer, load_file(str(path / OPTIM_FILE)), meta["optimizer_groups"])
+        with storage.local_folder(path, only=(OPTIM_FILE,)) as folder:
+            load_optimizer_tensors(model, optimizer, load_file(str(folder / OPTIM_FILE)), meta["optimizer_groups"])
     scheduler.load_state_dict({**scheduler.state_dict(), **meta["scheduler"]})
 
 
@@ -287,10 +327,10 @@ def init_parts(model: SpeechLM, directory: str | Path, parts: str = "encoder,pro
     wanted = [p for p in wanted if p != "ctc"]
     if not (wanted or ctc_alone) or set(wanted) - set(PARTS):
         raise JstipError(f"init_parts={parts!r} must name parts among {', '.join(PARTS)}, ctc (comma-separated)")
-    path = Path(directory) / WEIGHTS_FILE
-    if not path.is_file():
+    if not storage.is_file(storage.join(str(directory), WEIGHTS_FILE)):
         raise JstipError(f"init_from {directory}: no {WEIGHTS_FILE}; give a checkpoint directory written by jstip train")
-    saved = load_file(str(path))
+    with storage.local_folder(directory, only=(WEIGHTS_FILE,)) as folder:
+        saved = load_file(str(folder / WEIGHTS_FILE))
     own = model.state_dict()
     prefixes = tuple(f"{p}." for p in wanted) + (("pooler.",) if "projector" in wanted else ())  # the spike pooler is adapter
     keys = [k for k in own if k.startswith(prefixes)]

@@ -32,6 +32,7 @@ from typing import Any, Callable
 import torch
 from tqdm import tqdm
 
+from manifests import storage
 from manifests.errors import JstipError
 from manifests.io import write_text_atomic
 
@@ -113,7 +114,7 @@ class LoopResult:
     mfu_model: float | None = None
     parallel: str = "none"
     interrupted: bool = False
-    state: Path | None = None
+    state: Path | str | None = None
 
 
 def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
@@ -165,10 +166,10 @@ class _Interrupt:
             signal.signal(signal.SIGINT, self.old)
 
 
-def _resume_path(cfg: LoopConfig, out_dir: str | Path | None) -> Path | None:
+def _resume_path(cfg: LoopConfig, out_dir: str | Path | None) -> Path | str | None:
     if cfg.resume == "auto":
         return latest_state(out_dir) if out_dir else None
-    return Path(cfg.resume) if cfg.resume else None
+    return cfg.resume if storage.is_url(cfg.resume) else Path(cfg.resume) if cfg.resume else None
 
 
 def train(model: SpeechLM, data: TrainData, cfg: LoopConfig, out_dir: str | Path | None = None,
@@ -252,13 +253,17 @@ def train(model: SpeechLM, data: TrainData, cfg: LoopConfig, out_dir: str | Path
     paused = 0.0
     win: Counter = Counter()
 
-    def save(plan: StagePlan, optimizer: Any, sched: Any) -> Path:
+    def save(plan: StagePlan, optimizer: Any, sched: Any) -> Path | str:
         cur = dist.gather([[list(c) for c in cursors], next_stream])
-        return save_state(out_dir, step, model, tok, optimizer, sched,
-                          {"stage": plan.name, "stage_step": stage_step, "plans": {p.name: p.steps for p in plans},
-                           "cursors": cur, "data": settings, "loop": asdict(cfg), "losses": result.losses,
-                           "skipped": result.skipped},
-                          dist.rank, dist.world_size, dist.barrier if dist.enabled else None, cfg.keep_states)
+        saved = save_state(out_dir, step, model, tok, optimizer, sched,
+                           {"stage": plan.name, "stage_step": stage_step, "plans": {p.name: p.steps for p in plans},
+                            "cursors": cur, "data": settings, "loop": asdict(cfg), "losses": result.losses,
+                            "skipped": result.skipped},
+                           dist.rank, dist.world_size, dist.barrier if dist.enabled else None, cfg.keep_states)
+        if log_file and storage.is_url(out_dir):  # the log goes with each state to the store
+            log_file.flush()
+            storage.upload(log_path, storage.join(str(out_dir), Path(log_path).name))
+        return saved
 
     try:
         with _Interrupt(main) as interrupt:

@@ -15,14 +15,20 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import tempfile
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
+from manifests import storage
 from manifests.errors import JstipError
 from manifests.io import write_text_atomic
 
 from .config import PLOTS, TrainConfig
+
+LOG_FILE = "train_log.jsonl"
 
 
 def _subset(cfg: TrainConfig, target: type):
@@ -50,22 +56,42 @@ def set_cpu_threads(threads: int = 0) -> int:
 
 def _tokenizer(cfg: TrainConfig, dist, source) -> object:
     """Rank 0 builds (or, resuming, reloads) the tokenizer and saves it; the other ranks load that copy."""
-    from .checkpoint import latest_state
+    from .checkpoint import latest_state, load_tokenizer_from, save_tokenizer
     from .shards import text_sample
-    from .tokenizer import build_tokenizer, extend_tokenizer, load_pretrained_tokenizer, load_tokenizer
+    from .tokenizer import build_tokenizer, extend_tokenizer, load_pretrained_tokenizer
 
-    ckpt = Path(cfg.checkpoints)
-    state = latest_state(ckpt) if cfg.resume == "auto" else (Path(cfg.resume) if cfg.resume else None)
+    ckpt = cfg.checkpoints
+    state = latest_state(ckpt) if cfg.resume == "auto" else (cfg.resume or None)
     if dist.main:
         if state is not None:
-            tok = load_tokenizer(state)
+            tok = load_tokenizer_from(state)
         elif cfg.lm:  # a pretrained LM keeps its own tokenizer, extended with the formats' tokens
             tok = extend_tokenizer(load_pretrained_tokenizer(cfg.lm))
         else:
             tok = build_tokenizer(text_sample(source, cfg.tokenizer_chars, cfg.seed), cfg.vocab_size)
-        tok.save_pretrained(str(ckpt))
+        save_tokenizer(tok, ckpt)
     dist.barrier()
-    return tok if dist.main else load_tokenizer(ckpt)
+    return tok if dist.main else load_tokenizer_from(ckpt)
+
+
+@contextmanager
+def _log_file(checkpoints: str, main: bool) -> Iterator[Path]:
+    """Where the loop appends `train_log.jsonl`: in the checkpoint directory, or, when that is a URL,
+    a local file fetched from it first (a resumed run keeps its records) and put back at the end
+    (the loop also puts it with each training state)."""
+    if not storage.is_url(checkpoints):
+        yield Path(checkpoints) / LOG_FILE
+        return
+    url = storage.join(checkpoints, LOG_FILE)
+    with tempfile.TemporaryDirectory(prefix="jstip-log-") as folder:
+        local = Path(folder) / LOG_FILE
+        if main and storage.is_file(url):
+            storage.download(url, local)
+        try:
+            yield local
+        finally:
+            if main and local.exists():
+                storage.upload(local, url)
 
 
 def write_plots(records: list[dict], directory: str | Path) -> None:
@@ -75,7 +101,7 @@ def write_plots(records: list[dict], directory: str | Path) -> None:
         rows = ["step," + ",".join(columns)] + [
             f"{r['step']}," + ",".join(fmt(r.get("mean_loss") if c == "loss" else r.get(c)) for c in columns)
             for r in records]
-        write_text_atomic("\n".join(rows) + "\n", Path(directory) / name)
+        write_text_atomic("\n".join(rows) + "\n", storage.join(str(directory), name))
 
 
 def _examples(skipped: dict[str, str], per_category: int = 5) -> dict[str, list[str]]:
@@ -148,8 +174,9 @@ def train_run(cfg: TrainConfig) -> tuple[dict, dict] | None:
     # the plan needs the device's memory: on CPU only when device_memory_gb is given
     ddp_fits = _check_plan(cfg, dist.world_size) if cfg.device_memory_gb or \
         pick_device(cfg.device).type == "cuda" else None
-    ckpt = Path(cfg.checkpoints)
-    ckpt.mkdir(parents=True, exist_ok=True)
+    ckpt = cfg.checkpoints
+    if not storage.is_url(ckpt):
+        Path(ckpt).mkdir(parents=True, exist_ok=True)
     source = ShardSource(cfg.samples, dist.rank, dist.world_size)
     tok = _tokenizer(cfg, dist, source)
     torch.manual_seed(cfg.seed)
@@ -161,8 +188,9 @@ def train_run(cfg: TrainConfig) -> tuple[dict, dict] | None:
     startup = time.perf_counter() - started
     try:
         loop_cfg = dataclasses.replace(_subset(cfg, LoopConfig), ddp_fits=ddp_fits)
-        result = train(model, data, loop_cfg, out_dir=ckpt, tok=tok, log_path=ckpt / "train_log.jsonl",
-                       progress=cfg.progress, on_record=lambda records: write_plots(records, cfg.plots))
+        with _log_file(ckpt, dist.main) as log_path:
+            result = train(model, data, loop_cfg, out_dir=ckpt, tok=tok, log_path=log_path,
+                           progress=cfg.progress, on_record=lambda records: write_plots(records, cfg.plots))
     except KeyboardInterrupt:
         print("jstip train: stopped at once by a second Ctrl-C; no training state was saved", file=sys.stderr)
         raise SystemExit(130) from None
@@ -179,7 +207,7 @@ def train_run(cfg: TrainConfig) -> tuple[dict, dict] | None:
         return None
     save_checkpoint(model.cpu(), tok, ckpt)
     if cfg.export_lm:
-        export_lm(model, tok, ckpt / "lm")
+        export_lm(model, tok, storage.join(ckpt, "lm"))
     write_plots(result.records, cfg.plots)
     losses = result.losses
     n = max(1, min(cfg.loss_window, len(losses) // 2 or 1))

@@ -15,11 +15,34 @@ from typing import Any
 import torch
 from torch import nn
 
+from manifests import storage
+
 SHARDED_DIR = "dcp"
 
 
 def is_sharded_state(directory: str | Path) -> bool:
-    return (Path(directory) / SHARDED_DIR / ".metadata").is_file()
+    return storage.is_file(storage.join(str(directory), SHARDED_DIR, ".metadata"))
+
+
+def _writing(directory: str | Path) -> dict[str, Any]:
+    """`dcp.save`'s target for a state folder: at a URL (`s3://...`) through fsspec, every rank writing
+    its own shards straight to the store; else the plain file system."""
+    target = storage.join(str(directory), SHARDED_DIR)
+    if not storage.is_url(target):
+        return {"checkpoint_id": target}
+    from torch.distributed.checkpoint._fsspec_filesystem import FsspecWriter
+
+    return {"checkpoint_id": target, "storage_writer": FsspecWriter(target)}
+
+
+def _reading(directory: str | Path) -> dict[str, Any]:
+    """`dcp.load`'s source, the same way round."""
+    target = storage.join(str(directory), SHARDED_DIR)
+    if not storage.is_url(target):
+        return {"checkpoint_id": target}
+    from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader
+
+    return {"checkpoint_id": target, "storage_reader": FsspecReader(target)}
 
 
 def save_sharded(directory: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> None:
@@ -30,7 +53,7 @@ def save_sharded(directory: str | Path, model: nn.Module, optimizer: torch.optim
     state: dict[str, Any] = {"model": get_model_state_dict(model)}
     if optimizer is not None:
         state["optim"] = get_optimizer_state_dict(model, optimizer)
-    dcp.save(state, checkpoint_id=str(Path(directory) / SHARDED_DIR))
+    dcp.save(state, **_writing(directory))
 
 
 def load_sharded_model(directory: str | Path, model: nn.Module) -> None:
@@ -39,7 +62,7 @@ def load_sharded_model(directory: str | Path, model: nn.Module) -> None:
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
 
     state = {"model": get_model_state_dict(model)}
-    dcp.load(state, checkpoint_id=str(Path(directory) / SHARDED_DIR))
+    dcp.load(state, **_reading(directory))
     set_model_state_dict(model, state["model"])
 
 
@@ -49,7 +72,7 @@ def load_sharded_optimizer(directory: str | Path, model: nn.Module, optimizer: t
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_optimizer_state_dict
 
     state = {"optim": get_optimizer_state_dict(model, optimizer)}
-    dcp.load(state, checkpoint_id=str(Path(directory) / SHARDED_DIR))
+    dcp.load(state, **_reading(directory))
     set_optimizer_state_dict(model, optimizer, state["optim"])
 
 
