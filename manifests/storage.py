@@ -136,7 +136,7 @@ def remove(url: str) -> None:
 
 
 class RemotePath:
-    """The little of `pathlib.Path` a reader uses (`name`, `parent`, `str`), for a URL."""
+    """The little of `pathlib.Path` a reader uses (`name`, `stem`, `parent`, `str`), for a URL."""
 
     def __init__(self, url: str) -> None:
         self.url = str(url).rstrip("/")
@@ -144,6 +144,10 @@ class RemotePath:
     @property
     def name(self) -> str:
         return name(self.url)
+
+    @property
+    def stem(self) -> str:
+        return posixpath.splitext(self.name)[0]
 
     @property
     def parent(self) -> "RemotePath":

@@ -136,8 +136,7 @@ TINY_MODEL = {"batch_size": 4, "warmup_steps": 2, "vocab_size": 300, "lm_hidden"
 def test_the_whole_flow_reads_and_writes_only_the_bucket(s3, tmp_path, spoken):
     """prepare → align → interleave (2 worker processes; espeak TTS pairs) → train (a loader process; a
     training state mid-run, then a resume from the bucket) → evaluate, every manifest, shard, checkpoint,
-    metric and report an s3:// URL; only the DVC plots are local (and the domain text, which prepare
-    reads locally so far)."""
+    metric and report an s3:// URL (the domain text a folder in the bucket); only the DVC plots are local."""
     from manifests.audio import write_audio
     from manifests.schema import Hypothesis, Sample
     from pipeline.stage_align import AlignConfig, run as align
@@ -159,10 +158,11 @@ def test_the_whole_flow_reads_and_writes_only_the_bucket(s3, tmp_path, spoken):
     s3.put(str(local) + "/", "corpus/speech/", recursive=True)
     domain = tmp_path / "domain.txt"
     domain.write_text("Aspirin thins the blood.\nThe wrist healed in six weeks.\nTake the tablets with water.\n")
+    s3.put(str(domain), "corpus/text/pubmed/domain.txt")
 
     run_ = "s3://corpus/run"
     cfg = _cfg(run_, "s3://corpus/speech/list.csv", f"{run_}/audio")
-    cfg.domain_text, cfg.test_fraction = str(domain), 0.4
+    cfg.domain_text, cfg.test_fraction = "s3://corpus/text/", 0.4
     prepared = run(cfg)
     assert prepared["test_utterances"] >= 1 and prepared["texts"] == 3
     aligned = align(AlignConfig(utterances=f"{run_}/u.parquet", out=f"{run_}/alignments", aligner="pocketsphinx",
