@@ -63,8 +63,11 @@ def cluster(tmp_path):
             if p.poll() is None:
                 p.terminate()
         for p in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
+            try:
                 p.wait(timeout=15)
+            except subprocess.TimeoutExpired:  # a worker that ignores SIGTERM must not outlive the test
+                p.kill()
+                p.wait()
         logs.close()
 
 
