@@ -131,7 +131,7 @@ def test_prepare_and_align_on_a_real_cluster_lose_nothing_when_a_worker_dies(clu
     extra = subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # so one survives the kill
     try:
-        monkeypatch.setattr(execution, "executor", _killing_executor(workers[1]))
+        monkeypatch.setattr(execution, "executor", _killing_executor(workers[1], at_map=2))  # map 1 is the local run
         runs = {}
         for name, scheduler in (("local", ""), ("cluster", address)):
             runs[name] = align(AlignConfig(utterances=f"{speech}/u.parquet", out=str(tmp_path / name / "al"),
