@@ -11,6 +11,11 @@ sample's target text: the transcript as written for asr and tts pairs), `lang`, 
 (paths stored relative by older runs are resolved against the working directory). Text-only
 samples have no audio and are counted, not exported. Written as JSON lines (gzip for a `.gz`
 name), atomically, without importing either library.
+
+Both stream: samples a row group at a time, alignments and speakers looked up by id a row group at
+a time (manifests/lookup.py), audio headers through a small cache, and what must be remembered per
+file or per source (recording ids, NeMo pairs already written) in a map that moves to disk past a
+million keys (manifests/spilled_map.py): memory does not grow with the corpus.
 """
 from __future__ import annotations
 
@@ -18,20 +23,22 @@ import gzip
 import hashlib
 import json
 import os
-from collections import Counter
+from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any, Iterable
 
 from manifests.audio import audio_info
-from manifests.errors import AudioError, JstipError, ManifestError
-from manifests.io import atomic_path, iter_records
-from manifests.schema import SPEECH, TEXT, Sample, Utterance, WordSpan
-
-from manifests.views import alignment_index, iter_samples, sample_words
+from manifests.errors import AudioError, JstipError
+from manifests.io import atomic_path
+from manifests.lookup import ById
+from manifests.schema import SPEECH, TEXT, Alignment, Sample, Utterance, WordSpan
+from manifests.spilled_map import SpilledMap
+from manifests.views import iter_samples
 
 FORMATS = ("lhotse", "nemo")
 DEFAULT_KINDS = {"nemo": "asr,tts_pair", "lhotse": ""}
 PAIR_KINDS = ("asr", "tts_pair")
+AUDIO_INFO_CACHE = 4096  # audio files whose header is kept (a file's samples come together)
 
 
 def spans_json(sample: Sample) -> list[dict[str, Any]]:
@@ -49,16 +56,48 @@ def target_text(sample: Sample, words: tuple[WordSpan, ...]) -> str:
     return " ".join(s.text for s in sample.spans if s.modality in (SPEECH, TEXT) and s.text)
 
 
+def alignment_words(sample: Sample, alignments: ById) -> tuple[WordSpan, ...]:
+    """The word times of a sample's audio: the source's alignment (tts pairs: by sample id), as
+    `manifests.views.sample_words` gives them, looked up a row group at a time."""
+    for key in (sample.sample_id, sample.source_id):
+        alignment = alignments.record(key)
+        if alignment is not None and alignment.words:
+            return alignment.words
+    return ()
+
+
+def alignment_lookup(samples: str, alignments: str) -> ById:
+    """The utterances' alignments and the tts pairs' (inside the sample directory), by id."""
+    return ById([alignments, str(Path(samples) / "tts" / "alignments")], Alignment, "utt_id")
+
+
 class RecordingIds:
-    """Short recording ids: the file's stem, or stem-<hash of the path> when another file has that stem."""
+    """Short recording ids: the file's stem, or stem-<hash of the path> when another file has that stem.
+    The first file of each stem is remembered in a map that spills to disk (one key per audio file)."""
 
     def __init__(self) -> None:
-        self.by_stem: dict[str, str] = {}
+        self.by_stem = SpilledMap()
 
     def __call__(self, path: str) -> str:
         stem = Path(path).stem
-        owner = self.by_stem.setdefault(stem, path)
+        owner = self.by_stem.first(stem, path)
         return stem if owner == path else f"{stem}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
+
+
+class AudioInfo:
+    """`audio_info` of the last `size` files read (rate, seconds): samples of a file come together."""
+
+    def __init__(self, size: int = AUDIO_INFO_CACHE) -> None:
+        self.size, self.known = size, OrderedDict()
+
+    def __call__(self, path: str) -> tuple[int, float]:
+        if path in self.known:
+            self.known.move_to_end(path)
+            return self.known[path]
+        got = self.known[path] = audio_info(path)
+        if len(self.known) > self.size:
+            self.known.popitem(last=False)
+        return got
 
 
 def lhotse_cut(sample: Sample, words: tuple[WordSpan, ...], audio_path: str, recording_id: str, rate: int,
@@ -99,27 +138,18 @@ def write_jsonl(lines: Iterable[dict[str, Any]], path: str | Path) -> int:
     return n
 
 
-def _speakers(path: str) -> dict[str, str]:
-    if not path or not Path(path).exists():
-        return {}
-    try:
-        return {u.utt_id: u.speaker for u in iter_records(path, Utterance)}
-    except ManifestError:
-        return {}
-
-
 def export(samples: str, fmt: str, out: str, alignments: str = "", kinds: str | None = None,
            utterances: str = "", language: str = "en") -> dict[str, Any]:
     """Write the manifest; returns what was exported and what was skipped, by reason."""
     if fmt not in FORMATS:
         raise JstipError(f"unknown export format {fmt!r}; choose among {', '.join(FORMATS)}")
     wanted = {k.strip() for k in (DEFAULT_KINDS[fmt] if kinds is None else kinds).split(",") if k.strip()}
-    index = alignment_index([alignments, str(Path(samples) / "tts" / "alignments")])
-    speakers = _speakers(utterances)
+    aligned = alignment_lookup(samples, alignments)
+    speakers = ById([utterances], Utterance, "utt_id", columns=["utt_id", "speaker"])
     skipped: Counter = Counter()
-    info: dict[str, tuple[int, float]] = {}
+    info = AudioInfo()
     recording_ids = RecordingIds()
-    seen_pairs: set[tuple[str, str]] = set()
+    seen_pairs = SpilledMap()  # kind and source of each NeMo pair written -> its sample id
 
     def lines() -> Iterable[dict[str, Any]]:
         for sample in iter_samples(samples):
@@ -130,23 +160,26 @@ def export(samples: str, fmt: str, out: str, alignments: str = "", kinds: str | 
                 skipped[f"{sample.kind}_no_audio"] += 1
                 continue
             if fmt == "nemo" and sample.kind in PAIR_KINDS:
-                if (sample.kind, sample.source_id) in seen_pairs:  # a redrawn pair: one line per utterance
+                pair = f"{sample.kind}\t{sample.source_id}"
+                if seen_pairs.first(pair, sample.sample_id) != sample.sample_id:  # a redrawn pair: one line per utterance
                     skipped[f"{sample.kind}_repeat"] += 1
                     continue
-                seen_pairs.add((sample.kind, sample.source_id))
-            words = sample_words(sample, index)
+            words = alignment_words(sample, aligned)
             audio_path = os.path.abspath(sample.audio_path)
-            speaker = speakers.get(sample.source_id, "")
+            speaker = (speakers.row(sample.source_id) or {}).get("speaker") or ""
             if fmt == "nemo":
                 yield nemo_line(sample, words, audio_path, speaker, language)
                 continue
             try:
-                if audio_path not in info:
-                    info[audio_path] = audio_info(audio_path)
+                rate, seconds = info(audio_path)
             except AudioError:
                 skipped["audio_unreadable"] += 1
                 continue
-            yield lhotse_cut(sample, words, audio_path, recording_ids(audio_path), *info[audio_path], speaker, language)
+            yield lhotse_cut(sample, words, audio_path, recording_ids(audio_path), rate, seconds, speaker, language)
 
-    n = write_jsonl(lines(), out)
+    try:
+        n = write_jsonl(lines(), out)
+    finally:
+        recording_ids.by_stem.close()
+        seen_pairs.close()
     return {"format": fmt, "out": out, "kinds": sorted(wanted) or "all", "exported": n, "skipped": dict(skipped)}

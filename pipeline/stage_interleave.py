@@ -26,8 +26,8 @@ import numpy as np
 
 from interleave.batch import BuildSettings
 from interleave.extension import LAYOUTS
-from interleave.recipes import (DEFAULT_RECIPES, MIX_BY, SPEECH_KINDS, TEXT_KINDS, UTTERANCE_KINDS, resolve,
-                                thresholds)
+from interleave.recipes import (BUCKET_BITS, DEFAULT_RECIPES, MIX_BY, SPEECH_KINDS, TEXT_KINDS, UTTERANCE_KINDS,
+                                resolve, thresholds)
 from interleave.sampling import SAMPLERS, SamplerParams, parse_range
 from interleave.sequences import VARIANTS
 from interleave.tokens import Rates
@@ -36,7 +36,8 @@ from manifests import storage
 from manifests.errors import JstipError
 from manifests.io import manifest_files, shard_path, write_stage_metrics
 
-from .execution import fingerprint, run_shards
+from . import execution
+from .execution import fingerprint
 from .interleave_build import EMPTY_DIR, Job, build, measure, one_thread
 from interleave.inputs import Task, file_stamp, plan_tasks
 from interleave.report import metrics_and_report, speech_left, write_segment_plots
@@ -48,6 +49,8 @@ INTERLEAVE_VERSION = 4
 DEFAULT_VOICES = "en-us,en-us+f3,en-us+m3,en-gb-x-rp+m2"
 TOKEN_FORMATS = ("paper", "tagged")
 MAX_TASK_ROWS = 8192  # utterances per shard at most: bounds a worker's memory whatever the corpus
+WINDOW_TASKS = 64  # tasks handed to the workers at a time: the driver holds one window's results
+WINDOW_BYTES = 16 * 2**20  # pass 1: a window's histograms at most this (but 2 tasks per worker at least)
 BYTES_PER_SAMPLE = 1500.0  # a sample row without audio (spans of a ~12 s, ~30-word utterance): for shard sizes
 FLAC_BYTES_PER_SECOND = 20000.0  # 16 kHz speech as 16-bit FLAC: a shard-size estimate only
 NOT_RECIPE_SETTINGS = {"utterances", "alignments", "texts", "tts_texts", "tts_recordings", "tts_alignments", "out", "recipe", "recipes", "workers",
@@ -198,34 +201,54 @@ def check_config(cfg: InterleaveConfig) -> tuple[InterleaveConfig, dict[str, flo
 
 
 @contextmanager
-def _executor(cfg: InterleaveConfig) -> Iterator[Callable[[Callable, list, str], list]]:
-    """How both passes run their tasks: inline (`--workers 1`), on the dask cluster at `--scheduler`
-    (`execution.run_shards`), or, for local `--workers N`, on one pool of N spawned processes kept
-    for both passes. Measured at 1,000 h on 2 cores: a dask LocalCluster gave 1.14x one worker (its
-    workers spent ~30% more CPU per task, and start-up and shutdown cost seconds); the pool 1.6x."""
-    def on_dask(fn, jobs, what):
-        return run_shards(fn, jobs, workers=cfg.workers, scheduler=cfg.scheduler, desc=f"interleave: {what}",
-                          unit="row", size=lambda j: j.task.rows)
+def _executor(cfg: InterleaveConfig) -> Iterator[Callable[..., list]]:
+    """How both passes run their tasks: `run(fn, jobs, what, reduce=None)` inline (`--workers 1`), on
+    the dask cluster at `--scheduler` (one connection for both passes), or, for local `--workers N`,
+    on one pool of N spawned processes kept for both passes. Measured at 1,000 h on 2 cores: a dask
+    LocalCluster gave 1.14x one worker (its workers spent ~30% more CPU per task, and start-up and
+    shutdown cost seconds); the pool 1.6x. With `reduce`, results are handed to it a window of tasks
+    at a time and not kept (pass 1's histograms, `task_bytes` each: 32 KB per kind and repeat, which
+    held until the end grew with the corpus): `WINDOW_TASKS`, fewer when their histograms would
+    pass `WINDOW_BYTES`, never fewer than 2 per worker; without it they come back as a list."""
+    from tqdm import tqdm
+
+    def collect(run_window, jobs, what, reduce, workers, task_bytes):
+        size = WINDOW_TASKS if reduce is None else \
+            max(2 * workers, min(WINDOW_TASKS, WINDOW_BYTES // max(task_bytes, 1)))
+        results = []
+        with tqdm(total=sum(j.task.rows for j in jobs), desc=f"interleave: {what}", unit="row") as bar:
+            for window in (jobs[lo:lo + size] for lo in range(0, len(jobs), size)):
+                got = run_window(window, bar)
+                if reduce is None:
+                    results += got
+                else:
+                    reduce(got)
+        return results
 
     if cfg.scheduler or cfg.workers == 1:
-        yield on_dask
+        with execution.executor(workers=cfg.workers, scheduler=cfg.scheduler) as run_all:
+            def on_dask(fn, jobs, what, reduce=None, task_bytes=0):
+                return collect(lambda window, bar: run_all(fn, window, lambda j: bar.update(j.task.rows)),
+                               jobs, what, reduce, run_all.workers, task_bytes)
+
+            yield on_dask
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    from tqdm import tqdm
-
-    def local(fn, jobs, what):
-        results = []
-        with tqdm(total=sum(j.task.rows for j in jobs), desc=f"interleave: {what}", unit="row") as bar:
+    def local(fn, jobs, what, reduce=None, task_bytes=0):
+        def run_window(window, bar):
+            got = []
             try:
-                for job, result in zip(jobs, pool.map(fn, jobs)):
-                    results.append(result)
+                for job, result in zip(window, pool.map(fn, window)):
+                    got.append(result)
                     bar.update(job.task.rows)
             except BrokenProcessPool as exc:
                 raise JstipError(f"a worker process died during interleave {what} (out of memory?): {exc}") from exc
-        return results
+            return got
+
+        return collect(run_window, jobs, what, reduce, cfg.workers, task_bytes)
 
     with ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=one_thread) as pool:
@@ -272,13 +295,17 @@ def run(cfg: InterleaveConfig) -> dict:
         tts = {"tts_recordings": cfg.tts_recordings, "tts_alignments": cfg.tts_alignments,
                "stamps": [file_stamp(f) for p in (cfg.tts_recordings, cfg.tts_alignments) for f in manifest_files(p)]}
     with _executor(cfg) as shards:
-        measured = shards(measure, [Job(t, settings) for t in tasks], "measure")
         hists: dict[str, np.ndarray] = {}
         candidates: dict[str, int] = {}
-        for r in measured:
-            for kind, h in r["hists"].items():
-                hists[kind] = hists.get(kind, 0) + np.asarray(h, np.float64)
-                candidates[kind] = candidates.get(kind, 0) + r["candidates"][kind]
+
+        def add(measured: list[dict]) -> None:  # summed a window at a time, in task order
+            for r in measured:
+                for kind, h in r["hists"].items():
+                    hists[kind] = hists.get(kind, 0) + np.asarray(h, np.float64)
+                    candidates[kind] = candidates.get(kind, 0) + r["candidates"][kind]
+
+        shards(measure, [Job(t, settings) for t in tasks], "measure", reduce=add,
+               task_bytes=len(weights) * cfg.max_repeats * (8 << BUCKET_BITS))  # float64 per (repeat, bucket)
         selection = thresholds(hists, weights)
         dropped = {k: _dropped_reason(k, cfg) for k in selection.dropped}
         speech_asked = [k for k in weights if k in SPEECH_KINDS]

@@ -1,6 +1,6 @@
 """A real dask cluster (a `dask scheduler` and two `dask worker` processes started here) runs
-prepare's checks and align's shards; one worker is killed while tasks are in flight, and no
-utterance is lost: the manifests are the same bytes as a run in one process."""
+prepare's checks, align's shards and both passes of interleave; one worker is killed while tasks
+are in flight, and no utterance is lost: the manifests are the same bytes as a run in one process."""
 import contextlib
 import filecmp
 import os
@@ -63,20 +63,28 @@ def cluster(tmp_path):
             if p.poll() is None:
                 p.terminate()
         for p in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
+            try:
                 p.wait(timeout=15)
+            except subprocess.TimeoutExpired:  # a worker that ignores SIGTERM must not outlive the test
+                p.kill()
+                p.wait()
         logs.close()
 
 
-def _killing_executor(victim, real=execution.executor):
-    """The stages' executor, but `victim` is SIGKILLed as soon as the first task of a map finishes
-    (while the other tasks of that window are still queued or running on it)."""
+def _killing_executor(victim, real=execution.executor, at_map=1):
+    """The stages' executor, but `victim` is SIGKILLed as soon as the first task of the `at_map`-th
+    map finishes (while the other tasks of that window are still queued or running on it)."""
+    maps = []
+
     @contextlib.contextmanager
     def wrapped(**kw):
         with real(**kw) as run_all:
             def run_killing(fn, tasks, done=None):
+                maps.append(fn)
+                this = len(maps)
+
                 def first_done(task):
-                    if victim.poll() is None:
+                    if this == at_map and victim.poll() is None:
                         victim.send_signal(signal.SIGKILL)
                         victim.wait()
                     if done is not None:
@@ -123,7 +131,7 @@ def test_prepare_and_align_on_a_real_cluster_lose_nothing_when_a_worker_dies(clu
     extra = subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # so one survives the kill
     try:
-        monkeypatch.setattr(execution, "executor", _killing_executor(workers[1]))
+        monkeypatch.setattr(execution, "executor", _killing_executor(workers[1], at_map=2))  # map 1 is the local run
         runs = {}
         for name, scheduler in (("local", ""), ("cluster", address)):
             runs[name] = align(AlignConfig(utterances=f"{speech}/u.parquet", out=str(tmp_path / name / "al"),
@@ -138,3 +146,35 @@ def test_prepare_and_align_on_a_real_cluster_lose_nothing_when_a_worker_dies(clu
     for n in range(3):
         part = f"al/part-{n:05d}.parquet"
         assert filecmp.cmp(tmp_path / "local" / part, tmp_path / "cluster" / part, shallow=False)
+
+
+@pytest.mark.slow
+def test_interleave_on_a_real_cluster_writes_the_local_bytes_when_a_worker_dies(cluster, tmp_path, monkeypatch):
+    """Both passes of `jstip interleave --scheduler` on the cluster; a worker is killed in pass 2
+    (while shards are being written): dask reruns its tasks, and every shard is the local run's bytes."""
+    from bench.interleave_scale import generate
+    from pipeline.stage_interleave import InterleaveConfig, run as interleave
+
+    address, workers = cluster
+    generate(tmp_path / "in", hours=0.4, align_rows=20)  # 145 utterances in 8 alignment files, 14 texts
+
+    def cfg(name, **kw):
+        out = tmp_path / name
+        return InterleaveConfig(utterances=str(tmp_path / "in" / "utterances.parquet"),
+                                alignments=str(tmp_path / "in" / "alignments"), texts=str(tmp_path / "in" / "texts.parquet"),
+                                out=str(out / "samples"), recipe="asr:2,interleave_word:1,interleave_segment:1,text:0.05",
+                                shard_size=20, metrics=str(out / "m.json"), report=str(out / "r.json"),
+                                plot=str(out / "p_{segmenter}.csv"), figure="", **kw)
+
+    here = interleave(cfg("local"))
+    monkeypatch.setattr(execution, "executor", _killing_executor(workers[0], at_map=2))  # pass 2: build
+    there = interleave(cfg("cluster", scheduler=address))
+    assert workers[0].poll() is not None  # the worker did die during the run
+    assert workers[1].poll() is None
+    drop = ("wall_seconds", "shards_reused")  # a retried task may find its shard already written: kept, not redone
+    assert {k: v for k, v in there.items() if k not in drop} == {k: v for k, v in here.items() if k not in drop}
+    assert here["shards"] == 9 and here["samples_by_kind"]["interleave_word"] > 50
+    names = sorted(p.name for p in (tmp_path / "local" / "samples").glob("part-*.parquet"))
+    assert names == sorted(p.name for p in (tmp_path / "cluster" / "samples").glob("part-*.parquet")) and len(names) == 9
+    for name in names:
+        assert filecmp.cmp(tmp_path / "local" / "samples" / name, tmp_path / "cluster" / "samples" / name, shallow=False)

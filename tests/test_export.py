@@ -10,7 +10,7 @@ from manifests.io import write_records
 from manifests.schema import Utterance
 from manifests.io import read_records
 from corpora.export import export
-from manifests.views import find_sample
+from manifests.views import find_sample, iter_samples
 from pipeline.stage_interleave import InterleaveConfig, run
 from tests.interleave_corpus import make_corpus
 from tests.test_interleave_stage import spoken_module  # noqa: F401  (fixture)
@@ -69,6 +69,38 @@ def test_nemo_manifest_has_one_asr_pair_per_utterance(shards):
         assert line["duration"] > 0 and line["text"] and os.path.isabs(line["audio_filepath"])
     one = next(x for x in lines if x["sample_id"].startswith("u1:asr"))
     assert one["text"].lower().startswith("blood pressure rose to one hundred and forty") and one["speaker"] == "spk1"
+
+
+def test_jsonl_exports_stream_and_match_the_whole_manifests_even_when_their_maps_spill(shards, tmp_path, monkeypatch):
+    """Lhotse and NeMo JSONL: alignments and speakers come from id lookups a row group at a time and
+    the per-file/per-source maps may spill to disk; every line's words and speaker are what the
+    whole manifests give, and the bytes are the same whether the maps spilled or not."""
+    from manifests import spilled_map
+    from manifests.views import alignment_index, sample_words
+
+    root, paths = shards
+    for fmt in ("lhotse", "nemo"):
+        report = export(str(root / "samples"), fmt, str(tmp_path / f"{fmt}.jsonl"), paths["alignments"],
+                        utterances=paths["utterances"])
+        with monkeypatch.context() as m:
+            m.setattr(spilled_map, "SPILL_KEYS", 1)  # recording ids and NeMo pairs on disk from the second key
+            spilled = export(str(root / "samples"), fmt, str(tmp_path / f"{fmt}-spilled.jsonl"), paths["alignments"],
+                             utterances=paths["utterances"])
+        assert spilled == {**report, "out": str(tmp_path / f"{fmt}-spilled.jsonl")}
+        assert (tmp_path / f"{fmt}.jsonl").read_bytes() == (tmp_path / f"{fmt}-spilled.jsonl").read_bytes()
+    index = alignment_index([paths["alignments"], str(root / "samples" / "tts" / "alignments")])  # whole, as before
+    speakers = {u.utt_id: u.speaker for u in read_records(paths["utterances"], Utterance)}
+    samples = {s.sample_id: s for s in iter_samples(str(root / "samples"))}
+    cuts = [json.loads(x) for x in (tmp_path / "lhotse.jsonl").read_text().splitlines()]
+    assert len(cuts) > 10
+    for cut in cuts:
+        sample = samples[cut["id"]]
+        words = [a[0] for a in cut["supervisions"][0]["alignment"]["word"]]
+        assert words == [w.word for w in sample_words(sample, index)]
+        assert cut["supervisions"][0].get("speaker", "") == speakers.get(sample.source_id, "")
+    nemo = [json.loads(x) for x in (tmp_path / "nemo.jsonl").read_text().splitlines()]
+    assert len({(x["kind"], samples[x["sample_id"]].source_id) for x in nemo}) == len(nemo)  # no pair twice
+    assert all(x.get("speaker", "") == speakers.get(samples[x["sample_id"]].source_id, "") for x in nemo)
 
 
 def test_embedded_audio_shards_decode_with_datasets(shards, tmp_path):

@@ -211,3 +211,19 @@ def test_embedded_audio_is_exported_without_the_corpus(shards, tmp_path):  # noq
     rows = datasets.load_dataset(str(tmp_path / "hf"), split="train", cache_dir=str(tmp_path / "cache"))
     for r in rows.cast_column("audio", datasets.Audio(decode=False)):
         assert r["audio"]["bytes"] == expected[r["sample_id"]]
+
+
+def test_an_export_with_no_sample_is_refused_and_keeps_the_earlier_one(shards, tmp_path):  # noqa: F811
+    """No sample with audio to export (here: text samples only) is a clear error for every sharded
+    format, never a folder `datasets.load_dataset` cannot open; an earlier export at --out stays."""
+    import datasets
+
+    root, paths = shards
+    before = export(str(root / "samples"), "hf", str(tmp_path / "hf"), paths["alignments"], kinds="asr")
+    for fmt in ("hf", "shar", "webdataset"):
+        with pytest.raises(JstipError, match=r"no sample to export .*text_no_audio: \d+.*--kind"):
+            export(str(root / "samples"), fmt, str(tmp_path / ("hf" if fmt == "hf" else fmt)), paths["alignments"],
+                   kinds="text")
+        assert not (tmp_path / fmt).exists() or fmt == "hf"
+    ds = datasets.load_dataset(str(tmp_path / "hf"), split="train")  # the earlier export, untouched
+    assert len(ds) == before["exported"] > 0 and set(ds["kind"]) == {"asr"}

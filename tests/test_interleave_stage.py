@@ -168,6 +168,23 @@ def test_same_seed_same_bytes_and_rerun_reuses_finished_shards(corpus, tmp_path,
     assert _run(corpus, tmp_path / "a", recipe="asr_il", shard_size=2)[0]["shards_reused"] == 0
 
 
+def test_tasks_handed_out_in_small_windows_write_the_same_bytes(corpus, tmp_path, monkeypatch):
+    """Pass 1's histograms are summed a window of tasks at a time (the driver no longer holds one per
+    task): windows of one task give the same mixture and the same shards as one window of all."""
+    import pipeline.stage_interleave as stage
+
+    kw = dict(recipe="asr:2,interleave_mixed:2,text:1", shard_size=2, max_repeats=3)
+    whole, _ = _run(corpus, tmp_path / "whole", **kw)
+    monkeypatch.setattr(stage, "WINDOW_TASKS", 1)
+    windowed, _ = _run(corpus, tmp_path / "windowed", **kw)
+    drop = ("wall_seconds",)
+    assert {k: v for k, v in whole.items() if k not in drop} == {k: v for k, v in windowed.items() if k not in drop}
+    files = sorted(p.name for p in (tmp_path / "whole" / "samples").glob("part-*.parquet"))
+    assert len(files) >= 3 and files == sorted(p.name for p in (tmp_path / "windowed" / "samples").glob("part-*.parquet"))
+    for name in files:
+        assert (tmp_path / "whole/samples" / name).read_bytes() == (tmp_path / "windowed/samples" / name).read_bytes()
+
+
 @pytest.mark.slow
 def test_one_and_two_workers_write_identical_bytes(corpus, tmp_path):
     kw = dict(recipe="asr:2,interleave_mixed:2,tts_pair:1", mix_by="samples", shard_size=2, embed_audio=True)

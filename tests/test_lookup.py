@@ -30,3 +30,22 @@ def test_a_lookup_of_chosen_columns_reads_only_those(tmp_path):
     write_table(to_table(alignments(["a", "b"], "x"), Alignment), tmp_path / "al.parquet")
     lookup = ById([str(tmp_path / "al.parquet")], Alignment, "utt_id", columns=["utt_id", "status"])
     assert lookup.row("b") == {"utt_id": "b", "status": ALIGN_OK}
+
+
+def test_a_spilled_map_gives_the_same_answers_on_disk_and_removes_its_file(monkeypatch):
+    import os
+
+    from manifests import spilled_map
+    from manifests.spilled_map import SpilledMap
+
+    keys = [f"k{i % 700}" for i in random.Random(2).sample(range(2000), 2000)]  # each key ~3 times
+    small, big = SpilledMap(limit=50), SpilledMap(limit=10**6)
+    for i, key in enumerate(keys):
+        assert small.first(key, f"v{i}") == big.first(key, f"v{i}")
+    assert small.spilled and not big.spilled and len(small) == len(big) == 700
+    path = small.path
+    assert os.path.exists(path)
+    small.close()
+    assert not os.path.exists(path)
+    monkeypatch.setattr(spilled_map, "SPILL_KEYS", 1)  # the default limit is read when a map is made
+    assert SpilledMap().limit == 1

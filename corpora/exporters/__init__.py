@@ -6,7 +6,10 @@ peer's own library (lhotse's SharWriter, webdataset's ShardWriter, datasets' fea
 imported only when that format is asked for. The sharded exports share one selection of samples
 (exporters/items.py), a progress bar, shards of `shard_size` samples, a directory that is replaced
 only when the export succeeds, and a `<out>.rejected.parquet` beside it naming each sample whose
-audio could not be read, and why.
+audio could not be read, and why. An export that would hold no sample is refused (JstipError with
+what was skipped, and why) and leaves `out` as it was: `datasets` cannot load a card without a split,
+an empty folder pushed to the Hub or handed to a trainer is never what was meant, and the cause
+(a `--kind` with no audio, unreadable audio) is best seen at once.
 """
 from __future__ import annotations
 
@@ -54,10 +57,21 @@ def export(samples: str, fmt: str, out: str, alignments: str = "", kinds: str | 
     with progress_bar(count_samples(samples), fmt, progress) as bar, replaced_dir(out, ours) as tmp:
         items = export_items(samples, wanted, skips, alignments, utterances, language, tick=bar.update)
         written = writer(items, Path(tmp), skips, shard_size)
+        if not written["exported"]:
+            _refuse_empty(fmt, wanted, skips, out)
     files = written.pop("files")  # names inside `out`
     write_rejected(skips, out)
     return {"format": fmt, "out": out, "kinds": sorted(wanted) or "all", **written, "n_files": len(files),
             "files": files[:20], **skips.report(), "rejected": str(rejected_path(out))}
+
+
+def _refuse_empty(fmt: str, wanted: set[str], skips: Skips, out: str) -> None:
+    """No sample to write: say why (the rejected records are written, as for any export) and stop."""
+    rejected = write_rejected(skips, out) if skips.rejected else None
+    why = ", ".join(f"{reason}: {n}" for reason, n in sorted(skips.counts.items())) or "the sample shards are empty"
+    raise JstipError(f"export --format {fmt}: no sample to export (kinds {','.join(sorted(wanted)) or 'all with audio'}; "
+                     f"skipped {why}){f'; see {rejected}' if rejected else ''}. Nothing was written and {out} is "
+                     "unchanged; choose --kind among the kinds with audio (`jstip stats` lists them)")
 
 
 __all__ = ["FORMATS", "REGISTRY", "SHARDED", "check_format", "export"]

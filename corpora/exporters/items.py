@@ -24,11 +24,11 @@ import pyarrow.parquet as pq
 import soundfile as sf
 
 from corpora.checks import END_TOLERANCE  # the tolerance prepare clamps with, so both agree
-from corpora.export import spans_json, target_text
+from corpora.export import alignment_lookup, alignment_words, spans_json, target_text
 from manifests.errors import AudioError, JstipError, ManifestError
 from manifests.io import manifest_files, write_records
 from manifests.lookup import ById
-from manifests.schema import SPEECH, Alignment, Rejected, Sample, Utterance, WordSpan
+from manifests.schema import SPEECH, Rejected, Sample, Utterance, WordSpan
 from manifests.views import iter_samples
 
 SHARD_SIZE = 1000  # items per shard: Lhotse's SharWriter default, used for every sharded format
@@ -103,22 +103,12 @@ def count_samples(samples: str) -> int:
         return 0
 
 
-def alignment_words(sample: Sample, alignments: ById) -> tuple[WordSpan, ...]:
-    """The word times of a sample's audio: the source's alignment (tts pairs: by sample id), as
-    `manifests.views.sample_words` gives them, looked up a row group at a time."""
-    for key in (sample.sample_id, sample.source_id):
-        alignment = alignments.record(key)
-        if alignment is not None and alignment.words:
-            return alignment.words
-    return ()
-
-
 def export_items(samples: str, kinds: set[str], skips: Skips, alignments: str = "", utterances: str = "",
                  language: str = "en", tick: Callable[[], Any] = lambda: None) -> Iterator[ExportItem]:
     """The samples to export, in shard order; the others counted in `skips` by reason. `tick` is
     called once per sample read (a progress bar's update). Alignments, speakers and splits are
     looked up by id a row group at a time (manifests/lookup.py): memory does not grow with the corpus."""
-    aligned = ById([alignments, str(Path(samples) / "tts" / "alignments")], Alignment, "utt_id")
+    aligned = alignment_lookup(samples, alignments)
     utts = ById([utterances], Utterance, "utt_id", columns=["utt_id", "speaker", "split"])
     for sample in iter_samples(samples):
         tick()
