@@ -92,6 +92,15 @@ def count_model(cfg: Any) -> Counts:
             enc = load_whisper_encoder(cfg.encoder_path)
             enc_layers, enc_dim, enc_ffn = enc.config.encoder_layers, enc.config.d_model, enc.config.encoder_ffn_dim
             blocks = list(enc.layers)
+        elif cfg.encoder == "hf":  # the config from encoder_path, the model on meta: no weights read
+            from transformers import AutoModel
+
+            from .hf_encoders import hf_config, hf_sizes
+
+            enc_cfg = hf_config(cfg.encoder_path)
+            enc = AutoModel.from_config(enc_cfg)
+            enc_layers, enc_dim, enc_ffn = hf_sizes(enc_cfg)
+            blocks = list(enc.encoder.layers)
         else:
             enc = ConvEncoder(80, cfg.enc_dim, cfg.enc_layers, cfg.enc_heads, 0.0, FrameSpec(stack=cfg.stack))
             enc_layers, enc_dim, enc_ffn = cfg.enc_layers, cfg.enc_dim, 4 * cfg.enc_dim
@@ -99,7 +108,7 @@ def count_model(cfg: Any) -> Counts:
     n = lambda m: sum(p.numel() for p in {id(p): p for p in m.parameters()}.values())  # noqa: E731
     h = lm_cfg.hidden_size
     proj = enc_dim * cfg.stack * cfg.proj_hidden + cfg.proj_hidden + cfg.proj_hidden * h + h
-    ctc = (enc_dim if cfg.ctc_units == "chars" else h) * lm_cfg.vocab_size if cfg.ctc_weight > 0 else 0
+    ctc = ((enc_dim if cfg.ctc_units == "chars" else h) + 1) * lm_cfg.vocab_size if cfg.ctc_weight > 0 else 0
     n_lm, n_enc = n(lm), n(enc)
     layers = decoder_layers(lm)
     frozen = _frozen(cfg)
@@ -118,7 +127,7 @@ def count_model(cfg: Any) -> Counts:
 
 def _frozen(cfg: Any) -> set[str]:
     if cfg.freeze == "auto":
-        return {"encoder"} if cfg.encoder == "whisper" else set()
+        return {"encoder"} if cfg.encoder in ("whisper", "hf") else set()
     return {p.strip() for p in cfg.freeze.split(",") if p.strip()}
 
 
