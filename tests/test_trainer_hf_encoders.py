@@ -207,3 +207,89 @@ def test_cli_train_plan_and_evaluate_with_an_hf_encoder(encoder_dirs, tmp_path, 
     assert main(["evaluate", "--params", str(params)]) == 0
     result = json.loads((tmp_path / "eval.json").read_text())
     assert result["utterances"] == 2 and result["wer"] is not None
+
+
+FSDP_SCRIPT = '''
+import json, os, sys
+import torch
+from trainer.batching import Batching, data_from_shards
+from trainer.loop import LoopConfig, train
+from trainer.model import SpeechLM, SpeechLMConfig
+from trainer.tokenizer import build_tokenizer
+
+samples, encoder, out, mode, words = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.argv[5])
+rank = int(os.environ.get("RANK", "0"))
+tok = build_tokenizer(words * 3, vocab_size=150)
+torch.manual_seed(rank)  # ranks start from other weights on purpose: FSDP must take rank 0's
+model = SpeechLM(SpeechLMConfig(encoder="hf", encoder_path=encoder, freeze="", proj_hidden=64, lm_hidden=64,
+                                lm_layers=2, lm_heads=2, lm_intermediate=128, ctc_weight=0.5), tok)
+batching = Batching(batching="packed", batch_size=1, context=64, pool=2)
+
+
+class Alternate:
+    """One process reading rank 0's and rank 1's batches in turn (grad_accum=2: the global batch)."""
+    def __init__(self, parts):
+        self.parts, self.streams, self.batching, self.stats = parts, 1, parts[0].batching, parts[0].stats
+    def tokens(self, stage):
+        return sum(p.tokens(stage) for p in self.parts)
+    def tokens_per_batch(self, stage):
+        return self.parts[0].tokens_per_batch(stage)
+    def loader(self, stage, cursors=None, next_stream=0, num_workers=0, pin_memory=False):
+        its = [p.loader(stage) for p in self.parts]
+        while True:
+            for it in its:
+                yield {**next(it), "stream": 0}
+
+
+if mode == "single":
+    data, accum = Alternate([data_from_shards(samples, tok, model.spec, batching, r, 2) for r in range(2)]), 2
+else:
+    data, accum = data_from_shards(samples, tok, model.spec, batching, rank, 2), 1
+cfg = LoopConfig(steps=6, lr=3e-3, warmup_steps=2, log_every=3, device="cpu", stage1_share=0.0, grad_accum=accum,
+                 parallel=mode if mode != "single" else "auto")
+result = train(model, data, cfg, out_dir=out, tok=tok, progress=False)
+from torch.distributed.fsdp import FSDPModule
+sharded = [isinstance(b, FSDPModule) for b in model.encoder.blocks()]
+with open(os.path.join(out, f"{mode}-rank{rank}.json"), "w") as f:
+    json.dump({"losses": [h["loss"] for h in result.history], "parallel": result.parallel,
+               "sharded_blocks": sharded}, f)
+'''
+
+
+@pytest.mark.slow
+def test_fsdp_shards_the_hf_encoder_per_block_and_matches_one_process(tmp_path):
+    """Two gloo processes, the w2v-BERT encoder trained: one FSDP unit per conformer block, the losses of one
+    process fed both ranks' micro-batches (dropout and SpecAugment off, so the runs are comparable)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_trainer_fsdp import REPO, WORDS as FSDP_WORDS, make_shards
+
+    config = Wav2Vec2BertConfig(**BLOCKS, conv_depthwise_kernel_size=7, left_max_position_embeddings=16,
+                                right_max_position_embeddings=4, hidden_dropout=0.0, attention_dropout=0.0,
+                                activation_dropout=0.0, feat_proj_dropout=0.0, conformer_conv_dropout=0.0,
+                                apply_spec_augment=False)
+    torch.manual_seed(0)
+    Wav2Vec2BertModel(config).save_pretrained(tmp_path / "w2v-bert")
+    samples = make_shards(tmp_path)
+    script = tmp_path / "train.py"
+    script.write_text(FSDP_SCRIPT)
+    results = {}
+    for mode in ("single", "fsdp"):
+        out = tmp_path / mode
+        out.mkdir()
+        head = [sys.executable] if mode == "single" else [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+        proc = subprocess.run(head + [str(script), samples, str(tmp_path / "w2v-bert"), str(out), mode,
+                                      json.dumps(FSDP_WORDS)], cwd=REPO, capture_output=True, text=True, timeout=400,
+                              env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+                                   "OMP_WAIT_POLICY": "PASSIVE"})
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        results[mode] = [json.loads((out / f"{mode}-rank{r}.json").read_text()) for r in range(1 if mode == "single"
+                                                                                               else 2)]
+    single, fsdp = results["single"][0], results["fsdp"]
+    assert all(r["parallel"] == "fsdp" and r["sharded_blocks"] == [True, True] for r in fsdp)
+    assert len(single["losses"]) == 6 and all(np.isfinite(single["losses"]))
+    for r in fsdp:
+        assert r["losses"] == pytest.approx(single["losses"], rel=2e-4, abs=2e-4)
