@@ -118,6 +118,9 @@ def test_each_family_trains_decodes_and_runs_at_its_configs_frame_rate(encoder_d
     counts = count_model(plan)  # built on meta: the same parameters as the model, the encoder frozen by auto
     assert counts.total == count_parameters(model)
     assert counts.enc_layers == 2 and counts.enc_dim == 32
+    # the conv front end's activations per frame: 3 × 16 channels at 64, 16, 4, 1 (or 2) positions per frame
+    assert counts.enc_front == (0 if family == "w2v-bert" else
+                                320 + 3 * 16 * (64 + 16 + 4 + 1) if frame_ms == 20 else 640 + 3 * 16 * (128 + 32 + 8 + 1))
     assert counts.trained == counts.total - count_parameters(model.encoder)
     assert "| **total** |" in plan_text(plan)
 

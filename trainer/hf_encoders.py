@@ -178,6 +178,21 @@ class HFSpeechEncoder(nn.Module):
         return hidden, lens
 
 
+def front_end_values(config: Any) -> int:
+    """Activation values per encoder frame that a waveform model's conv front end keeps for backward: each
+    conv layer's output at its own rate, three times (convolution, norm, GELU); 0 for w2v-BERT (fbank in).
+    wav2vec2-large: 512 channels × (64 + 32 + ... + 1) positions × 3 ≈ 195k per 20 ms frame, about half of
+    its 24 blocks' 393k."""
+    if _is_fbank(config):
+        return 0
+    stride, _ = _strides(config)
+    values, rate = stride, stride  # the raw samples
+    for dim, s in zip(config.conv_dim, config.conv_stride):
+        rate //= s
+        values += 3 * dim * max(rate, 1)
+    return values
+
+
 def hf_sizes(config: Any) -> tuple[int, int, int]:
     """(layers, width, feed-forward width) of the encoder's blocks, for the memory plan."""
     return config.num_hidden_layers, config.hidden_size, config.intermediate_size
