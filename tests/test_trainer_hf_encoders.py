@@ -170,6 +170,23 @@ def test_blocks_are_the_encoder_layers_and_bad_models_are_refused(encoder_dirs, 
         SpeechLM(SpeechLMConfig(**{**TINY, "encoder": "hf"}), tok)
 
 
+def test_the_released_conv_stack_gives_one_frame_per_row(tmp_path):
+    """wav2vec2's released front end (kernels 10,3,3,3,3,2,2, strides 5,2,2,2,2,2,2: 400-sample field, 320
+    stride), narrowed: rows of 320 samples plus the 80-sample tail give exactly one frame per row."""
+    from trainer.hf_encoders import load_hf_encoder
+
+    config = Wav2Vec2Config(**BLOCKS, conv_dim=(8,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    Wav2Vec2Model(config).save_pretrained(tmp_path / "w2v")
+    encoder, saved = load_hf_encoder(str(tmp_path / "w2v"), None, stack=4)
+    assert (encoder.spec.hop_length, encoder.tail, encoder.spec.frame_duration) == (320, 80, 0.08)
+    assert saved["model"]["conv_stride"] == [5, 2, 2, 2, 2, 2, 2] and saved["features"]["do_normalize"]
+    for seconds in (0.13, 1.0, 2.51):
+        rows = feature_extractor(encoder.spec)(tone(seconds, 300))
+        with torch.no_grad():
+            hidden, _ = encoder.eval()(rows[None], torch.tensor([rows.shape[0]]))
+        assert hidden.shape[1] == rows.shape[0] == int(seconds * SR) // 320 + 1
+
+
 def test_short_rows_train_with_spec_augment_on(encoder_dirs, corpus):
     """Rows shorter than SpecAugment's mask span (a one-word span, the FSDP stub) train without its error."""
     _, _, tok = corpus
