@@ -24,7 +24,7 @@ _EPS = 1e-6
 
 @dataclass(frozen=True)
 class FrameSpec:
-    """How waveform samples map to encoder frames: STFT framing, conv subsampling, stacking."""
+    """How waveform samples map to encoder frames: STFT framing (or raw-sample rows), conv subsampling, stacking."""
 
     sample_rate: int = 16000
     n_mels: int = 80
@@ -32,6 +32,11 @@ class FrameSpec:
     hop_length: int = 160  # 10 ms at 16 kHz
     subsample: int = 2  # stride of the conv front end (one stride-2 conv)
     stack: int = 2  # frames concatenated by the projector
+    # what a feature row holds (trainer/features.py): logmel (one 10 ms log-mel frame); waveform (hop_length raw
+    # samples, for wav2vec2-family encoders); fbank (w2v-BERT's two stacked 80-dim fbank frames); with
+    # waveform/fbank one row is one encoder frame (hop_length = the encoder's stride, subsample 1)
+    features: str = "logmel"
+    normalize: bool = True  # waveform: zero mean, unit variance per utterance (the model's feature extractor)
 
     @property
     def frame_duration(self) -> float:

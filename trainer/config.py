@@ -23,8 +23,11 @@ class TrainConfig:
     vocab_size: int = field(default=1000, metadata={"help": "BPE vocabulary size, special tokens included"})
     tokenizer_chars: int = field(default=2_000_000, metadata={"help": "characters of sample text (from row groups "
                                                                       "spread over the corpus) the tokenizer is trained on"})
-    encoder: str = field(default="conv", metadata={"help": "speech encoder: conv (from scratch) or whisper"})
-    encoder_path: str = field(default="", metadata={"help": "whisper: local model directory or name"})
+    encoder: str = field(default="conv", metadata={"help": "speech encoder: conv (from scratch), whisper, or hf (a "
+                                                           "local wav2vec2, HuBERT, wav2vec2-conformer or w2v-BERT "
+                                                           "model through transformers' AutoModel)"})
+    encoder_path: str = field(default="", metadata={"help": "whisper: local model directory or name; hf: local model "
+                                                            "directory (config.json + weights)"})
     lm: str = field(default="", metadata={"help": "pretrained causal LM (path or name; its tokenizer is used), e.g. "
                                                   "checkpoints/lm of a text-only run; empty builds LM and tokenizer"})
     init_from: str = field(default="", metadata={"help": "a checkpoint directory of an earlier jstip train run whose "
@@ -72,7 +75,8 @@ class TrainConfig:
     lora_r: int = field(default=0, metadata={"help": "LoRA rank on the LM (peft); 0 trains the LM fully"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
     lora_targets: str = field(default="all-linear", metadata={"help": "LoRA target modules (all-linear or names)"})
-    freeze: str = field(default="auto", metadata={"help": "parts never trained: encoder,projector,lm; auto = a whisper encoder"})
+    freeze: str = field(default="auto", metadata={"help": "parts never trained: encoder,projector,lm; auto = a whisper "
+                                                      "or hf encoder"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute LM activations in backward "
                                                                           "(per decoder layer)"})
     parallel: str = field(default="auto", metadata={"help": "several processes: ddp (a full replica per device), "

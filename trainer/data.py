@@ -31,7 +31,7 @@ from manifests.errors import AudioError, JstipError
 from manifests.frames import span_mel
 from manifests.schema import SPEECH, TEXT, Sample
 
-from .features import FrameSpec, LogMel, encoded_frames
+from .features import FrameSpec, encoded_frames, feature_extractor
 from .render import IGNORE, BadSample, check_spans, is_asr_format, render_sample
 from .tokenizer import TokenIds
 
@@ -48,7 +48,7 @@ class Item:
 
 
 class Features:
-    """Log-mel of a sample's audio, cached by source (up to `cache_mb`); raises AudioError.
+    """The encoder's feature rows (log-mel, or `spec.features`) of a sample's audio, cached by source (up to `cache_mb`); raises AudioError.
 
     `audio_bytes(sample)` may fetch embedded audio lazily (the trainer reads it from the shard
     when the batch is built); by default it is `sample.audio`.
@@ -57,7 +57,7 @@ class Features:
     def __init__(self, spec: FrameSpec = FrameSpec(), cache_mb: float = 512.0,
                  audio_bytes: Callable[[Sample], bytes | None] | None = None) -> None:
         self.spec = spec
-        self.logmel: LogMel | None = None
+        self.logmel: Callable[[Any], torch.Tensor] | None = None  # the encoder's features (log-mel by default)
         self.audio_bytes = audio_bytes or (lambda s: s.audio)
         self.cache: OrderedDict[tuple[str, float, float], torch.Tensor] = OrderedDict()
         self.cache_bytes, self.cache_limit = 0, int(cache_mb * 2**20)
@@ -85,7 +85,7 @@ class Features:
             self.bad[key] = str(exc)
             raise
         if self.logmel is None:
-            self.logmel = LogMel(self.spec)
+            self.logmel = feature_extractor(self.spec)
         mel = self.logmel(wave)
         self.cache[key] = mel
         self.cache_bytes += mel.numel() * 4
@@ -132,11 +132,12 @@ class _Example:
     ctc: list[int] | None
 
 
-def _pad_mel(mel: torch.Tensor, rows: int) -> torch.Tensor:
-    """`mel` cut or padded (with its own floor value, i.e. silence) to `rows` rows."""
+def _pad_mel(mel: torch.Tensor, rows: int, spec: FrameSpec = FrameSpec()) -> torch.Tensor:
+    """`mel` cut or padded with silence to `rows` rows: log-mel's own floor value; 0 for the normalised
+    waveform and fbank rows of `encoder: hf` (their extractors' padding value)."""
     if mel.shape[0] >= rows:
         return mel[:rows]
-    floor = mel.min() if mel.numel() else mel.new_zeros(())
+    floor = mel.min() if mel.numel() and spec.features == "logmel" else mel.new_zeros(())
     return torch.cat([mel, floor.expand(rows - mel.shape[0], mel.shape[1])])
 
 
@@ -215,7 +216,7 @@ class Collator:
                 pieces, offset = [], 0
                 for first, last in r.speech:
                     a, b = span_mel(first, last, self.spec)
-                    pieces.append(_pad_mel(item.mel[a:], b - a))
+                    pieces.append(_pad_mel(item.mel[a:], b - a, self.spec))
                     spans.append((audio, offset, offset + last - first))
                     offset += last - first
                 mels.append(torch.cat(pieces))

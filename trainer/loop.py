@@ -286,7 +286,7 @@ def train(model: SpeechLM, data: TrainData, cfg: LoopConfig, out_dir: str | Path
                 batches = data.loader(plan.data, cursors, next_stream, cfg.num_workers, device.type == "cuda")
                 flops0 = lm_flops_per_token(model.base_lm(), 0)
                 flops_per_pos = lm_flops_per_token(model.base_lm(), 1) - flops0
-                speech_flops = speech_flops_per_frame(model)  # per 20 ms encoder frame (half the mel frames)
+                speech_flops = speech_flops_per_frame(model)  # per encoder frame (feature rows / subsample)
                 autocast = autocast_for(device, cfg.precision)
 
                 def next_batch() -> dict[str, Any]:
@@ -356,7 +356,7 @@ def train(model: SpeechLM, data: TrainData, cfg: LoopConfig, out_dir: str | Path
                         result.kinds.update(b["kinds"])
                         win.update(tokens=b["n_tokens"], pad=b["n_pad"], audio=b["audio_seconds"],
                                    flops=b["n_tokens"] * flops0 + flops_per_pos * b["attn_positions"],
-                                   speech_flops=speech_flops * b["n_mel"] / 2)
+                                   speech_flops=speech_flops * b["n_mel"] / model.spec.subsample)
                     win.update(loss=entry["loss"], n=1)
                     bar.update(1)
                     last = step == total_steps

@@ -9,7 +9,8 @@ and which of them stage 2 trains (`freeze`, LoRA). Per device, in bytes:
 - optimizer: AdamW's two fp32 moments of the trained parameters (ddp full, fsdp 1/W);
 - activations: what backward keeps of one micro-batch (`batch_size` × `context` positions): per
   LM layer and position 6·h + 2·kv + 4·i values (norm inputs/outputs, q/k/v, attention output, the
-  SwiGLU MLP's four i-wide tensors), the encoder layers' per frame likewise with their widths, and
+  SwiGLU MLP's four i-wide tensors), the encoder layers' per frame likewise with their widths (and a
+  wav2vec2-family conv front end's outputs, `hf_encoders.front_end_values`), and
   fp32 logits and their gradient at the labelled positions. With activation checkpointing an LM
   layer keeps only its input (h per position), and one layer's full set lives during recompute.
   Values are 2 bytes under bf16 (CUDA), 4 in fp32 (CPU).
@@ -43,6 +44,7 @@ class Counts:
     enc_layers: int
     enc_dim: int
     enc_ffn: int
+    enc_front: int = 0  # activation values per encoder frame of a waveform front end (wav2vec2's conv stack)
 
 
 @dataclass
@@ -79,6 +81,7 @@ def count_model(cfg: Any) -> Counts:
     from .features import FrameSpec
     from .parallel import decoder_layers
 
+    front = 0
     with torch.device("meta"):
         if cfg.lm or cfg.lm_config:
             lm_cfg = AutoConfig.from_pretrained(cfg.lm or cfg.lm_config)
@@ -92,6 +95,16 @@ def count_model(cfg: Any) -> Counts:
             enc = load_whisper_encoder(cfg.encoder_path)
             enc_layers, enc_dim, enc_ffn = enc.config.encoder_layers, enc.config.d_model, enc.config.encoder_ffn_dim
             blocks = list(enc.layers)
+        elif cfg.encoder == "hf":  # the config from encoder_path, the model on meta: no weights read
+            from transformers import AutoModel
+
+            from .hf_encoders import front_end_values, hf_config, hf_sizes
+
+            enc_cfg = hf_config(cfg.encoder_path)
+            enc = AutoModel.from_config(enc_cfg)
+            enc_layers, enc_dim, enc_ffn = hf_sizes(enc_cfg)
+            front = front_end_values(enc_cfg)
+            blocks = list(enc.encoder.layers)
         else:
             enc = ConvEncoder(80, cfg.enc_dim, cfg.enc_layers, cfg.enc_heads, 0.0, FrameSpec(stack=cfg.stack))
             enc_layers, enc_dim, enc_ffn = cfg.enc_layers, cfg.enc_dim, 4 * cfg.enc_dim
@@ -99,7 +112,7 @@ def count_model(cfg: Any) -> Counts:
     n = lambda m: sum(p.numel() for p in {id(p): p for p in m.parameters()}.values())  # noqa: E731
     h = lm_cfg.hidden_size
     proj = enc_dim * cfg.stack * cfg.proj_hidden + cfg.proj_hidden + cfg.proj_hidden * h + h
-    ctc = (enc_dim if cfg.ctc_units == "chars" else h) * lm_cfg.vocab_size if cfg.ctc_weight > 0 else 0
+    ctc = ((enc_dim if cfg.ctc_units == "chars" else h) + 1) * lm_cfg.vocab_size if cfg.ctc_weight > 0 else 0
     n_lm, n_enc = n(lm), n(enc)
     layers = decoder_layers(lm)
     frozen = _frozen(cfg)
@@ -113,12 +126,12 @@ def count_model(cfg: Any) -> Counts:
     heads = lm_cfg.num_attention_heads
     kv = getattr(lm_cfg, "num_key_value_heads", heads) * (getattr(lm_cfg, "head_dim", None) or h // heads)
     return Counts(n_lm + n_enc + proj + ctc + lora, trained, max([root] + [n(x) for x in layers + blocks]),
-                  len(layers), h, kv, lm_cfg.intermediate_size, lm_cfg.vocab_size, enc_layers, enc_dim, enc_ffn)
+                  len(layers), h, kv, lm_cfg.intermediate_size, lm_cfg.vocab_size, enc_layers, enc_dim, enc_ffn, front)
 
 
 def _frozen(cfg: Any) -> set[str]:
     if cfg.freeze == "auto":
-        return {"encoder"} if cfg.encoder == "whisper" else set()
+        return {"encoder"} if cfg.encoder in ("whisper", "hf") else set()
     return {p.strip() for p in cfg.freeze.split(",") if p.strip()}
 
 
@@ -137,7 +150,7 @@ def plan_memory(c: Counts, cfg: Any, mode: str, world_size: int, cuda: bool, dev
     positions = cfg.batch_size * cfg.context
     layer = (6 * c.hidden + 2 * c.kv + 4 * c.intermediate) * act_bytes
     frames = positions * speech_share * cfg.stack
-    encoder = frames * c.enc_layers * (8 * c.enc_dim + 2 * c.enc_ffn) * act_bytes
+    encoder = frames * (c.enc_layers * (8 * c.enc_dim + 2 * c.enc_ffn) + c.enc_front) * act_bytes
     logits = positions * c.vocab * 4 * 2
     full = positions * c.lm_layers * layer + encoder + logits
     checkpointed = positions * (c.lm_layers * c.hidden * act_bytes + layer) + encoder + logits

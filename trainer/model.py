@@ -4,8 +4,10 @@ SLAM-ASR style: log-mel is encoded, k consecutive encoder frames are stacked and
 2-layer MLP into the LM's embedding space, and each speech span's frames (the encoder row and
 output-frame range the collator put in the batch, see `data.py`) replace the `<|audio|>`
 placeholder embeddings in order.
-- encoder: `conv` (small, from scratch) or `whisper` (transformers WhisperEncoder from a path or a
-  name; frozen by default; run on the batch length, see `encoders.py`);
+- encoder: `conv` (small, from scratch), `whisper` (transformers WhisperEncoder from a path or a
+  name; frozen by default; run on the batch length, see `encoders.py`) or `hf` (a local wav2vec2,
+  HuBERT, wav2vec2-conformer or w2v-BERT model through `AutoModel`, on its own input features and
+  frame rate; frozen by default; `hf_encoders.py`);
 - LM: `from_pretrained(lm)` (a path or a name), or built from `lm_config` (a config file or model
   directory) or from the Llama/Qwen2 sizes below; LoRA through peft when `lora_r > 0`;
 - attention: `flash_attention_2` when flash-attn is installed and CUDA is there, else
@@ -38,6 +40,7 @@ from .speech_pooling import POSITIONS, SpikePooler
 from .tokenizer import TokenIds
 
 PARTS = ("encoder", "projector", "lm")
+PRETRAINED_ENCODERS = ("whisper", "hf")  # frozen by freeze: auto
 
 
 @dataclass
@@ -46,9 +49,9 @@ class SpeechLMConfig:
 
     n_mels: int = 80
     stack: int = 2
-    encoder: str = "conv"  # conv | whisper
-    encoder_path: str = ""  # whisper: a local model directory or a name
-    encoder_config: dict = field(default_factory=dict)  # whisper: its config, filled on first load
+    encoder: str = "conv"  # conv | whisper | hf
+    encoder_path: str = ""  # whisper: a local model directory or a name; hf: a local model directory
+    encoder_config: dict = field(default_factory=dict)  # whisper, hf: its config, filled on first load
     enc_dim: int = 144
     enc_layers: int = 2
     enc_heads: int = 4
@@ -86,7 +89,7 @@ class SpeechLMConfig:
 
     def frozen_parts(self) -> set[str]:
         if self.freeze == "auto":
-            return {"encoder"} if self.encoder == "whisper" else set()
+            return {"encoder"} if self.encoder in PRETRAINED_ENCODERS else set()
         parts = {p.strip() for p in self.freeze.split(",") if p.strip()}
         if parts - set(PARTS):
             raise JstipError(f"freeze={self.freeze!r} names unknown parts {sorted(parts - set(PARTS))}; use any of "
@@ -219,17 +222,24 @@ class SpeechLM(nn.Module):
             cfg.n_mels = whisper.config.num_mel_bins
             self.spec = cfg.frame_spec
             self.encoder: nn.Module = WhisperSpeechEncoder(whisper, self.spec)
+        elif cfg.encoder == "hf":
+            from .hf_encoders import load_hf_encoder
+
+            self.encoder, cfg.encoder_config = load_hf_encoder(cfg.encoder_path, cfg.encoder_config, cfg.stack,
+                                                               pretrained)
+            self.spec = self.encoder.spec
+            cfg.n_mels = self.spec.n_mels
         elif cfg.encoder == "conv":
             self.spec = cfg.frame_spec
             self.encoder = ConvEncoder(cfg.n_mels, cfg.enc_dim, cfg.enc_layers, cfg.enc_heads, cfg.dropout, self.spec)
         else:
-            raise JstipError(f"encoder {cfg.encoder!r} is unknown; use 'conv' or 'whisper'")
+            raise JstipError(f"encoder {cfg.encoder!r} is unknown; use 'conv', 'whisper' or 'hf'")
         lm = lm if lm is not None else build_lm(cfg, tok, pretrained)
         if cfg.gradient_checkpointing:
             _checkpoint_activations(lm)
             lm.config.use_cache = False
-            if cfg.encoder == "whisper" and "encoder" not in frozen:
-                _checkpoint_activations(self.encoder.whisper)
+            if cfg.encoder in PRETRAINED_ENCODERS and "encoder" not in frozen:
+                _checkpoint_activations(self.encoder.whisper if cfg.encoder == "whisper" else self.encoder.model)
         hidden = lm.get_input_embeddings().embedding_dim
         self.cfg.vocab_size = lm.get_input_embeddings().num_embeddings
         self.lm = wrap_lora(lm, cfg, self.ids) if cfg.lora_r > 0 else lm
