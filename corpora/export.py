@@ -27,6 +27,7 @@ from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any, Iterable
 
+from manifests import storage
 from manifests.audio import audio_info
 from manifests.errors import AudioError, JstipError
 from manifests.io import atomic_path
@@ -68,7 +69,7 @@ def alignment_words(sample: Sample, alignments: ById) -> tuple[WordSpan, ...]:
 
 def alignment_lookup(samples: str, alignments: str) -> ById:
     """The utterances' alignments and the tts pairs' (inside the sample directory), by id."""
-    return ById([alignments, str(Path(samples) / "tts" / "alignments")], Alignment, "utt_id")
+    return ById([alignments, storage.join(samples, "tts", "alignments")], Alignment, "utt_id")
 
 
 class RecordingIds:
@@ -110,7 +111,8 @@ def lhotse_cut(sample: Sample, words: tuple[WordSpan, ...], audio_path: str, rec
                    "alignment": {"word": alignment}}
     if speaker:
         supervision["speaker"] = speaker
-    recording = {"id": recording_id, "sources": [{"type": "file", "channels": [0], "source": audio_path}],
+    source = "url" if storage.is_url(audio_path) else "file"  # lhotse opens a URL source through smart_open
+    recording = {"id": recording_id, "sources": [{"type": source, "channels": [0], "source": audio_path}],
                  "sampling_rate": rate, "num_samples": int(round(file_seconds * rate)), "duration": file_seconds,
                  "channel_ids": [0]}
     return {"id": sample.sample_id, "start": sample.offset, "duration": sample.duration, "channel": 0,
@@ -165,7 +167,7 @@ def export(samples: str, fmt: str, out: str, alignments: str = "", kinds: str | 
                     skipped[f"{sample.kind}_repeat"] += 1
                     continue
             words = alignment_words(sample, aligned)
-            audio_path = os.path.abspath(sample.audio_path)
+            audio_path = sample.audio_path if storage.is_url(sample.audio_path) else os.path.abspath(sample.audio_path)
             speaker = (speakers.row(sample.source_id) or {}).get("speaker") or ""
             if fmt == "nemo":
                 yield nemo_line(sample, words, audio_path, speaker, language)

@@ -204,6 +204,17 @@ def test_the_whole_flow_reads_and_writes_only_the_bucket(s3, tmp_path, spoken):
         assert s3.isfile(f"corpus/run/{name}")
     assert not (tmp_path / "metrics").exists() and not (tmp_path / "checkpoints").exists()  # nothing fell back to ./
 
+    from corpora.exporters import export
+    hf = export(f"{run_}/samples", "hf", f"{run_}/export/hf", f"{run_}/alignments")
+    assert hf["exported"] >= 1 and s3.isfile("corpus/run/export/hf/README.md")
+    s3.get("corpus/run/export/hf/", str(tmp_path / "hf_copy"), recursive=True)
+    import datasets
+    loaded = datasets.load_dataset(str(tmp_path / "hf_copy"))
+    assert sum(len(split) for split in loaded.values()) == hf["exported"]
+    nemo = export(f"{run_}/samples", "nemo", f"{run_}/export/nemo.jsonl", f"{run_}/alignments", kinds="asr")
+    lines = [json.loads(line) for line in s3.cat("corpus/run/export/nemo.jsonl").decode().splitlines()]
+    assert len(lines) == nemo["exported"] >= 1 and all(x["audio_filepath"].startswith("s3://") for x in lines)
+
 
 SHARDED_RUN = '''
 import json, os, sys

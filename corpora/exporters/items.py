@@ -25,6 +25,7 @@ import soundfile as sf
 
 from corpora.checks import END_TOLERANCE  # the tolerance prepare clamps with, so both agree
 from corpora.export import alignment_lookup, alignment_words, spans_json, target_text
+from manifests import storage
 from manifests.errors import AudioError, JstipError, ManifestError
 from manifests.io import manifest_files, write_records
 from manifests.lookup import ById
@@ -83,13 +84,12 @@ class Skips:
         return {"skipped": dict(self.counts), "examples": examples}
 
 
-def rejected_path(out: str | Path) -> Path:
+def rejected_path(out: str | Path) -> str:
     """Where an export's rejected records go: beside the output, never inside it (readers scan it)."""
-    out = Path(out)
-    return out.parent / f"{out.name}.rejected.parquet"
+    return storage.join(storage.parent(str(out)), f"{storage.name(str(out))}.rejected.parquet")
 
 
-def write_rejected(skips: Skips, out: str | Path) -> Path:
+def write_rejected(skips: Skips, out: str | Path) -> str:
     path = rejected_path(out)
     write_records(skips.rejected, Rejected, path)
     return path
@@ -185,7 +185,11 @@ def replaced_dir(out: str | Path, ours: re.Pattern) -> Iterator[Path]:
     """A fresh temporary directory beside `out`, put in its place when the block succeeds.
 
     An existing `out` is replaced only when it holds nothing but files whose names match `ours`
-    (an earlier export of the same format): no stale shard survives, and no other folder is lost."""
+    (an earlier export of the same format): no stale shard survives, and no other folder is lost.
+    An fsspec URL is written locally and put file by file when the block succeeds."""
+    if storage.is_url(out):
+        yield from _replaced_remote_dir(str(out), ours)
+        return
     final = Path(out)
     if final.exists():
         if not final.is_dir():
@@ -208,6 +212,24 @@ def replaced_dir(out: str | Path, ours: re.Pattern) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replaced_remote_dir(out: str, ours: re.Pattern) -> Iterator[Path]:
+    """`replaced_dir` for a folder in object storage (no rename there: the old export's objects are
+    removed only after the new one is complete locally, then the new files are put)."""
+    fs, inner = storage.url_to_fs(out)
+    if fs.isfile(inner):
+        raise JstipError(f"--out {out} is an object; an export of this format writes a folder")
+    existing = [p[len(inner.rstrip("/")) + 1:] for p in fs.find(inner)] if fs.isdir(inner) else []
+    foreign = sorted(p for p in existing if not ours.fullmatch(p))
+    if foreign:
+        raise JstipError(f"--out {out} holds files this export did not write ({', '.join(foreign[:3])}); "
+                         f"choose a new or empty folder")
+    with tempfile.TemporaryDirectory(prefix="jstip-export-") as tmp:
+        yield Path(tmp)
+        if existing:
+            storage.remove(out)
+        storage.upload_folder(tmp, out)
 
 
 def _umask() -> int:
