@@ -193,3 +193,34 @@ def test_rows_are_read_per_shard_and_new_vocabulary_rows_are_the_mean(tmp_path):
     assert local_rows(plain)[1] == 0 and local_rows(plain)[0].data_ptr() == plain.data_ptr()
     with pytest.raises(Exception, match="safetensors"):
         safetensors_map(tmp_path / "nowhere")
+
+
+@pytest.mark.slow
+def test_jstip_train_with_fsdp_loads_a_pretrained_lm_by_rows_and_extends_its_vocabulary(tmp_path):
+    """`jstip train` over two ranks with `parallel: fsdp`, a pretrained LM lacking 6 of the tokenizer's tokens
+    and LoRA: rows read per rank, the new rows the mean, a consolidated checkpoint that loads."""
+    from tests.test_trainer_stages import TINY, make_corpus, outputs
+
+    make_corpus(tmp_path)
+    make_lm(tmp_path, vocab_extra=6)
+    tiny = {k: v for k, v in TINY.items() if not k.startswith("lm_") and k != "vocab_size"}
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(f'''
+        from pipeline.stage_train import TrainConfig, run
+        run(TrainConfig(samples={str(tmp_path / "samples")!r}, lm={str(tmp_path / "lm")!r}, steps=4, lr=3e-3,
+                        warmup_steps=2, loss_window=2, parallel="fsdp", lora_r=4, **{outputs(tmp_path)!r},
+                        **{tiny!r}))
+    '''))
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script)], cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "6 new vocabulary rows set to the mean row" in proc.stderr
+    report = json.loads((tmp_path / "reports/train.json").read_text())
+    assert report["parallel"] == "fsdp" and report["world_size"] == 2
+    loaded = report["sharded_load"]
+    assert loaded["from_lm"] == 20 and loaded["lm_files"] > 2 and list(loaded["vocab_rows_added"].values()) == [6]
+    from trainer.checkpoint import load_checkpoint
+
+    model, tok = load_checkpoint(tmp_path / "ck")
+    assert model.lm.get_input_embeddings().weight.shape[0] == len(tok)
