@@ -37,7 +37,8 @@ SCRIPT = textwrap.dedent('''
     tok = build_tokenizer(%(words)r * 3, vocab_size=150)
     torch.manual_seed(rank + 10 * bool(resume))  # ranks (and a resumed run) start from other weights on purpose
     model = SpeechLM(SpeechLMConfig(enc_dim=32, enc_layers=2, enc_heads=2, proj_hidden=64, lm_hidden=64, lm_layers=2,
-                                    lm_heads=2, lm_intermediate=128, dropout=0.0, ctc_weight=0.5), tok)
+                                    lm_heads=2, lm_intermediate=128, dropout=0.0, ctc_weight=0.5,
+                                    **json.loads(os.environ.get("MODEL_EXTRA", "{}"))), tok)  # e.g. LoRA
     batching = Batching(batching="packed", batch_size=1, context=64, pool=2)
     without_speech = []
 
@@ -97,13 +98,14 @@ def make_shards(root: Path) -> str:
     return str(root / "samples")
 
 
-def launch(script: Path, samples: str, out: Path, mode: str, steps: int, resume: str = "") -> None:
+def launch(script: Path, samples: str, out: Path, mode: str, steps: int, resume: str = "",
+           model_extra: dict | None = None) -> None:
     head = [sys.executable] if mode == "single" else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     proc = subprocess.run(head + [str(script), samples, str(out), mode, str(steps)] + ([resume] if resume else []),
                           cwd=REPO, capture_output=True, text=True, timeout=400,
                           env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
-                               "OMP_WAIT_POLICY": "PASSIVE"})
+                               "OMP_WAIT_POLICY": "PASSIVE", "MODEL_EXTRA": json.dumps(model_extra or {})})
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 

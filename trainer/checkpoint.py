@@ -25,12 +25,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import random
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -320,6 +321,31 @@ def init_parts(model: SpeechLM, directory: str | Path, parts: str = "encoder,pro
     shape. Every tensor of a named part must be in the checkpoint with the same shape, else a
     JstipError names the first mismatches (a different encoder size or LM). Returns what was copied.
     """
+    with init_weights_file(directory) as path:
+        saved = load_file(str(path))
+    keys, wanted = init_part_keys({k: tuple(v.shape) for k, v in model.state_dict().items()},
+                                  {k: tuple(v.shape) for k, v in saved.items()}, parts, directory)
+    copied = {k: saved[k] for k in keys}
+    model.load_state_dict(copied, strict=False)
+    return init_report(directory, wanted, {k: tuple(v.shape) for k, v in copied.items()})
+
+
+@contextlib.contextmanager
+def init_weights_file(directory: str | Path) -> Iterator[Path]:
+    """`init_from`'s weights file (a jstip checkpoint's model.safetensors), as a local file while the
+    block runs (fetched from the store when `directory` is a URL)."""
+    if not storage.is_file(storage.join(str(directory), WEIGHTS_FILE)):
+        raise JstipError(f"init_from {directory}: no {WEIGHTS_FILE}; give a checkpoint directory written by jstip train")
+    with storage.local_folder(directory, only=(WEIGHTS_FILE,)) as folder:
+        yield folder / WEIGHTS_FILE
+
+
+def init_part_keys(own: dict[str, tuple[int, ...]], saved: dict[str, tuple[int, ...]], parts: str,
+                   directory: str | Path) -> tuple[list[str], list[str]]:
+    """The tensors (by name) `init_parts` copies, from both models' shapes, and the parts named.
+
+    Shapes only, so the sharded loader (`sharded_load.py`) picks the same tensors without reading them.
+    """
     from .model import PARTS
 
     wanted = [p.strip() for p in parts.split(",") if p.strip()]
@@ -327,27 +353,26 @@ def init_parts(model: SpeechLM, directory: str | Path, parts: str = "encoder,pro
     wanted = [p for p in wanted if p != "ctc"]
     if not (wanted or ctc_alone) or set(wanted) - set(PARTS):
         raise JstipError(f"init_parts={parts!r} must name parts among {', '.join(PARTS)}, ctc (comma-separated)")
-    if not storage.is_file(storage.join(str(directory), WEIGHTS_FILE)):
-        raise JstipError(f"init_from {directory}: no {WEIGHTS_FILE}; give a checkpoint directory written by jstip train")
-    with storage.local_folder(directory, only=(WEIGHTS_FILE,)) as folder:
-        saved = load_file(str(folder / WEIGHTS_FILE))
-    own = model.state_dict()
     prefixes = tuple(f"{p}." for p in wanted) + (("pooler.",) if "projector" in wanted else ())  # the spike pooler is adapter
     keys = [k for k in own if k.startswith(prefixes)]
-    if ("projector" in wanted or ctc_alone) and model.ctc_head is not None:
-        keys += [k for k in own if k.startswith("ctc_head.") and k in saved and saved[k].shape == own[k].shape]
+    if "projector" in wanted or ctc_alone:
+        keys += [k for k in own if k.startswith("ctc_head.") and k in saved and saved[k] == own[k]]
     tied = lambda k: k.endswith("lm_head.weight") and k not in saved  # noqa: E731  (saved once, as the embeddings)
-    bad = [f"{k} (missing)" if k not in saved else f"{k} {tuple(saved[k].shape)} vs {tuple(own[k].shape)}"
-           for k in keys if not tied(k) and (k not in saved or saved[k].shape != own[k].shape)]
+    bad = [f"{k} (missing)" if k not in saved else f"{k} {saved[k]} vs {own[k]}"
+           for k in keys if not tied(k) and (k not in saved or saved[k] != own[k])]
     if bad:
         raise JstipError(f"init_from {directory} does not fit this model's {', '.join(wanted)}: {bad[:3]}"
                          f"{' …' if len(bad) > 3 else ''}; use the same encoder and adapter sizes (enc_dim, enc_layers, "
                          "stack, proj_hidden) and LM as the run that wrote it")
-    copied = {k: saved[k] for k in keys if k in saved}
+    copied = [k for k in keys if k in saved]
     if ctc_alone and not any(k.startswith("ctc_head.") for k in copied):
         raise JstipError(f"init_parts names ctc but {directory} has no CTC head of this model's shape (or this model "
                          "has none: ctc_weight 0)")
-    model.load_state_dict(copied, strict=False)
+    return copied, wanted
+
+
+def init_report(directory: str | Path, wanted: list[str], copied: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+    """What `init_parts` copied, for the run's report."""
     return {"init_from": str(directory), "init_parts": wanted, "init_tensors": len(copied),
-            "init_parameters": int(sum(t.numel() for t in copied.values())),
+            "init_parameters": int(sum(math.prod(s) for s in copied.values())),
             "init_ctc_head": any(k.startswith("ctc_head.") for k in copied)}

@@ -41,7 +41,7 @@ from .checkpoint import latest_state, load_optimizer, load_state, save_state
 from .data import to_device
 from .dist import init_distributed
 from .model import SpeechLM
-from .parallel import choose_parallel, full_value, shard_model
+from .parallel import choose_parallel, full_value, is_sharded, shard_model
 from .schedule import StagePlan, lr_factor, make_optimizer, plan_stages, size_warning
 from .throughput import lm_flops_per_token, peak_flops, speech_flops_per_frame
 
@@ -188,9 +188,11 @@ def train(model: SpeechLM, data: TrainData, cfg: LoopConfig, out_dir: str | Path
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(cfg.seed + dist.rank)
-    model.to(device).train()
     parallel = choose_parallel(cfg.parallel, dist.world_size, cfg.ddp_fits)
-    if parallel.mode == "fsdp":
+    if not is_sharded(model):  # a model sharded already (sharded_load.py) lives where its shards do
+        model.to(device)
+    model.train()
+    if parallel.mode == "fsdp" and not is_sharded(model):
         shard_model(model, device, bf16=device.type == "cuda" and cfg.precision != "fp32",
                     reshard_after_forward=cfg.reshard_after_forward, cpu_offload=cfg.cpu_offload)
     plans = plan_stages(cfg, data, dist.world_size, lambda stage: dist.sum([data.tokens(stage)])[0])

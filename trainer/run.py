@@ -166,7 +166,9 @@ def train_run(cfg: TrainConfig) -> tuple[dict, dict] | None:
     from .dist import init_distributed
     from .loop import LoopConfig, pick_device, train
     from .model import SpeechLM, SpeechLMConfig, count_parameters
+    from .parallel import choose_parallel
     from .shards import ShardSource
+    from .sharded_load import build_sharded_model
 
     import torch
 
@@ -180,8 +182,18 @@ def train_run(cfg: TrainConfig) -> tuple[dict, dict] | None:
     source = ShardSource(cfg.samples, dist.rank, dist.world_size)
     tok = _tokenizer(cfg, dist, source)
     torch.manual_seed(cfg.seed)
-    model = SpeechLM(_subset(cfg, SpeechLMConfig), tok)
-    initialised = init_parts(model, cfg.init_from, cfg.init_parts) if cfg.init_from else {}
+    device = pick_device(cfg.device, dist.local_rank)
+    if choose_parallel(cfg.parallel, dist.world_size, ddp_fits).mode == "fsdp":
+        # the LM on the meta device, sharded, each rank reading its rows of the weights (sharded_load.py)
+        model, loaded = build_sharded_model(
+            _subset(cfg, SpeechLMConfig), tok, device, seed=cfg.seed, init_from=cfg.init_from,
+            init_parts=cfg.init_parts, bf16=device.type == "cuda" and cfg.precision != "fp32",
+            reshard_after_forward=cfg.reshard_after_forward, cpu_offload=cfg.cpu_offload, log=dist.main)
+        initialised = {**loaded.pop("init", {}), "sharded_load": {k: v for k, v in loaded.items() if k != "fresh"}
+                       | {"fresh": len(loaded["fresh"])}}
+    else:
+        model = SpeechLM(_subset(cfg, SpeechLMConfig), tok)
+        initialised = init_parts(model, cfg.init_from, cfg.init_parts) if cfg.init_from else {}
     batching = _subset(cfg, Batching)
     data = data_from_source(source, tok, model.spec, batching, cfg.span_encoding, max(1, cfg.num_workers),
                             ctc_units=cfg.ctc_units)

@@ -34,12 +34,12 @@ def peak_flops(device_name: str, override_tflops: float = 0.0) -> float | None:
 
 def lm_flops_per_token(lm: nn.Module, seq_len: float) -> float:
     """Training FLOPs per token of a transformers causal LM (see the module docstring)."""
-    emb = lm.get_input_embeddings()
+    emb = _matrix(lm.get_input_embeddings())
     head = lm.get_output_embeddings()
     params = {id(p): p for p in lm.parameters()}
-    n = sum(p.numel() for p in params.values()) - emb.weight.numel()
-    if head is not None and head.weight is emb.weight:  # tied: the head still multiplies
-        n += head.weight.numel()
+    n = sum(p.numel() for p in params.values()) - emb.numel()
+    if head is not None and _matrix(head) is emb:  # tied: the head still multiplies
+        n += emb.numel()
     trainable_base = any(p.requires_grad for name, p in lm.named_parameters() if "lora_" not in name)
     cfg = lm.config.get_text_config() if hasattr(lm.config, "get_text_config") else lm.config
     layers, width = cfg.num_hidden_layers, cfg.hidden_size
@@ -47,6 +47,13 @@ def lm_flops_per_token(lm: nn.Module, seq_len: float) -> float:
     head_dim = getattr(cfg, "head_dim", None) or width // heads
     attention = 12 * layers * heads * head_dim * seq_len
     return (6 if trainable_base else 4) * n + attention
+
+
+def _matrix(module: nn.Module):
+    """An embedding's (or output projection's) weight; under peft's trainable tokens the base layer's, as
+    the wrapper's `.weight` merges the token rows in (which FSDP's sharded tensors cannot outside forward)."""
+    adapter = getattr(module, "token_adapter", None)
+    return adapter.get_base_layer().weight if adapter is not None else module.weight
 
 
 def speech_flops_per_frame(model: nn.Module) -> float:
