@@ -209,6 +209,17 @@ def test_pretrained_lm_path_is_loaded(corpus, tmp_path):
         assert k == k2 and torch.equal(v, v2)
 
 
+def test_a_half_precision_lm_checkpoint_trains_from_fp32_master_weights(corpus, tmp_path):
+    """Released LMs are saved in bf16/fp16; AdamW must still update fp32 weights (transformers 5 keeps
+    the file's dtype unless asked)."""
+    _, _, tok = corpus
+    scratch = SpeechLM(SpeechLMConfig(**TINY), tok)
+    scratch.lm.to(torch.bfloat16).save_pretrained(tmp_path / "lm")
+    model = SpeechLM(SpeechLMConfig(**{**TINY, "lm": str(tmp_path / "lm")}), tok)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert torch.equal(model.lm.get_input_embeddings().weight, scratch.lm.get_input_embeddings().weight.float())
+
+
 def test_80_ms_frames_fill_the_placeholders_with_concatenated_spans(corpus):
     paths, _, tok = corpus
     torch.manual_seed(0)

@@ -79,8 +79,8 @@ def load_whisper_encoder(path: str = "", config: dict[str, Any] | None = None) -
         archs = cfg.architectures or []
         try:
             if any(a.startswith("WhisperEncoder") for a in archs):
-                return WhisperEncoder.from_pretrained(path)
-            return WhisperModel.from_pretrained(path).get_encoder()
+                return WhisperEncoder.from_pretrained(path, dtype=torch.float32)
+            return WhisperModel.from_pretrained(path, dtype=torch.float32).get_encoder()
         except (OSError, ValueError) as exc:
             raise JstipError(f"cannot load Whisper weights from {path!r}: {exc}") from exc
     if not config:

@@ -126,7 +126,7 @@ def load_hf_encoder(path: str, saved: dict[str, Any] | None, stack: int, pretrai
         features = saved["features"]
     if pretrained and path:
         try:
-            model = AutoModel.from_pretrained(path, config=config)
+            model = AutoModel.from_pretrained(path, config=config, dtype=torch.float32)  # fp32 master weights
         except (OSError, ValueError) as exc:
             raise JstipError(f"cannot load encoder weights from {path!r}: {exc}") from exc
     else:

@@ -123,7 +123,9 @@ def build_lm(cfg: SpeechLMConfig, tok: PreTrainedTokenizerBase, pretrained: bool
         lm = AutoModelForCausalLM.from_config(lm_config, attn_implementation=attn)
     elif cfg.lm and pretrained:
         try:
-            lm = AutoModelForCausalLM.from_pretrained(cfg.lm, attn_implementation=attn)
+            # fp32 master weights whatever the checkpoint's dtype (transformers 5 keeps a bf16/fp16 file's
+            # dtype, and AdamW on half-precision weights loses its small updates); bf16 runs use autocast
+            lm = AutoModelForCausalLM.from_pretrained(cfg.lm, attn_implementation=attn, dtype=torch.float32)
         except (OSError, ValueError) as exc:
             raise JstipError(f"cannot load LM {cfg.lm!r}: {exc}; give a local model directory, a name in the local "
                              "cache, or lm='' to build one from config") from exc
