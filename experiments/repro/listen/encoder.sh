@@ -7,7 +7,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 W=${W:-/tmp/r18}
 cd "$W"
 export OMP_NUM_THREADS=1
-t() { echo "+ $*"; nice -n 15 /usr/bin/time -f "%e s wall %U s user %M KiB" "$@"; }
+t() { echo "+ $*"; nice -n "${NICE:-15}" /usr/bin/time -f "%e s wall %U s user %M KiB" "$@"; }
 t jstip train --params pretrain/encoder.yaml --threads 1 "$@"
 t jstip evaluate --params pretrain/encoder.yaml
 t python "$HERE/../ctc_greedy.py" pretrained/encoder data/test_utterances.parquet --n 100

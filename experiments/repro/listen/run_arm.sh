@@ -12,7 +12,7 @@ cd "$W"
 export OMP_NUM_THREADS=1
 R=runs/$name; mkdir -p "$R"
 echo "jstip train --params params.yaml $*" > "$R/command.txt"
-t() { nice -n 15 /usr/bin/time -f "%e s wall %U s user %M KiB" -a -o "$R/time.txt" "$@"; }
+t() { nice -n "${NICE:-15}" /usr/bin/time -f "%e s wall %U s user %M KiB" -a -o "$R/time.txt" "$@"; }
 echo "train" >> "$R/time.txt"
 t jstip train --params params.yaml --samples data/encoder_samples --checkpoints "$R/ck" --plots "$R/plots" \
   --metrics "$R/m_train.json" --report "$R/r_train.json" --threads 1 --progress false "$@" > "$R/train.log" 2>&1

@@ -30,8 +30,12 @@ def row(run: Path) -> str:
     times = (run / "time.txt").read_text().split()
     user = sum(float(times[i - 2]) for i, w in enumerate(times) if w == "user")
     stages = ", ".join(f"{s['name']} {s['steps']}" for s in rep["stages"])
-    return (f"| {run.name} | {stages} | {tr['loss_last']:.2f} | {pct(ev['wer'])} | {pct(ev['eer'])} | "
-            f"{pct(cat.get('common', {}).get('eer'))} | {pct(cat.get('rare', {}).get('eer'))} | {cer} | {pooled} | {user:.0f} |")
+    common = cat.get("common", {})
+    ci = lambda d, k: (f" [{pct(d.get(k + '_lo'))}, {pct(d.get(k + '_hi'))}]"  # noqa: E731
+                       if d.get(k + "_lo") is not None else "")
+    return (f"| {run.name} | {stages} | {tr['loss_last']:.2f} | {pct(ev['wer'])}{ci(ev, 'wer')} | {pct(ev['eer'])} | "
+            f"{pct(common.get('eer'))}{ci(common, 'eer')} | {pct(cat.get('rare', {}).get('eer'))} | {cer} | {pooled} | "
+            f"{user:.0f} |")
 
 
 def examples(run: Path, n: int = 3) -> list[str]:
@@ -42,7 +46,7 @@ def examples(run: Path, n: int = 3) -> list[str]:
 
 if __name__ == "__main__":
     w = Path(os.environ.get("W", "/tmp/r18"))
-    print("| run | steps | loss | WER | EER all | EER common | EER rare | CTC CER (100) | pooling | CPU-s |")
+    print("| run | steps | loss | WER [95% CI] | EER all | EER common [95% CI] | EER rare | CTC CER (100) | pooling | CPU-s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in sys.argv[1:]:
         print(row(w / "runs" / name))
