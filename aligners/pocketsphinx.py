@@ -321,9 +321,11 @@ class PocketsphinxAligner(Aligner):
         """The leading words spoken in one piece of a long recording (every word when `last`); with
         `skip`, the words from any of the first `skip` + 1 on (after a stretch that did not align)."""
         if last and not skip:
-            spans = self._align_pieces(audio, words)
-            self.placed_phones = []  # a piece's phones are not the recording's
-            return spans
+            phones, self.phones = self.phones, False  # a piece's phones are not the recording's: no phone pass
+            try:
+                return self._align_pieces(audio, words)
+            finally:
+                self.phones, self.placed_phones = phones, []
         limit = int(MAX_WORDS_PER_SECOND * len(audio) / self.sample_rate) + 1 + skip
         for rung in range(len(self.beams)):
             spans = self._decode(self._decoder(rung), audio, words[:limit], prefix=True, entries=skip)
