@@ -65,14 +65,30 @@ def build(t: Path, n: int, long_minutes: float) -> tuple[list, list, Path]:
     grids.mkdir()
     spans = {a.utt_id: [(w.start, w.end, w.word) for w in a.words]
              for a in read_records(t / "demo/reference.parquet", Alignment)}
-    starts = truth["starts"]  # the long recording's truth has word starts: a word ends where the next starts
-    spans["long"] = [(s, max(e, s + 0.01), w) for s, e, w in zip(starts, starts[1:] + [truth["seconds"]], truth["words"])]
+    spans["long"] = _long_spans(truth)
     seconds = {u.utt_id: u.duration for u in demo + long}
     for utt_id, entries in spans.items():
         grid = textgrid.Textgrid()
         grid.addTier(textgrid.IntervalTier("words", entries, 0, max(seconds[utt_id], entries[-1][1])))
         grid.save(str(grids / f"{utt_id}.TextGrid"), format="long_textgrid", includeBlankSpaces=True)
     return demo, long, grids
+
+
+def _long_spans(truth: dict) -> list[tuple[float, float, str]]:
+    """The long recording's words as intervals: its truth has word starts only, so a word ends where
+    the next starts, and words spoken as one token ("five hundred", one start) share its span evenly."""
+    starts, words = truth["starts"], truth["words"]
+    ends = sorted(set(starts))[1:] + [truth["seconds"]]
+    next_start = dict(zip(sorted(set(starts)), ends))
+    out, i = [], 0
+    while i < len(words):
+        j = i
+        while j + 1 < len(words) and starts[j + 1] == starts[i]:
+            j += 1
+        step = (next_start[starts[i]] - starts[i]) / (j - i + 1)
+        out += [(starts[i] + k * step, starts[i] + (k + 1) * step, words[i + k]) for k in range(j - i + 1)]
+        i = j + 1
+    return out
 
 
 def base_sized_ctc(t: Path) -> Path:
