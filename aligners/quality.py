@@ -211,6 +211,9 @@ class QualityReport:
         """Phone boundary error against the reference's phones (`matched_phone_errors`): mean, median,
         shares within 10/25/50/100 ms, and how many matched words could be compared."""
         both, compared = self.phone_words["both"], self.phone_words["compared"]
+        if not both:
+            return {"words_with_phones": 0, "note": "the alignments hold no phones of the reference's words "
+                                                    "(pocketsphinx places phones with --phones)"}
         summary = error_summary(self.phone_errors)
         summary["phones_matched"] = summary.pop("words_matched")
         return {**summary, "words_with_phones": both, "words_compared": compared,

@@ -99,3 +99,29 @@ def test_phones_against_real_mfa_phone_tiers(phone_aligner):
                                                   phones_ref[name])
     assert compared >= 0.5 * both > 0
     assert error_summary(errors)["boundary_error_median_ms"] < 40
+
+
+def test_align_stage_reports_phone_error_against_the_demo_reference(tmp_path):
+    import json
+
+    from pipeline.stage_align import AlignConfig, run as align
+    from pipeline.stage_demo_corpus import DemoCorpusConfig, run as demo_corpus
+    from pipeline.stage_prepare import PrepareConfig, run as prepare
+
+    demo_corpus(DemoCorpusConfig(out=str(tmp_path / "demo"), n_utterances=4, n_domain_texts=1,
+                                 metrics=str(tmp_path / "m.json")))
+    prepare(PrepareConfig(corpus=str(tmp_path / "demo/corpus"), utterances=str(tmp_path / "u.parquet"),
+                          texts=str(tmp_path / "t.parquet"), rejected=str(tmp_path / "r.parquet"),
+                          metrics=str(tmp_path / "p.json")))
+    reports = {}
+    for phones in (False, True):
+        out = tmp_path / f"phones-{phones}"
+        align(AlignConfig(utterances=str(tmp_path / "u.parquet"), out=str(out / "a"), min_shards=1, phones=phones,
+                          reference=str(tmp_path / "demo/reference.parquet"), metrics=str(out / "metrics.json"),
+                          report=str(out / "report.json")))
+        reports[phones] = json.loads((out / "report.json").read_text())
+        assert not any("phone" in key for key in json.loads((out / "metrics.json").read_text()))
+    assert reports[False]["phones"]["words_with_phones"] == 0 and "--phones" in reports[False]["phones"]["note"]
+    scored = reports[True]["phones"]
+    assert scored["words_compared"] >= 0.6 * scored["words_with_phones"] > 0
+    assert scored["boundary_error_mean_ms"] < 30 and set(scored) >= {"within_10ms", "within_100ms"}
