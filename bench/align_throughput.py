@@ -54,9 +54,10 @@ def build(t: Path, n: int, long_minutes: float) -> tuple[list, list, Path]:
     from pipeline.stage_demo_corpus import DemoCorpusConfig, run as demo_corpus
     from pipeline.stage_prepare import PrepareConfig, run as prepare
 
-    demo_corpus(DemoCorpusConfig(out=str(t / "demo"), n_utterances=n, n_domain_texts=1, metrics=str(t / "m.json")))
+    demo_corpus(DemoCorpusConfig(out=str(t / "demo"), n_utterances=n, n_domain_texts=1, metrics=str(t / "m.json"),
+                                 report=str(t / "demo_report.json")))
     prepare(PrepareConfig(corpus=str(t / "demo/corpus"), utterances=str(t / "u.parquet"), texts=str(t / "t.parquet"),
-                          rejected=str(t / "r.parquet"), metrics=str(t / "p.json")))
+                          rejected=str(t / "r.parquet"), metrics=str(t / "p.json"), report=str(t / "prepare_report.json")))
     demo = read_records(t / "u.parquet", Utterance)
     longform_bench.generate(t / "long", long_minutes, "dense")
     truth = json.loads((t / "long.json").read_text())
