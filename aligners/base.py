@@ -24,7 +24,7 @@ import numpy as np
 
 from manifests.audio import load_audio
 from manifests.errors import AudioError, JstipError
-from manifests.schema import ALIGN_FAILED, ALIGN_OK, ALIGN_PARTIAL, Alignment, Utterance, WordSpan
+from manifests.schema import ALIGN_FAILED, ALIGN_OK, ALIGN_PARTIAL, Alignment, PhoneSpan, Utterance, WordSpan
 
 # category -> what it means (README's table and the report's legend)
 CATEGORIES: dict[str, str] = {
@@ -135,12 +135,14 @@ class Aligner(ABC):
     def align_one(self, utt: Utterance) -> Alignment:
         """One utterance's record: ok, or failed with a categorised reason (never an exception)."""
         self.notes: list[tuple[str, str]] = []
+        self.placed_phones: list[PhoneSpan] = []  # a backend that places phones sets them here
         try:
             check_utterance(utt)
             words = self.align_utterance(utt)
             reason = "; ".join(failure_reason(c, m) for c, m in self.notes)
             partial = any(c in PARTIAL_NOTES for c, _ in self.notes)
-            return Alignment(utt.utt_id, self.name, ALIGN_PARTIAL if partial else ALIGN_OK, reason, tuple(words))
+            return Alignment(utt.utt_id, self.name, ALIGN_PARTIAL if partial else ALIGN_OK, reason, tuple(words),
+                             tuple(self.placed_phones))
         except AlignmentFailed as exc:
             return failed(utt.utt_id, self.name, exc.category, str(exc))
         except AudioError as exc:

@@ -50,6 +50,7 @@ class SpokenWord:
     char_start: int
     start: float
     end: float
+    phones: tuple[tuple[str, float, float], ...] = ()  # (espeak mnemonic, start, end), contiguous in the word
 
 
 class Espeak:
@@ -117,8 +118,8 @@ class Espeak:
             if status != 0:
                 raise JstipError(f"espeak-ng could not synthesize {text!r} (status {status})")
             chunks, events = self._chunks, self._events
-        audio = (np.concatenate(chunks) if chunks else np.zeros(0, np.int16)).astype(np.float32) / 32768.0
-        return audio, _word_times(encoded, events, len(audio), self.sample_rate)
+        pcm = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+        return pcm.astype(np.float32) / 32768.0, _word_times(encoded, events, pcm, self.sample_rate)
 
     def phonemes(self, word: str, voice: str = "en-us") -> list[str]:
         """espeak's phoneme mnemonics for `word` (e.g. metformin -> m 'E t f o@ m ,I n)."""
@@ -133,12 +134,43 @@ class Espeak:
 _STOPS = {"p", "b", "t", "d", "k", "g", "t#", "d#", "tS", "dZ", "t2", "d2", "k2", "?"}
 
 
+def _name(name: bytes) -> str:
+    """A phoneme mnemonic without stress and syllable marks ('a -> a, ,O2 -> O2)."""
+    return name.decode("utf-8", "replace").strip("'\",%=")
+
+
 def _is_stop(name: bytes) -> bool:
     """A plosive or affricate: its closure (silence) comes before espeak's phoneme event, at the burst."""
-    return name.decode("utf-8", "replace").strip("'\",%=") in _STOPS
+    return _name(name) in _STOPS
 
 
-def _word_times(text: bytes, events, n_samples: int, rate: int) -> list[SpokenWord]:
+def _closure_start(pcm: np.ndarray, after: int, burst: int) -> int:
+    """Where the silent closure before a stop's burst begins: the first sample of the run of exact
+    zeros that ends at the burst (espeak's voiceless closures are digital silence), or the burst
+    itself when there is none (a voiced closure, which espeak fills with voicing)."""
+    if burst <= after or burst > len(pcm):
+        return burst
+    nonzero = np.flatnonzero(pcm[after:burst])
+    return after + int(nonzero[-1]) + 1 if len(nonzero) else after
+
+
+def _phone_times(phonemes: list, start: int, end: int, pcm: np.ndarray, rate: int) -> tuple:
+    """The word's phones (mnemonic, start, end) between its start and end, each ending where the
+    next begins. A stop begins at its closure, where the run of silence before the burst (the
+    phoneme event) starts; a voiced closure cannot be told from the phone before it."""
+    spoken = [(sample, name) for sample, name, pause in phonemes if not pause and start <= sample < end]
+    if not spoken:
+        return ()
+    starts = [start]
+    for k in range(1, len(spoken)):
+        sample, name = spoken[k]
+        starts.append(_closure_start(pcm, spoken[k - 1][0] + 1, sample) if _is_stop(name) else sample)
+    bounds = starts + [end]
+    return tuple((_name(name), bounds[k] / rate, bounds[k + 1] / rate) for k, (_, name) in enumerate(spoken)
+                 if bounds[k + 1] > bounds[k])
+
+
+def _word_times(text: bytes, events, pcm: np.ndarray, rate: int) -> list[SpokenWord]:
     """Each word's span where its phonemes are, not where espeak's word event is.
 
     espeak emits a word event where the previous phoneme ends, which is not where the word
@@ -151,7 +183,9 @@ def _word_times(text: bytes, events, n_samples: int, rate: int) -> list[SpokenWo
     and the word starts at the burst. Words in running speech are contiguous, as in TIMIT's
     word tier: a word ends where the next one starts, or earlier at a pause phoneme after its
     last phoneme (the short silence espeak puts before a fricative stays with the word before).
+    Each word carries its phones (`_phone_times`), which tile it.
     """
+    n_samples = len(pcm)
     words: list[list] = []  # [text position, length, word event sample, [(sample, name, is pause)]]
     for kind, pos, length, sample, name in events:
         if kind == _EV_WORD:
@@ -176,7 +210,9 @@ def _word_times(text: bytes, events, n_samples: int, rate: int) -> list[SpokenWo
             ends.append(starts[k + 1])
         end = min([e for e in ends if e > starts[k]] or [n_samples])
         chars = text[pos - 1 : pos - 1 + length].decode("utf-8", "replace")
-        out.append(SpokenWord(chars, pos - 1, starts[k] / rate, min(end, n_samples) / rate))
+        end = min(end, n_samples)
+        phones = _phone_times(phonemes, starts[k], end, pcm, rate)
+        out.append(SpokenWord(chars, pos - 1, starts[k] / rate, end / rate, phones))
     return out
 
 

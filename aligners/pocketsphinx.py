@@ -25,7 +25,10 @@ What makes it dependable on real corpora and on synthetic speech:
   `window_seconds` is decoded with a grammar that may stop after any word and the words
   ending well inside it are kept, so one hard spot (a cough, a cut) does not fail a recording;
 - a longer recording is cut at silences by a voice activity detector and aligned piece by
-  piece (`longform`): the time and memory of one piece, whatever the recording's length.
+  piece (`longform`): the time and memory of one piece, whatever the recording's length;
+- phones (ARPAbet) come from pocketsphinx's second, state-level pass over the first pass's words
+  (`set_alignment`/`get_alignment`), for a recording whose words one forced pass placed; where
+  words were placed in pieces, windows or again, the record has words only.
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ import numpy as np
 
 from manifests.audio import load_audio
 from manifests.errors import JstipError
-from manifests.schema import Utterance, WordSpan
+from manifests.schema import PhoneSpan, Utterance, WordSpan
 
 from .base import MIN_SECONDS, Aligner, AlignmentFailed
 from .g2p import arpabet, foreign_script
@@ -76,9 +79,11 @@ class PocketsphinxAligner(Aligner):
         longform: LongformSettings | None = None,
         coverage: CoverageSettings | None = None,
         unexplained_speech: float = CoverageSettings.min_seconds,
+        phones: bool = False,
     ) -> None:
         """`beams`: the retry ladder, narrowest first; `config`: extra pocketsphinx decoder settings;
-        `unexplained_speech`: seconds of speech no word covers that make a record partial (0: not checked)."""
+        `unexplained_speech`: seconds of speech no word covers that make a record partial (0: not checked);
+        `phones`: also place phones (a second, state-level pass; see `_phone_pass`)."""
         if not beams:
             raise JstipError("pocketsphinx needs at least one beam width, e.g. beams=(1e-120, 1e-200)")
         if window_seconds <= 2 * WINDOW_MARGIN:
@@ -89,6 +94,9 @@ class PocketsphinxAligner(Aligner):
         self.max_full_seconds = max_full_seconds
         self.longform = longform or LongformSettings()
         self.coverage = coverage or CoverageSettings(min_seconds=unexplained_speech)
+        self.phones = phones
+        self.placed_phones: list[PhoneSpan] = []  # the phones of the utterance aligned last (align_one keeps them)
+        self._pass_phones: list[PhoneSpan] = []  # the phones of the last forced pass that placed every word
         # bestpath=False: word times from the Viterbi backtrace out of the grammar's final state.
         # The lattice best-path rescoring (pocketsphinx's default) may end on a partial path and
         # drop the last words, which made well-formed utterances fail as "stopped early".
@@ -180,8 +188,9 @@ class PocketsphinxAligner(Aligner):
         except (RuntimeError, ValueError) as exc:
             raise AlignmentFailed(f"pocketsphinx rejected the transcript: {exc}", "transcript_rejected") from exc
         self.passes[f"{'window' if prefix else 'forced'} beam {decoder.config['beam']:.0e}"] += 1
+        pcm = self._pcm(audio, lead)
         decoder.start_utt()
-        decoder.process_raw(self._pcm(audio, lead), full_utt=True)
+        decoder.process_raw(pcm, full_utt=True)
         decoder.end_utt()
         spans, leading = self._word_spans(decoder, len(audio) / self.sample_rate, lead) \
             if decoder.hyp() is not None else ([], 0)
@@ -193,7 +202,41 @@ class PocketsphinxAligner(Aligner):
         spans = _matching_prefix(spans, words)
         if leading:
             spans = self._refine_leading(decoder, audio, spans, leading) if len(spans) > leading else []
+        elif self.phones and lead == PAD_SECONDS and len(spans) == len(words):
+            self._pass_phones = self._phone_pass(decoder, pcm, spans, lead)
         return spans
+
+    def _phone_pass(self, decoder, pcm: bytes, spans: list[WordSpan], lead: float) -> list[PhoneSpan]:
+        """The phones of `spans`, from pocketsphinx's state-level alignment of the pass just decoded
+        (`set_alignment` realigns the hypothesis's words, silences and fillers frame by frame and
+        keeps its phones and states; the first pass keeps only words, which is why it is faster).
+        Each phone is clipped to its word as the first pass placed it, so phones tile the word
+        spans of the record; [] when the second pass does not give the same words."""
+        self.passes["phones"] += 1
+        try:
+            decoder.set_alignment()
+            decoder.start_utt()
+            decoder.process_raw(pcm, full_utt=True)
+            decoder.end_utt()
+            alignment = decoder.get_alignment()
+        except RuntimeError:
+            return []
+        if alignment is None:
+            return []
+        # an entry's phones are read while the iterator stands on it (it owns them: reading them
+        # after it moved on crashed the process)
+        entries = [(_VARIANT.sub("", w.name), [(p.name, p.start, p.start + p.duration) for p in w])
+                   for w in alignment if not w.name.startswith(("<", "[", "(", "+"))]
+        if [name for name, _ in entries] != [s.word for s in spans]:
+            return []
+        phones = []
+        for (_, frames), span in zip(entries, spans):
+            for name, first, stop in frames:
+                start = max(first / self._frate + self.frame_offset - lead, span.start)
+                end = min(stop / self._frate + self.frame_offset - lead, span.end)
+                if end > start:
+                    phones.append(PhoneSpan(name, round(start, 4), round(end, 4)))
+        return phones
 
     def _refine_leading(self, decoder, audio: np.ndarray, spans: list[WordSpan], leading: int) -> list[WordSpan]:
         """`spans` with its first `leading` words (which the search put before the audio, in the
@@ -235,6 +278,7 @@ class PocketsphinxAligner(Aligner):
         """The longest placed prefix of `words` from the forced passes, widening the beam on failure."""
         best: list[WordSpan] = []
         for rung in range(len(self.beams)):
+            self._pass_phones = []
             spans = self._decode(self._decoder(rung), audio, words, prefix=False)
             if len(spans) == len(words):
                 return spans
@@ -277,7 +321,11 @@ class PocketsphinxAligner(Aligner):
         """The leading words spoken in one piece of a long recording (every word when `last`); with
         `skip`, the words from any of the first `skip` + 1 on (after a stretch that did not align)."""
         if last and not skip:
-            return self._align_pieces(audio, words)
+            phones, self.phones = self.phones, False  # a piece's phones are not the recording's: no phone pass
+            try:
+                return self._align_pieces(audio, words)
+            finally:
+                self.phones, self.placed_phones = phones, []
         limit = int(MAX_WORDS_PER_SECOND * len(audio) / self.sample_rate) + 1 + skip
         for rung in range(len(self.beams)):
             spans = self._decode(self._decoder(rung), audio, words[:limit], prefix=True, entries=skip)
@@ -287,6 +335,7 @@ class PocketsphinxAligner(Aligner):
 
     def _checked(self, words: Sequence[str], seconds: float) -> list[str]:
         self.notes = []  # a new utterance: no notes yet
+        self.placed_phones = []
         words = [w for w in words if w]
         if not words:
             raise AlignmentFailed("empty transcript: nothing to align", "empty_transcript")
@@ -308,6 +357,8 @@ class PocketsphinxAligner(Aligner):
             if seconds <= self.max_full_seconds and seconds >= 0.05:
                 got = self._forced(rest, remaining)
                 if len(got) == len(remaining):
+                    if not placed:  # one pass placed every word: its phones are the record's
+                        self.placed_phones = self._pass_phones
                     placed += _shift(got, t0, total)
                     break
                 got = got[:-1]  # the last word of a pass that stopped early may be stretched

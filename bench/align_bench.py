@@ -3,9 +3,12 @@
     python bench/align_bench.py [--utterances 200] [--aligner pocketsphinx]
 
 1. Accuracy on synthetic ground truth: an espeak-ng demo corpus is generated (true word
-   times from espeak's events), aligned by `jstip align`, scored as Aligner-SUPERB does.
+   times from espeak's events), aligned by `jstip align`, scored as Aligner-SUPERB does, and on
+   word starts alone as the MFA 3 paper's Table 4 does; with `--phones`, phones too, against
+   espeak's phoneme events.
 2. Agreement with MFA on real speech: `../shared/data/mfa-sample` (skipped when absent), per
-   recording and overall, with the real-time factor including retries and the decoding passes.
+   recording and overall, with the real-time factor including retries and the decoding passes;
+   with `--phones`, phones against MFA's phone tier.
 0. The time convention: pocketsphinx's frames read as starting at 10i ms and as centred, against
    espeak's phoneme-event truth (mean error and signed bias at word starts and ends).
 3. Throughput of 2 workers over 1 on the same shards (dask LocalCluster vs inline), two ways:
@@ -16,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -24,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aligners import get_aligner  # noqa: E402
-from aligners.quality import boundary_report, matched_word_errors  # noqa: E402
+from aligners.quality import boundary_report, error_summary, matched_phone_errors, matched_word_errors  # noqa: E402
 from aligners.textgrid import read_textgrid  # noqa: E402
 from manifests.audio import load_audio  # noqa: E402
 from manifests.schema import WordSpan  # noqa: E402
@@ -38,7 +42,7 @@ SAMPLE = next((p / "shared/data/mfa-sample" for p in Path(__file__).resolve().pa
                if (p / "shared/data/mfa-sample").is_dir()), Path("shared/data/mfa-sample"))
 
 
-def demo_and_throughput(n: int, aligner: str, shards: int, unexplained: float = 1.0) -> None:
+def demo_and_throughput(n: int, aligner: str, shards: int, unexplained: float = 1.0, phones: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         demo_corpus(DemoCorpusConfig(out=str(t / "demo"), n_utterances=n, n_domain_texts=1, metrics=str(t / "m.json")))
@@ -48,9 +52,10 @@ def demo_and_throughput(n: int, aligner: str, shards: int, unexplained: float = 
         for workers in (1, 2):
             cfg = AlignConfig(utterances=str(t / "u.parquet"), out=str(t / f"a{workers}"), aligner=aligner,
                               min_shards=shards, workers=workers, reference=str(t / "demo/reference.parquet"),
-                              unexplained_speech=unexplained,
+                              unexplained_speech=unexplained, phones=phones,
                               metrics=str(t / f"a{workers}.json"), report=str(t / f"r{workers}.json"))
             runs[workers] = align(cfg)
+        details = json.loads((t / "r1.json").read_text())
         same = [p.read_bytes() for p in sorted((t / "a1").glob("*.parquet"))] == \
                [p.read_bytes() for p in sorted((t / "a2").glob("*.parquet"))]
     one, two = runs[1], runs[2]
@@ -58,6 +63,11 @@ def demo_and_throughput(n: int, aligner: str, shards: int, unexplained: float = 
     print(f"aligned {one['aligned']}/{one['utterances']}  failed {one['failed_by_reason']}")
     print(f"boundary error mean {one.get('boundary_error_mean_ms')} ms, median {one.get('boundary_error_median_ms')} ms, "
           f"within 10/25/50/100 ms {one.get('within_10ms')}/{one.get('within_25ms')}/{one.get('within_50ms')}/{one.get('within_100ms')}")
+    print(f"onsets (word starts, as the MFA 3 paper's Table 4): mean {one.get('onset_error_mean_ms')} ms, median "
+          f"{one.get('onset_error_median_ms')} ms, within 10/25/50/100 ms "
+          + "/".join(str(one.get(f'onset_within_{k}ms')) for k in (10, 25, 50, 100)))
+    if "phones" in details:
+        print(f"phones (against espeak's phoneme events): {details['phones']}")
     print(f"RTF per core (aligner time / audio, retries included): {one['real_time_factor']} "
           f"= {1 / max(one['real_time_factor'], 1e-9):.1f} audio hours per core-hour")
     print(f"\n== throughput, {one['shards']} shards, outputs of 1 and 2 workers identical: {same}")
@@ -107,13 +117,13 @@ def conventions(n: int) -> None:
               f"start {d[:, 0].mean():+.2f} ms, end {d[:, 1].mean():+.2f} ms")
 
 
-def mfa_agreement(aligner_name: str) -> None:
+def mfa_agreement(aligner_name: str, phones: bool = False) -> None:
     print(f"\n== agreement with MFA on real speech ({SAMPLE})")
-    aligner = get_aligner(aligner_name)
-    pairs, audio_s, align_s = [], 0.0, 0.0
+    aligner = get_aligner(aligner_name, **({"phones": True} if phones else {}))
+    pairs, audio_s, align_s, phone_errors, compared, both = [], 0.0, 0.0, [], 0, 0
     for grid in sorted(SAMPLE.glob("*.mfa.TextGrid")):
         name = grid.name.removesuffix(".mfa.TextGrid")
-        reference = read_textgrid(grid)[0]  # compared without case and brackets (`[adif]` is `adif`)
+        reference, reference_phones = read_textgrid(grid)  # compared without case and brackets (`[adif]` is `adif`)
         audio = load_audio(grid.with_name(name + ".wav"), sample_rate=aligner.sample_rate)
         words = normalize(grid.with_name(name + ".lab").read_text()).split()
         passes = dict(getattr(aligner, "passes", {}))
@@ -127,6 +137,9 @@ def mfa_agreement(aligner_name: str) -> None:
         seconds = len(audio) / aligner.sample_rate
         audio_s, align_s = audio_s + seconds, align_s + took
         pairs.append((spans, reference))
+        if phones:
+            e, c, b = matched_phone_errors(spans, aligner.placed_phones, reference, reference_phones)
+            phone_errors, compared, both = phone_errors + e, compared + c, both + b
         rep = boundary_report([(spans, reference)])
         now = getattr(aligner, "passes", {})
         used = {k: now[k] - passes.get(k, 0) for k in now if now[k] != passes.get(k, 0)}
@@ -136,6 +149,9 @@ def mfa_agreement(aligner_name: str) -> None:
         rep = boundary_report(pairs)
         print(f"all: mean {rep['boundary_error_mean_ms']} ms, median {rep['boundary_error_median_ms']} ms, "
               f"within 10/25/50/100 ms {rep['within_10ms']}/{rep['within_25ms']}/{rep['within_50ms']}/{rep['within_100ms']}, rtf {align_s / audio_s:.4f}")
+    if phones:
+        print(f"phones against MFA's phone tier: {compared} of {both} words with phones on both sides compared; "
+              f"{error_summary(phone_errors)}")
 
 
 def main() -> int:
@@ -147,12 +163,14 @@ def main() -> int:
     parser.add_argument("--conventions", type=int, default=80, help="utterances for the time-convention check (0: skip)")
     parser.add_argument("--unexplained-speech", type=float, default=1.0,
                         help="the align stage's option (0: no voice-activity check, the speed before issue 20)")
+    parser.add_argument("--phones", action="store_true", help="pocketsphinx: place phones too (score them against "
+                        "espeak's phoneme events)")
     args = parser.parse_args()
     if args.conventions and args.aligner == "pocketsphinx":
         conventions(args.conventions)
-    demo_and_throughput(args.utterances, args.aligner, args.shards, args.unexplained_speech)
+    demo_and_throughput(args.utterances, args.aligner, args.shards, args.unexplained_speech, args.phones)
     if SAMPLE.is_dir():
-        mfa_agreement(args.aligner)
+        mfa_agreement(args.aligner, args.phones)
     return 0
 
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from aligners import BACKENDS, check_aligner, get_aligner
 from aligners.base import is_transient
-from aligners.quality import REPORT_COLUMNS, QualityReport, format_report, load_reference
+from aligners.quality import REPORT_COLUMNS, QualityReport, format_report, load_references
 from manifests.errors import JstipError
 from manifests import storage
 from manifests.io import (file_metadata, iter_records, manifest_files, manifest_groups, read_records, read_row_group,
@@ -78,6 +78,9 @@ class AlignConfig:
     unexplained_speech: float = field(default=1.0, metadata={
         "help": "pocketsphinx: seconds of speech (silero-vad) that no word covers which make a record partial "
                 "(a transcript missing words); 0 turns the check off"})
+    phones: bool = field(default=False, metadata={
+        "help": "pocketsphinx: also place phones (ARPAbet), from a second, state-level pass: about 2x the "
+                "aligner's time; scored against a reference's phones in the report"})
 
 
 # options that change how fast a backend runs, never what it writes: kept out of the fingerprint
@@ -93,7 +96,10 @@ def aligner_options(cfg: AlignConfig) -> dict[str, Any]:
                 "retry_beam": cfg.retry_beam, "single_speaker": cfg.single_speaker}
     if cfg.aligner == "ctc":
         return {"model": cfg.model, "device": cfg.device, "batch_size": cfg.batch_size}
-    return {"unexplained_speech": cfg.unexplained_speech}
+    options: dict[str, Any] = {"unexplained_speech": cfg.unexplained_speech}
+    if cfg.phones:  # only when asked: shards aligned without phones keep their fingerprint
+        options["phones"] = True
+    return options
 
 
 def files_stamp(path: str) -> list[tuple[str, int, int]] | None:
@@ -229,11 +235,11 @@ def run(cfg: AlignConfig) -> dict:
     done = run_shards(_align_shard, tasks, workers=cfg.workers, scheduler=cfg.scheduler, retries=cfg.retries,
                       desc=f"align ({cfg.aligner})", unit="shard")
     wall = time.perf_counter() - started
-    quality = QualityReport(load_reference(cfg.reference) if cfg.reference else None)
+    quality = QualityReport(*(load_references(cfg.reference) if cfg.reference else (None, None)))
     for n in range(len(bounds)):
         for file in manifest_files(shard_path(out, n)):
             for i in range(len(row_group_sizes(file, Alignment))):
-                quality.add(read_row_group(file, i, list(REPORT_COLUMNS)))
+                quality.add(read_row_group(file, i, list(REPORT_COLUMNS), optional=("phones",)))
     finite = durations[np.isfinite(durations) & (durations > 0)]
     speed = _speed(done, wall)
     metrics = {**quality.metrics(), "audio_hours": round(float(finite.sum()) / 3600, 4), "shards": len(bounds),

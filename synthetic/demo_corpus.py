@@ -1,6 +1,6 @@
 """The demo corpus: English sentences (general and medical, with common and rare entities) spoken
 by several espeak-ng voices, with the synthesizer's own word times as a reference alignment
-(`reference.parquet`, aligner `espeak`), domain text and an entity list with tiers.
+(`reference.parquet`, aligner `espeak`, with its phones), domain text and an entity list with tiers.
 
 Writes under `out`: `corpus/<speaker>/<utt_id>.wav + .lab` (the MFA layout), `reference.parquet`,
 `domain_text.txt`, `entities.txt` (phrase TAB rare|common). The same seed gives the same corpus.
@@ -23,7 +23,7 @@ from manifests.io import write_records, write_text_atomic
 from manifests.schema import ALIGN_OK, Alignment
 
 from . import demo_text
-from .tts import tts_words
+from .tts import tts_phones, tts_words
 
 
 def _speaker_id(voice: str) -> str:
@@ -52,7 +52,8 @@ def write_demo_corpus(cfg: Any) -> tuple[dict, dict]:
         utt_id = f"demo-{domain[:3]}-{i:05d}"
         write_audio(audio, out / "corpus" / speaker / f"{utt_id}.wav", cfg.sample_rate)
         write_text_atomic(sentence + "\n", out / "corpus" / speaker / f"{utt_id}.lab")
-        references.append(Alignment(utt_id, "espeak", ALIGN_OK, "", tuple(tts_words(spoken))))
+        references.append(Alignment(utt_id, "espeak", ALIGN_OK, "", tuple(tts_words(spoken)),
+                                     tuple(tts_phones(spoken))))
         seconds += len(audio) / cfg.sample_rate
     write_records(references, Alignment, out / "reference.parquet")
     domain_lines = [demo_text.domain_sentence(rng) for _ in range(cfg.n_domain_texts)]

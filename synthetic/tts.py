@@ -20,7 +20,7 @@ import numpy as np
 
 from interleave.sampling import rng_for
 from manifests import storage
-from manifests.schema import ALIGN_OK, Alignment, Utterance, WordSpan
+from manifests.schema import ALIGN_OK, Alignment, PhoneSpan, Utterance, WordSpan
 
 from corpora.textnorm import normalize
 
@@ -42,6 +42,13 @@ def tts_words(spoken: Iterable[Any]) -> list[WordSpan]:
             words.append(WordSpan(piece, round(w.start + k * step, 4), round(w.start + (k + 1) * step, 4),
                                   1.0 if len(pieces) == 1 else 0.5))
     return words
+
+
+def tts_phones(spoken: Iterable[Any]) -> list[PhoneSpan]:
+    """espeak's phones (its mnemonics, `aligners.espeak._phone_times`) of the words `tts_words`
+    keeps whole; a token spoken as several words ("500") has no phones of its own to give."""
+    return [PhoneSpan(name, round(start, 4), round(end, 4))
+            for w in spoken if len(normalize(w.text).split()) == 1 for name, start, end in getattr(w, "phones", ())]
 
 
 def tts_audio_path(out: str, text_id: str, repeat: int) -> str:
