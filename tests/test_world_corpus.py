@@ -294,9 +294,13 @@ def test_default_dictation_frames_keep_the_world_byte_identical():
 
 
 def test_composed_dictation_changes_only_the_speech_transcripts():
-    fixed, composed = make_plan(_small()), make_plan(_small(dictation_frames="composed"))
+    # large enough that the world text's general sentences collide with the ASR ones (and are redrawn)
+    sizes = dict(world_general=3000, asr_utterances=1000)
+    fixed, composed = make_plan(_small(**sizes)), make_plan(_small(**sizes, dictation_frames="composed"))
     same = ["test", "domain_text", "world_text"]
     assert _plan_digest(fixed, same) == _plan_digest(composed, same)
+    assert sorted(l.text for l in fixed.sets["asr_train"] if not l.fact_id) == \
+        sorted(l.text for l in composed.sets["asr_train"] if not l.fact_id)
     assert {l.text for l in fixed.sets["asr_train"]} != {l.text for l in composed.sets["asr_train"]}
     assert len(composed.sets["asr_train"]) == len(fixed.sets["asr_train"])
 

@@ -156,17 +156,17 @@ def _pick(rng: random.Random, facts: list[Fact], weights: dict[str, float] = REL
     return rng.choices(facts, [weight(f) for f in facts])[0]
 
 
-def _speech_sets(cfg: WorldConfig, w: _Writer, rng: random.Random, world: World,
-                 tiers: dict[str, list[Fact]]) -> tuple[list[Line], list[Line]]:
+def _speech_sets(cfg: WorldConfig, w: _Writer, rng: random.Random, world: World, tiers: dict[str, list[Fact]],
+                 general: list[Line] | None = None) -> tuple[list[Line], list[Line]]:
     """The ASR training sentences (common tier only; first one fact for each common entity, so that
-    every one is heard) and the TTS transcripts, drawn with `w` and `rng`."""
+    every one is heard; `general`: its general sentences already drawn) and the TTS transcripts."""
     n_medical = round(cfg.asr_utterances * cfg.asr_medical_share)
     first = [rng.choice([f for f in tiers[COMMON] if e in world.involved(f)])
              for e in world.entities.values() if e.tier == COMMON and any(e in world.involved(f) for f in tiers[COMMON])]
     queue = iter(first)
     asr = w.fill("asr_train", n_medical,
                  lambda: w.medical("dictation", next(queue, None) or _pick(rng, tiers[COMMON])))
-    asr += w.fill("asr_train", cfg.asr_utterances - n_medical, w.general)
+    asr += general if general is not None else w.fill("asr_train", cfg.asr_utterances - n_medical, w.general)
     rng.shuffle(asr)
 
     def tts_medical() -> Made | None:
@@ -205,15 +205,18 @@ def make_plan(cfg: WorldConfig) -> Plan:
     test = w.fill("test", cfg.test_medical, test_medical) + w.fill("test", cfg.test_general, w.general)
     asr, tts = _speech_sets(cfg, w, rng, world, tiers)
     if cfg.dictation_frames == "composed":
-        # the fixed sets above were drawn only to move `rng` as before (every other set stays byte-identical);
-        # the composed ones come from their own random stream, and `taken` forgets the discarded sentences
+        # the fixed dictation sentences above were drawn only to move `rng` as before, and the general ASR
+        # sentences are kept (later sets avoid them), so every other set stays byte-identical; the composed
+        # dictation comes from its own random stream, and `taken` forgets the discarded sentences
         _check_held_out(DICTATION_COMPOSED)
+        general = [line for line in asr if not line.fact_id]
         for line in asr + tts:
-            del w.taken[line.text]
+            if line.fact_id:
+                del w.taken[line.text]
         drng = random.Random(f"world-dictation-{cfg.seed}")
         composed = _Writer(world, drng, DICTATION_COMPOSED)
         composed.taken = w.taken
-        asr, tts = _speech_sets(cfg, composed, drng, world, tiers)
+        asr, tts = _speech_sets(cfg, composed, drng, world, tiers, general)
     sets = {"test": _numbered("wt", test), "asr_train": _numbered("wa", asr), "tts_text": _numbered("wp", tts),
             # domain text may repeat a sentence (as abstracts repeat findings); other sets never share one
             "domain_text": _numbered("wd", w.fill("domain_text", cfg.domain_texts,
