@@ -330,7 +330,8 @@ def test_a_pool_holding_a_test_template_is_refused():
 
     _check_held_out(DICTATION_COMPOSED)
     with pytest.raises(ValueError, match="held-out test templates"):
-        _check_held_out({**DICTATION_COMPOSED, "dose": DICTATION_COMPOSED["dose"] + TEMPLATES["dictation_test"]["organ"]})
+        leaky = DICTATION_COMPOSED["dose"] + TEMPLATES["dictation_test"]["organ"]
+        _check_held_out({**DICTATION_COMPOSED, "dose": leaky})
     with pytest.raises(ValueError, match="dictation_frames"):
         make_plan(_small(dictation_frames="free"))
 

@@ -60,10 +60,9 @@ class WorldConfig:
     asr_medical_share: float = field(default=0.5, metadata={"help": "share of ASR training sentences that are medical"})
     test_medical: int = field(default=560, metadata={"help": "medical test utterances (entity-rich)"})
     test_general: int = field(default=60, metadata={"help": "general test utterances"})
-    dictation_frames: str = field(default="fixed", metadata={"help": "ASR/TTS dictation sentences from the 18 fixed "
-                                                                     "templates ('fixed') or composed from phrase pools, "
-                                                                     "hundreds of frames per relation ('composed'); the "
-                                                                     "other sets stay the same"})
+    dictation_frames: str = field(default="fixed", metadata={
+        "help": "ASR/TTS dictation sentences from the 18 fixed templates ('fixed') or composed from phrase pools, "
+                "hundreds of frames per relation ('composed'); the other sets stay the same"})
     min_test_occurrences: int = field(default=500, metadata={"help": "fail unless the test set has this many entity "
                                                                      "occurrences of each tier (0: no check)"})
 
