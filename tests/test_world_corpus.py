@@ -253,3 +253,101 @@ def test_jitter_keeps_shared_boundaries_shared():
     moved = jitter(words, 50, 1.5, np.random.default_rng(0))
     assert moved[0].end == moved[1].start and moved[1].end <= moved[2].start
     assert all(abs(a.start - b.start) <= 0.05 + 1e-9 for a, b in zip(words, moved))
+
+
+# --- dictation_frames (issue 18): the ASR/TTS dictation sentences composed from phrase pools ---
+
+# sha256 of the TINY plan's sets (ids, texts, mentions, facts) as written before `dictation_frames`
+# existed (commit b04a06d): the default must keep every world byte-identical
+TINY_PLAN_SHA256 = "94f21ff3f4a7113908ed4f6c2dff2b42dd81bfb625c9a7ee925bf5ef1dc986f9"
+
+
+def _plan_digest(plan, names=None) -> str:
+    import hashlib
+
+    rows = {name: [(l.line_id, l.text, [m.as_dict() for m in l.mentions], l.fact_id) for l in lines]
+            for name, lines in plan.sets.items() if names is None or name in names}
+    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+
+
+def _small(**over) -> WorldConfig:
+    return WorldConfig(**{**{k: v for k, v in TINY.items() if k in WorldConfig.__dataclass_fields__}, **over})
+
+
+def _frame(line) -> str:
+    """The sentence with its entities, symptom/organ literals and filler values masked: its frame."""
+    from synthetic.world.facts import ORGANS, SYMPTOMS
+    from synthetic.world.templates import FILLERS
+
+    text = line.text
+    for m in sorted(line.mentions, key=lambda m: -m.start):
+        text = text[:m.start] + "{" + m.category + "}" + text[m.end:]
+    for slot, values in (("symptom", SYMPTOMS), ("organ", ORGANS), *((k, FILLERS[k]) for k in
+                                                                      ("name", "day", "weeks", "time"))):
+        text = re.sub(r"\b(" + "|".join(map(re.escape, values)) + r")\b", "{" + slot + "}", text, flags=re.IGNORECASE)
+    return text
+
+
+def test_default_dictation_frames_keep_the_world_byte_identical():
+    assert _plan_digest(make_plan(_small())) == TINY_PLAN_SHA256
+    assert _plan_digest(make_plan(_small(dictation_frames="fixed"))) == TINY_PLAN_SHA256
+
+
+def test_composed_dictation_changes_only_the_speech_transcripts():
+    # large enough that the world text's general sentences collide with the ASR ones (and are redrawn)
+    sizes = dict(world_general=3000, asr_utterances=1000)
+    fixed, composed = make_plan(_small(**sizes)), make_plan(_small(**sizes, dictation_frames="composed"))
+    same = ["test", "domain_text", "world_text"]
+    assert _plan_digest(fixed, same) == _plan_digest(composed, same)
+    assert sorted(l.text for l in fixed.sets["asr_train"] if not l.fact_id) == \
+        sorted(l.text for l in composed.sets["asr_train"] if not l.fact_id)
+    assert {l.text for l in fixed.sets["asr_train"]} != {l.text for l in composed.sets["asr_train"]}
+    assert len(composed.sets["asr_train"]) == len(fixed.sets["asr_train"])
+
+
+def test_composed_dictation_has_many_frames_and_no_test_template():
+    from synthetic.world.templates import TEMPLATES
+
+    sizes = dict(asr_utterances=1200, tts_texts=200)
+    fixed, composed = make_plan(_small(**sizes)), make_plan(_small(**sizes, dictation_frames="composed"))
+
+    def medical(plan):
+        return [l for name in ("asr_train", "tts_text") for l in plan.sets[name] if l.fact_id]
+    frames_fixed, frames_composed = {_frame(l) for l in medical(fixed)}, {_frame(l) for l in medical(composed)}
+    assert len(frames_fixed) <= len([t for g in TEMPLATES["dictation"].values() for t in g])
+    assert len(frames_composed) >= 300, len(frames_composed)
+    # separate code from the generator's check: every held-out template as a regex, on the written sentences
+    held_out = [re.compile(re.sub(r"\\\{[a-z_]+\\\}", ".+", re.escape(t)), flags=re.IGNORECASE)
+                for g in TEMPLATES["dictation_test"].values() for t in g]
+    for line in medical(composed):
+        assert not any(p.fullmatch(line.text) for p in held_out), line.text
+    test_frames = {_frame(l) for l in composed.sets["test"] if l.fact_id}
+    assert not test_frames & frames_composed
+
+
+def test_a_pool_holding_a_test_template_is_refused():
+    from synthetic.world.templates import DICTATION_COMPOSED, TEMPLATES, _check_held_out
+
+    _check_held_out(DICTATION_COMPOSED)
+    with pytest.raises(ValueError, match="held-out test templates"):
+        leaky = DICTATION_COMPOSED["dose"] + TEMPLATES["dictation_test"]["organ"]
+        _check_held_out({**DICTATION_COMPOSED, "dose": leaky})
+    with pytest.raises(ValueError, match="dictation_frames"):
+        make_plan(_small(dictation_frames="free"))
+
+
+def test_composed_dictation_annotates_exact_entity_spans():
+    plan = make_plan(_small(asr_utterances=400, dictation_frames="composed"))
+    entities = plan.world.entities
+    names = {e.entity_id: e.name for e in entities.values()}
+    for line in plan.sets["asr_train"] + plan.sets["tts_text"]:
+        for m in line.mentions:
+            assert line.text[m.start:m.end] == m.text
+            if m.category == "dose":
+                assert re.fullmatch(r"\d+ milligrams", m.text)
+            else:
+                assert m.text.lower() == names[m.entity_id].lower()
+        found = {(x.start(), x.end()) for name in names.values()
+                 for x in re.finditer(r"\b" + re.escape(name) + r"\b", line.text, flags=re.IGNORECASE)}
+        found |= {(x.start(), x.end()) for x in re.finditer(r"\b\d+ milligrams\b", line.text)}
+        assert found == {(m.start, m.end) for m in line.mentions}, line.text

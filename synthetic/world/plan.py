@@ -24,7 +24,9 @@ from .facts import DOSE_OF, TREATS, Fact, World, fact_slots, make_world
 from .lexicon import COMMON, DOSE, RARE, make_entities
 from .probes import probe_questions, question_lines
 from .render import Mention, Slot, render
-from .templates import FILLERS, GENERAL_TEMPLATES, TEMPLATES, general_vocabulary
+from .templates import DICTATION_COMPOSED, FILLERS, GENERAL_TEMPLATES, TEMPLATES, _check_held_out, general_vocabulary
+
+DICTATION_FRAMES = ("fixed", "composed")
 
 RELATION_WEIGHTS = {"treats": 0.35, "treats_dose": 0.15, "dose": 0.12, "performed_for": 0.18, "symptom": 0.1,
                     "organ": 0.1}
@@ -58,6 +60,9 @@ class WorldConfig:
     asr_medical_share: float = field(default=0.5, metadata={"help": "share of ASR training sentences that are medical"})
     test_medical: int = field(default=560, metadata={"help": "medical test utterances (entity-rich)"})
     test_general: int = field(default=60, metadata={"help": "general test utterances"})
+    dictation_frames: str = field(default="fixed", metadata={
+        "help": "ASR/TTS dictation sentences from the 18 fixed templates ('fixed') or composed from phrase pools, "
+                "hundreds of frames per relation ('composed'); the other sets stay the same"})
     min_test_occurrences: int = field(default=500, metadata={"help": "fail unless the test set has this many entity "
                                                                      "occurrences of each tier (0: no check)"})
 
@@ -95,14 +100,15 @@ Made = tuple[str, list[Mention], str]  # sentence, its mentions, the fact it sta
 class _Writer:
     """Draws sentences; a set never takes a string another set already holds."""
 
-    def __init__(self, world: World, rng: random.Random) -> None:
+    def __init__(self, world: World, rng: random.Random, dictation: dict[str, tuple[str, ...]] | None = None) -> None:
         self.world, self.rng = world, rng
+        self.templates = {**TEMPLATES, "dictation": dictation or TEMPLATES["dictation"]}
         self.taken: dict[str, str] = {}  # sentence -> set that holds it
         self.dose = {f.subject: f for f in world.facts if f.relation == DOSE_OF}
 
     def medical(self, style: str, fact: Fact, weights: dict[str, float] = RELATION_WEIGHTS) -> Made | None:
         """A sentence stating `fact`; a treats fact becomes treats_dose (+ the drug's dose) at its weight share."""
-        relation, pool = fact.relation, TEMPLATES[style]
+        relation, pool = fact.relation, self.templates[style]
         share = weights["treats_dose"] / (weights["treats_dose"] + weights["treats"])
         if relation == TREATS and "treats_dose" in pool and self.rng.random() < share:
             relation = "treats_dose"
@@ -149,8 +155,29 @@ def _pick(rng: random.Random, facts: list[Fact], weights: dict[str, float] = REL
     return rng.choices(facts, [weight(f) for f in facts])[0]
 
 
+def _speech_sets(cfg: WorldConfig, w: _Writer, rng: random.Random, world: World, tiers: dict[str, list[Fact]],
+                 general: list[Line] | None = None) -> tuple[list[Line], list[Line]]:
+    """The ASR training sentences (common tier only; first one fact for each common entity, so that
+    every one is heard; `general`: its general sentences already drawn) and the TTS transcripts."""
+    n_medical = round(cfg.asr_utterances * cfg.asr_medical_share)
+    first = [rng.choice([f for f in tiers[COMMON] if e in world.involved(f)])
+             for e in world.entities.values() if e.tier == COMMON and any(e in world.involved(f) for f in tiers[COMMON])]
+    queue = iter(first)
+    asr = w.fill("asr_train", n_medical,
+                 lambda: w.medical("dictation", next(queue, None) or _pick(rng, tiers[COMMON])))
+    asr += general if general is not None else w.fill("asr_train", cfg.asr_utterances - n_medical, w.general)
+    rng.shuffle(asr)
+
+    def tts_medical() -> Made | None:
+        tier = RARE if rng.random() < cfg.tts_rare_share and tiers[RARE] else COMMON
+        return w.medical("dictation", _pick(rng, tiers[tier]))
+    return asr, w.fill("tts_text", cfg.tts_texts, tts_medical)
+
+
 def make_plan(cfg: WorldConfig) -> Plan:
     """Every text set of the world corpus, with its controls checked."""
+    if cfg.dictation_frames not in DICTATION_FRAMES:
+        raise ValueError(f"dictation_frames must be one of {DICTATION_FRAMES}, not {cfg.dictation_frames!r}")
     entities = make_entities({"drug": cfg.drugs, "condition": cfg.conditions, "procedure": cfg.procedures},
                              cfg.rare_share, cfg.seed, general_vocabulary())
     world = make_world(entities, cfg.seed, cfg.drugs_per_condition, cfg.probe_share)
@@ -175,17 +202,21 @@ def make_plan(cfg: WorldConfig) -> Plan:
 
     # the test set first: no later set can take its sentences
     test = w.fill("test", cfg.test_medical, test_medical) + w.fill("test", cfg.test_general, w.general)
-    n_medical = round(cfg.asr_utterances * cfg.asr_medical_share)
-    # common-tier facts only; first one fact for each common entity, so that every one is heard
-    first = [rng.choice([f for f in tiers[COMMON] if e in world.involved(f)])
-             for e in world.entities.values() if e.tier == COMMON and any(e in world.involved(f) for f in tiers[COMMON])]
-    queue = iter(first)
-    asr = w.fill("asr_train", n_medical,
-                 lambda: w.medical("dictation", next(queue, None) or _pick(rng, tiers[COMMON])))
-    asr += w.fill("asr_train", cfg.asr_utterances - n_medical, w.general)
-    rng.shuffle(asr)
-    sets = {"test": _numbered("wt", test), "asr_train": _numbered("wa", asr),
-            "tts_text": _numbered("wp", w.fill("tts_text", cfg.tts_texts, medical("dictation", cfg.tts_rare_share))),
+    asr, tts = _speech_sets(cfg, w, rng, world, tiers)
+    if cfg.dictation_frames == "composed":
+        # the fixed dictation sentences above were drawn only to move `rng` as before, and the general ASR
+        # sentences are kept (later sets avoid them), so every other set stays byte-identical; the composed
+        # dictation comes from its own random stream, and `taken` forgets the discarded sentences
+        _check_held_out(DICTATION_COMPOSED)
+        general = [line for line in asr if not line.fact_id]
+        for line in asr + tts:
+            if line.fact_id:
+                del w.taken[line.text]
+        drng = random.Random(f"world-dictation-{cfg.seed}")
+        composed = _Writer(world, drng, DICTATION_COMPOSED)
+        composed.taken = w.taken
+        asr, tts = _speech_sets(cfg, composed, drng, world, tiers, general)
+    sets = {"test": _numbered("wt", test), "asr_train": _numbered("wa", asr), "tts_text": _numbered("wp", tts),
             # domain text may repeat a sentence (as abstracts repeat findings); other sets never share one
             "domain_text": _numbered("wd", w.fill("domain_text", cfg.domain_texts,
                                                   medical("abstract", cfg.domain_rare_share), repeats=True))}

@@ -115,6 +115,70 @@ TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 
+# Composed dictation (`dictation_frames: composed`): the ASR/TTS dictation sentences drawn from phrase
+# pools, hundreds of frames per relation (the fixed `dictation` templates included), with the same
+# fillers (name, day, weeks, time). Why (issue 18, E0-E8): with 18 fixed templates the speech-LM
+# memorised its ASR transcripts and wrote them back for held-out test sentences. The pools avoid the
+# held-out `dictation_test` phrasings ("we recommended", "switched her to", "has spread to", "twice a
+# day", ...); `_check_held_out` refuses any frame that is a test template.
+_WHO = ("{name}", "The patient", "Our patient", "Today {name}", "On {day} {name}")
+_STARTED = ("was started on", "began taking", "is now taking", "continues on", "was put on", "has been taking",
+            "will start")
+_FOR_C = ("for {condition}", "for the {condition}", "to manage the {condition}", "to control {condition}",
+          "against {condition}")
+_WHEN = ("today.", "since {day}.", "for {weeks} weeks.", "every {time}.", "as of {day}.", "last {day}.")
+_DOSE_END = ("every {time}.", "each {time}.", "since {day}.", "for {weeks} weeks.", "starting {day}.")
+_HIS = ("{name}'s", "The patient's", "Her", "His")
+
+DICTATION_COMPOSED: dict[str, tuple[str, ...]] = {
+    "treats": _frames(_WHO, _STARTED, ("{drug}",), _FOR_C, _WHEN)
+    + _frames(tuple(f"{h} {{condition}}" for h in _HIS),
+              ("improved on", "is controlled with", "responded to", "got better with", "is being treated with",
+               "settled on"), ("{drug}",), ("after {weeks} weeks.", "by {day}.", "this {time}.", "so far."))
+    + _frames(("We", "I", "The team"), ("will continue", "decided to keep", "plan to start", "prescribed", "renewed"),
+              ("{drug}",), _FOR_C + ("for {name}'s {condition}",), _WHEN),
+    "dose": _frames(("Continue {drug} at", "Keep {drug} at", "Increase {drug} to", "Reduce {drug} to",
+                     "Restart {drug} at", "Give {drug}", "Change {drug} to"), ("{dose}",), _DOSE_END)
+    + _frames(_WHO, ("takes", "is taking", "was given", "will take", "now gets"), ("{dose} of {drug}",), _DOSE_END),
+    "performed_for": _frames(_WHO, ("is scheduled for", "will have", "underwent", "is booked for", "had", "needs"),
+                             ("a {procedure}",), ("on {day}", "next {day}", "this {time}", "in {weeks} weeks"),
+                             ("because of the {condition}.", "to check the {condition}.", "for {condition}.",
+                              "to evaluate the {condition}."))
+    + _frames(("A {procedure}", "The {procedure}"), ("was ordered", "was done", "was performed", "is planned"),
+              ("on {day}", "this {time}"), ("for the {condition}.", "to evaluate the {condition}.",
+                                            "and confirmed the {condition}.")),
+    "symptom": _frames(_WHO, ("reports", "complains of", "describes", "mentions", "has had"), ("{symptom}",),
+                       ("from the {condition}.", "related to the {condition}.", "due to {condition}.",
+                        "since the {condition} began."))
+    + _frames(tuple(f"{h} {{symptom}}" for h in _HIS), ("is likely due to", "comes from", "is caused by", "fits with"),
+              ("{condition}.", "the {condition}.")),
+    "organ": _frames(tuple(f"{h} {{condition}}" for h in _HIS), ("is affecting", "has reached", "now involves",
+                                                                  "is damaging"),
+                     ("the {organ}.", "the {organ} since {day}.", "the {organ} more each {time}."))
+    + _frames(("We discussed with {name} how", "We explained to {name} how", "I told {name} how"), ("{condition}",),
+              ("affects", "damages", "involves"), ("the {organ}.",)),
+    "treats_dose": _frames(("For {name}'s {condition},", "For the {condition},", "To treat the {condition},",
+                            "To manage {name}'s {condition},"),
+                           ("we prescribed", "we started", "we gave", "I ordered", "we continued"),
+                           ("{drug} {dose}", "{dose} of {drug}"),
+                           ("each day.", "every {time}.", "daily.", "from {day} on.", "for {weeks} weeks."))
+    + _frames(("The patient with {condition}", "{name}, who has {condition},"), ("was given", "received", "got"),
+              ("{dose} of {drug}",), ("on {day}.", "this {time}.", "for {weeks} weeks.")),
+}
+for _relation, _fixed in TEMPLATES["dictation"].items():
+    DICTATION_COMPOSED[_relation] = tuple(dict.fromkeys(_fixed + DICTATION_COMPOSED[_relation]))
+
+
+def _check_held_out(pools: dict[str, tuple[str, ...]]) -> None:
+    """Raise ValueError if a pool holds a held-out test template (of any relation)."""
+    held_out = {t for group in TEMPLATES["dictation_test"].values() for t in group}
+    leaked = sorted(held_out & {t for group in pools.values() for t in group})
+    if leaked:
+        raise ValueError(f"dictation frames include held-out test templates: {leaked}")
+
+
+_check_held_out(DICTATION_COMPOSED)
+
 # question form: (template, slot the answer fills); used for question-form text and for the probes
 QUESTIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "treats": (("Which drug is used to treat {condition}?", "drug"),

@@ -5,7 +5,8 @@ instead of what it hears; no test sentence is a training sentence, by the world'
 
 Sentences compared lower-cased, punctuation dropped. Also the WER (jiwer, on the same normalised words)
 of the test's general sentences (no entity: `data/world/test_entities.jsonl`; their templates are shared
-with the training speech) apart from its medical ones (held-out dictation templates).
+with the training speech) apart from its medical ones (held-out dictation templates), and which kind of
+training sentence each kind of test sentence recalls (medical = names an entity of `entities.jsonl` or a dose).
 """
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ def main(argv: list[str]) -> int:
     train = {words(json.loads(line)["text"]) for line in Path(argv[0]).read_text().splitlines() if line.strip()}
     ents = Path(argv[0]).with_name("test_entities.jsonl")
     general = {r["utt_id"] for r in map(json.loads, ents.read_text().splitlines()) if not r["entities"]}
+    names = [json.loads(line)["name"].lower() for line in ents.with_name("entities.jsonl").read_text().splitlines()
+             if line.strip()]
+    medical = {t for t in train if "milligrams" in t or any(re.search(rf"\b{re.escape(n)}\b", t) for n in names)}
     for run in argv[1:]:
         hyp = pl.read_parquet(Path(run) / "hyp.parquet")
         seen = sum(words(h) in train for h in hyp["hypothesis"])
@@ -35,6 +39,10 @@ def main(argv: list[str]) -> int:
                            ("medical", hyp.filter(~pl.col("utt_id").is_in(general)))):
             wer = jiwer.wer([words(r) for r in part["reference"]], [words(h) or "<empty>" for h in part["hypothesis"]])
             print(f"    {name} test sentences: {part.height}, WER {wer:.3f}")
+            recalled = [words(h) for h in part["hypothesis"]]
+            print(f"        hypotheses that are a medical training sentence {sum(h in medical for h in recalled)}, "
+                  f"a general one {sum(h in train and h not in medical for h in recalled)}, "
+                  f"none {sum(h not in train for h in recalled)}")
     return 0
 
 
