@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from manifests.audio import audio_info, load_audio
+from manifests.audio import audio_info, decode_through
 from manifests import storage
 from manifests.errors import AudioError
 from manifests.schema import Rejected, Utterance
@@ -92,7 +92,7 @@ class AudioChecker:
         start = 0.0
         while self.verify and start < length:
             try:
-                load_audio(path, start, min(DECODE_CHUNK_SECONDS, length - start), rate)
+                decode_through(path, start, min(DECODE_CHUNK_SECONDS, length - start))
             except AudioError as exc:
                 raise AudioError(f"unreadable_audio: {path} does not decode past {start:.0f}s of its "
                                  f"{length:.1f}s (truncated or corrupt): {exc}") from exc

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from manifests.audio import audio_info, decode_audio_bytes, encode_flac, load_audio, write_audio
+from manifests.audio import audio_info, decode_audio_bytes, decode_through, encode_flac, load_audio, write_audio
 from manifests.errors import AudioError
 
 
@@ -52,3 +52,15 @@ def test_flac_bytes_round_trip_deterministically_and_decode_like_files(tmp_path,
 def test_bad_audio_bytes_name_the_sample():
     with pytest.raises(AudioError, match="embedded audio of s1"):
         decode_audio_bytes(b"not audio at all", 16000, "s1")
+
+
+def test_decode_through_reads_every_frame_in_small_blocks_and_catches_a_cut_file(tmp_path):
+    rate = 16000
+    wave = np.random.default_rng(0).uniform(-0.5, 0.5, rate * 3).astype("float32")
+    sf.write(tmp_path / "a.flac", wave, rate)
+    assert decode_through(tmp_path / "a.flac", 0.0, 10.0, block_frames=1000) == len(wave)  # past the end: what is there
+    assert decode_through(tmp_path / "a.flac", 1.0, 0.5, block_frames=1000) == rate // 2
+    data = (tmp_path / "a.flac").read_bytes()
+    (tmp_path / "cut.flac").write_bytes(data[: len(data) // 2])  # the header still declares 3 s
+    with pytest.raises(AudioError):
+        decode_through(tmp_path / "cut.flac", 0.0, 3.0, block_frames=1000)
