@@ -27,8 +27,8 @@ from .base import RawUtterance
 from .checks import END_TOLERANCE, AudioChecker, CheckNotes, check_row, duplicate_reason, reason_category
 
 SLICE_ROWS = 4096  # rows per task: big enough that dask's per-task cost is small beside the checks
-VERIFY_SLICE_ROWS = 64  # rows per task when every file is decoded: decoding dwarfs the task cost, workers share it
-WINDOW_PER_WORKER = 4  # tasks in flight per worker
+VERIFY_SLICE_ROWS = 32  # rows per task when every file is decoded: small, so the last tasks leave no worker idle long
+WINDOW_ROWS_PER_WORKER = 4 * SLICE_ROWS  # rows handed to each worker per window (the window ends in a barrier)
 AUDIO_CACHE_FILES = 4096  # audio files whose check a worker remembers (segments of one file share it)
 EXAMPLES_PER_REASON = 5
 
@@ -95,6 +95,13 @@ def check_slice(task: RowSlice) -> SliceResult:
 def rows_per_task(settings: CheckSettings) -> int:
     """Rows per task for these settings (read at call time, so tests may shrink them)."""
     return min(SLICE_ROWS, VERIFY_SLICE_ROWS) if settings.verify_audio else SLICE_ROWS
+
+
+def window_tasks(settings: CheckSettings, workers: int) -> int:
+    """Tasks per window: `WINDOW_ROWS_PER_WORKER` rows per worker, whatever the task size. Every window
+    ends when its slowest task does, so with 64-row verification tasks a window of 4 tasks per worker
+    left a worker idle for half a task in every 4 (measured 1.36x at 2 workers, 1.55-1.6x without it)."""
+    return max(1, workers * WINDOW_ROWS_PER_WORKER // rows_per_task(settings))
 
 
 def slices(raws: Iterable[RawUtterance], settings: CheckSettings, rows: int = SLICE_ROWS) -> Iterator[RowSlice]:
@@ -164,23 +171,24 @@ class _DistinctCounter:
 
 def check_corpus(raws: Iterable[RawUtterance], settings: CheckSettings, run: Callable[..., list],
                  write_utterances: Callable[[pa.Table], None], write_rejected: Callable[[list[Rejected]], None],
-                 *, window: int = WINDOW_PER_WORKER, slice_rows: int | None = None, run_rows: int | None = None,
+                 *, window: int | None = None, slice_rows: int | None = None, run_rows: int | None = None,
                  spill_dir: str | None = None, on_rows: Callable[[int], None] | None = None) -> PrepareSummary:
     """Check every row and write the utterances sorted by id (through `write_utterances`, a table
-    at a time) and the rejections (`write_rejected`); `run(fn, tasks)` is the executor's map."""
+    at a time) and the rejections (`write_rejected`); `run(fn, tasks, done)` is the executor's map
+    (`done(task)` as each task finishes moves `on_rows` while a window runs)."""
     summary = PrepareSummary()
     speakers = _DistinctCounter()
     tasks = slices(raws, settings, slice_rows or rows_per_task(settings))
+    window = window or window_tasks(settings, getattr(run, "workers", 1))
+    done = (lambda task: on_rows(len(task.raws))) if on_rows is not None else None
     with ExternalSorter("utt_id", spill_dir, run_rows=run_rows or RUN_ROWS) as sorter:
         while chunk := list(itertools.islice(tasks, window)):
-            for task, result in zip(chunk, run(check_slice, chunk)):
+            for task, result in zip(chunk, run(check_slice, chunk, done)):
                 summary.rows += len(task.raws)
                 sorter.add(result.kept)
                 write_rejected(result.rejected)
                 summary.rejected.add(result.rejected)
                 summary.notes.merge(result.notes)
-                if on_rows is not None:
-                    on_rows(len(task.raws))
         for kept, duplicates in sorter.merged():
             write_utterances(kept)
             summary.utterances += kept.num_rows

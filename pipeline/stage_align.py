@@ -59,7 +59,7 @@ class AlignConfig:
     min_shards: int = field(default=16, metadata={"help": "a corpus under min_shards x shard_hours is cut into this "
                                                           "many shards of equal audio, so that workers have work"})
     shard_size: int = field(default=0, metadata={"help": "at most this many utterances per shard (0: no limit)"})
-    workers: int = field(default=1, metadata={"help": "worker processes (1 runs inline; more start a dask LocalCluster)"})
+    workers: int = field(default=1, metadata={"help": "worker processes (1 runs inline; more start a local process pool)"})
     scheduler: str = field(default="", metadata={"help": "address of a running dask scheduler (tcp://HOST:8786) to use instead"})
     retries: int = field(default=2, metadata={"help": "times dask retries a shard whose worker died"})
     reference: str = field(default="", metadata={"help": "reference to score against: alignment Parquet, TextGrid directory or CTM file"})

@@ -204,7 +204,7 @@ def check_config(cfg: InterleaveConfig) -> tuple[InterleaveConfig, dict[str, flo
 def _executor(cfg: InterleaveConfig) -> Iterator[Callable[..., list]]:
     """How both passes run their tasks: `run(fn, jobs, what, reduce=None)` inline (`--workers 1`), on
     the dask cluster at `--scheduler` (one connection for both passes), or, for local `--workers N`,
-    on one pool of N spawned processes kept for both passes. Measured at 1,000 h on 2 cores: a dask
+    on one pool of N spawned processes kept for both passes (`pipeline.execution`). Measured at 1,000 h on 2 cores: a dask
     LocalCluster gave 1.14x one worker (its workers spent ~30% more CPU per task, and start-up and
     shutdown cost seconds); the pool 1.6x. With `reduce`, results are handed to it a window of tasks
     at a time and not kept (pass 1's histograms, `task_bytes` each: 32 KB per kind and repeat, which
@@ -225,34 +225,12 @@ def _executor(cfg: InterleaveConfig) -> Iterator[Callable[..., list]]:
                     reduce(got)
         return results
 
-    if cfg.scheduler or cfg.workers == 1:
-        with execution.executor(workers=cfg.workers, scheduler=cfg.scheduler) as run_all:
-            def on_dask(fn, jobs, what, reduce=None, task_bytes=0):
-                return collect(lambda window, bar: run_all(fn, window, lambda j: bar.update(j.task.rows)),
-                               jobs, what, reduce, run_all.workers, task_bytes)
+    with execution.executor(workers=cfg.workers, scheduler=cfg.scheduler, initializer=one_thread) as run_all:
+        def shards(fn, jobs, what, reduce=None, task_bytes=0):
+            return collect(lambda window, bar: run_all(fn, window, lambda j: bar.update(j.task.rows)),
+                           jobs, what, reduce, run_all.workers, task_bytes)
 
-            yield on_dask
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
-    def local(fn, jobs, what, reduce=None, task_bytes=0):
-        def run_window(window, bar):
-            got = []
-            try:
-                for job, result in zip(window, pool.map(fn, window)):
-                    got.append(result)
-                    bar.update(job.task.rows)
-            except BrokenProcessPool as exc:
-                raise JstipError(f"a worker process died during interleave {what} (out of memory?): {exc}") from exc
-            return got
-
-        return collect(run_window, jobs, what, reduce, cfg.workers, task_bytes)
-
-    with ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=one_thread) as pool:
-        yield local
+        yield shards
 
 
 def _text_roles(cfg: InterleaveConfig, weights: dict[str, float]) -> dict[str, tuple[str, ...]]:

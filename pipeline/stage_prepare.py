@@ -20,7 +20,7 @@ from corpora import FORMATS, iter_corpus
 from corpora.base import check_encoding
 from corpora.checks import SCRIPTS, reason_category, reasons_table
 from corpora import streaming
-from corpora.streaming import WINDOW_PER_WORKER, CheckSettings, check_corpus
+from corpora.streaming import CheckSettings, check_corpus, window_tasks
 from corpora.domain_text import build_texts, domain_text_files
 from manifests import external_sort, storage
 from manifests.errors import JstipError
@@ -51,7 +51,7 @@ class PrepareConfig:
                                                                  "writes them): it is clamped to the file and counted; "
                                                                  "a longer overrun is rejected (bad_stretch)"})
     workers: int = field(default=1, metadata={"help": "worker processes checking slices of rows (1 runs inline; more "
-                                                      "start a dask LocalCluster)"})
+                                                      "start a local process pool)"})
     scheduler: str = field(default="", metadata={"help": "address of a running dask scheduler (tcp://HOST:8786) to "
                                                          "use instead"})
     retries: int = field(default=2, metadata={"help": "times dask retries a task whose worker died"})
@@ -90,7 +90,8 @@ def run(cfg: PrepareConfig) -> dict:
             executor(workers=cfg.workers, scheduler=cfg.scheduler, retries=cfg.retries) as run_tasks, \
             record_sink(cfg.utterances, Utterance) as utterances, record_sink(cfg.rejected, Rejected) as rejected:
         summary = check_corpus(raws, settings, run_tasks, utterances.write_table, rejected.write,
-                               window=WINDOW_PER_WORKER * getattr(run_tasks, "workers", cfg.workers), slice_rows=streaming.rows_per_task(settings),
+                               window=window_tasks(settings, getattr(run_tasks, "workers", cfg.workers)),
+                               slice_rows=streaming.rows_per_task(settings),
                                run_rows=external_sort.RUN_ROWS, on_rows=progress.update)
         rejected.write(rejected_texts)
     write_records(texts, Text, cfg.texts)

@@ -1,5 +1,8 @@
-"""Shard execution: inline and dask give the same ordered results; fingerprints mark finished shards."""
+"""Shard execution: inline, a local process pool and dask give the same ordered results; a dead worker
+loses no task; fingerprints mark finished shards."""
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -26,15 +29,41 @@ def test_worker_cached_builds_once():
     assert built == [1]
 
 
-def test_dask_two_workers_match_inline():
+def test_pool_and_dask_match_inline():
+    from distributed import LocalCluster
+
     tasks = [{"shard": i, "ids": [f"u{j}" for j in range(i)]} for i in range(6)]
     inline = run_shards(fingerprint, tasks)
     assert run_shards(fingerprint, tasks, workers=2, retries=0) == inline
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        assert run_shards(fingerprint, tasks, scheduler=cluster.scheduler_address, retries=0) == inline
 
 
-def test_dask_failure_names_the_shard():
+def test_failure_names_the_shard():
     with pytest.raises(JstipError, match="shard task 1 failed"):
         run_shards(int, ["1", "not a number"], workers=2, retries=0)
+
+
+def _die_once(task):
+    """Kill this worker process the first time any task runs (a marker file says it happened)."""
+    marker, value = task
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)
+    return value * 2
+
+
+def _always_die(task):
+    os._exit(1)
+
+
+def test_a_dead_worker_loses_no_task(tmp_path):
+    marker = str(tmp_path / "died")
+    tasks = [(marker, v) for v in range(8)]
+    assert run_shards(_die_once, tasks, workers=2, retries=1) == [2 * v for v in range(8)]
+    assert os.path.exists(marker)
+    with pytest.raises(JstipError, match="worker process died 2 times"):
+        run_shards(_always_die, [1, 2], workers=2, retries=1)
 
 
 def test_bad_worker_count_and_unreachable_scheduler(monkeypatch):
