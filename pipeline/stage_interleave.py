@@ -204,8 +204,8 @@ def check_config(cfg: InterleaveConfig) -> tuple[InterleaveConfig, dict[str, flo
 def _executor(cfg: InterleaveConfig) -> Iterator[Callable[..., list]]:
     """How both passes run their tasks: `run(fn, jobs, what, reduce=None)` inline (`--workers 1`), on
     the dask cluster at `--scheduler` (one connection for both passes), or, for local `--workers N`,
-    on one pool of N spawned processes kept for both passes (`pipeline.execution`). Measured at 1,000 h on 2 cores: a dask
-    LocalCluster gave 1.14x one worker (its workers spent ~30% more CPU per task, and start-up and
+    on one pool of N spawned processes kept for both passes (`pipeline.execution`). Measured at 1,000 h
+    on 2 cores: a dask LocalCluster gave 1.14x one worker (its workers spent ~30% more CPU per task, and start-up and
     shutdown cost seconds); the pool 1.6x. With `reduce`, results are handed to it a window of tasks
     at a time and not kept (pass 1's histograms, `task_bytes` each: 32 KB per kind and repeat, which
     held until the end grew with the corpus): `WINDOW_TASKS`, fewer when their histograms would
