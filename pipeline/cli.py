@@ -84,7 +84,9 @@ def _parse_bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole CLI; with `only` (the verb being run), the other verbs' options are left out, so a
+    run imports its own stage module and not every stage's (interleave's alone pulls in pandas)."""
     parser = argparse.ArgumentParser(
         prog="jstip",
         description="Prepare joint speech-text interleaved (JSTIP) training data and train a speech-LLM on it. "
@@ -96,10 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         stage.add_argument("--params", metavar="YAML", default=None,
                            help=f"read section `{section}:` of this params file (default: {DEFAULT_PARAMS} in the "
                                 "working directory when it exists; '' reads none); flags override it")
-        _add_fields(stage, _config_class(verb))
+        if only in (None, verb):
+            _add_fields(stage, _config_class(verb))
     for verb, (module, help_line) in TOOLS.items():
         tool = sub.add_parser(verb, help=help_line, description=help_line + ".")
-        _tool(module).add_arguments(tool)
+        if only in (None, verb):
+            _tool(module).add_arguments(tool)
     return parser
 
 
@@ -163,7 +167,9 @@ def make_config(verb: str, args: argparse.Namespace) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     if "torch" not in sys.modules:  # OpenMP reads it once, when torch starts its thread pool
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spin-waiting threads stall on a busy CPU
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(verb if verb in STAGES or verb in TOOLS else None).parse_args(argv)
     if args.verb in TOOLS:
         try:
             return _tool(TOOLS[args.verb][0]).main(args)

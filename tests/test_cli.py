@@ -20,6 +20,16 @@ def test_data_stages_and_cli_import_without_torch():
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 
 
+def test_a_run_imports_only_its_own_stage():
+    code = ("import sys; from pipeline.cli import build_parser\n"
+            "args = build_parser('prepare').parse_args(['prepare', '--workers', '2'])\n"
+            "assert args.workers == 2\n"
+            "assert 'pipeline.stage_prepare' in sys.modules\n"
+            "print(sorted(m for m in sys.modules if m.startswith('pipeline.stage_') or m in ('pandas', 'torch')))")
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True, text=True).stdout
+    assert loaded.strip() == "['pipeline.stage_prepare']"
+
+
 @pytest.mark.parametrize("verb", list(STAGES))
 def test_every_stage_has_a_help_that_lists_its_options(verb, capsys):
     with pytest.raises(SystemExit) as exit_:
