@@ -31,6 +31,8 @@ from manifests.errors import JstipError
 from manifests.io import file_metadata, shard_fingerprint, shard_path, write_records, write_table, write_text_atomic
 from manifests.schema import SPEECH, Alignment, audio_cell
 
+from .execution import one_thread_per_process
+
 from interleave.inputs import Task, read_text_task, read_utterance_task
 from synthetic.tts import TTS_DIR, recorded, synthesizer
 from corpora.textnorm import normalize
@@ -62,12 +64,9 @@ def _cache() -> TokenCache:
 
 
 def one_thread() -> None:
-    """In a worker process, Arrow and polars use one thread: the process is the unit of parallelism,
-    and more threads per worker only contend for the same cores (a pool initializer)."""
+    """The executor's one-thread initializer, and a mark that interleave's own thread counts read."""
     os.environ["JSTIP_INTERLEAVE_THREADS"] = "1"
-    os.environ.setdefault("POLARS_MAX_THREADS", "1")  # read when polars is first imported
-    pa.set_cpu_count(1)
-    pa.set_io_thread_count(1)
+    one_thread_per_process()
 
 
 def _one_thread_in_workers() -> None:
