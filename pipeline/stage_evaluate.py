@@ -51,6 +51,9 @@ class EvaluateConfig:
     max_new_tokens: int = field(default=64, metadata={"help": "most tokens generated per utterance (per piece)"})
     batch_size: int = field(default=8, metadata={"help": "prompts decoded together (left-padded)"})
     num_beams: int = field(default=1, metadata={"help": "1: greedy; more: beam search with that many beams"})
+    ctc_weight: float = field(default=0.0, metadata={"help": (
+        "joint CTC/LM decoding: weight in [0, 1] of the model's letter CTC head in every hypothesis's score "
+        "(ESPnet's hybrid decoder, beam num_beams); 0: the LM alone. Needs a model trained with ctc_units chars")})
     prompt: str = field(default="{speech}", metadata={"help": "decoding prompt with {speech} where the audio goes; "
                                                               "'{speech}' is the asr prompt (<s> speech <|asr|>), e.g. "
                                                               "'question: {speech} answer:' a free one"})
@@ -86,7 +89,7 @@ def run(cfg: EvaluateConfig) -> dict:
     model, tok = load_checkpoint(cfg.checkpoints, pick_device(cfg.device))
     result = transcribe(model, tok, utterances, cfg.batch_size, cfg.max_new_tokens, progress=cfg.progress,
                         num_beams=cfg.num_beams, prompt=cfg.prompt, chunk_seconds=cfg.chunk_seconds,
-                        max_duration=cfg.max_duration)
+                        max_duration=cfg.max_duration, ctc_weight=cfg.ctc_weight)
     write_records(result.hypotheses, Hypothesis, cfg.hypotheses)
 
     located = locate(source, {u.utt_id: u.text for u in utterances})
@@ -101,7 +104,7 @@ def run(cfg: EvaluateConfig) -> dict:
         truncated=len(result.truncated), audio_seconds=round(result.audio_seconds, 3),
         decode_seconds=round(result.wall_seconds, 3),
         real_time_factor=result.wall_seconds / result.audio_seconds if result.audio_seconds else None,
-        num_beams=cfg.num_beams, bootstrap=cfg.bootstrap,
+        num_beams=cfg.num_beams, ctc_weight=cfg.ctc_weight, bootstrap=cfg.bootstrap,
     )
     report = {
         "split": cfg.split, "checkpoints": cfg.checkpoints, "prompt": cfg.prompt, "entities": cfg.entities,

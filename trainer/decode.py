@@ -84,11 +84,17 @@ def _category(reason: str) -> str:
 
 def transcribe(model: SpeechLM, tok: PreTrainedTokenizerBase, utterances: Sequence[Utterance], batch_size: int = 8,
                max_new_tokens: int = 64, progress: bool = True, num_beams: int = 1, prompt: str = ASR_PROMPT,
-               chunk_seconds: float = 30.0, max_duration: float = 0.0) -> DecodeResult:
-    """Hypotheses of each utterance (reference: `Utterance.text`, the transcript as written)."""
+               chunk_seconds: float = 30.0, max_duration: float = 0.0, ctc_weight: float = 0.0) -> DecodeResult:
+    """Hypotheses of each utterance (reference: `Utterance.text`, the transcript as written).
+
+    `ctc_weight` > 0 decodes by joint CTC/LM beam search with `num_beams` beams (`trainer.joint_decode`):
+    the model's letter CTC head scores every hypothesis too, with that weight.
+    """
     if num_beams < 1 or batch_size < 1 or max_new_tokens < 1:
         raise JstipError(f"num_beams ({num_beams}), batch_size ({batch_size}) and max_new_tokens "
                          f"({max_new_tokens}) must be at least 1")
+    if not 0.0 <= ctc_weight <= 1.0:
+        raise JstipError(f"ctc_weight {ctc_weight} must be in [0, 1] (0: the LM alone, 1: the CTC head alone)")
     if chunk_seconds <= 0:
         raise JstipError(f"chunk_seconds must be positive, got {chunk_seconds}; it bounds the audio decoded at once")
     result = DecodeResult()
@@ -115,7 +121,8 @@ def transcribe(model: SpeechLM, tok: PreTrainedTokenizerBase, utterances: Sequen
     truncated: set[int] = set()
     for b in tqdm(range(0, len(prompts), batch_size), desc="decode", disable=not progress, unit="batch"):
         chunk = prompts[b:b + batch_size]
-        outs = prompter.generate([p for _, _, p in chunk], max_new_tokens, num_beams)
+        outs = (prompter.generate_joint([p for _, _, p in chunk], max_new_tokens, num_beams, ctc_weight) if ctc_weight
+                else prompter.generate([p for _, _, p in chunk], max_new_tokens, num_beams))
         for (i, k, sample), out in zip(chunk, outs):
             if out is None:
                 failed.setdefault(i, prompter.skipped.get(sample.sample_id, "audio_unreadable: unknown"))

@@ -7,6 +7,7 @@ trainer APIs and calls the model:
 
 - `generate`: `Collator(tok, spec, padding_side="left", add_eos=False)` then
   `SpeechLM.generate(batch, max_new_tokens, num_beams)` (greedy or beam search until eos);
+- `generate_joint`: the same prompts decoded by joint CTC/LM beam search (`joint_decode.py`);
 - `continuation_logprobs`: right-padded prompt batch (positions count from 0 in every row, as
   in training; a left-padded forward would shift them), then `SpeechLM(batch).logits`, which
   for a batch without labels holds every position.
@@ -22,6 +23,7 @@ from typing import Sequence
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from manifests.errors import JstipError
 from manifests.schema import Sample
 
 from .data import Collator, SampleDataset, to_device
@@ -46,6 +48,7 @@ class Prompter:
         self.autocast = autocast_for(self.device)
         self.cache_mb = cache_mb
         self.skipped: dict[str, str] = {}  # sample_id -> reason
+        self._letters = None  # the CTC letter map, built on the first joint decoding
 
     def _items(self, samples: Sequence[Sample]) -> list:
         """Loaded items (None where the audio cannot be read; the reason lands in `skipped`)."""
@@ -76,6 +79,42 @@ class Prompter:
             body = ids[: ids.index(eos)] if eos in ids else [t for t in ids if t != pad]
             out[i] = Generated(self.tok.decode(body, skip_special_tokens=True).strip(),
                                truncated=eos not in ids and len(ids) >= max_new_tokens)
+        return out
+
+    @torch.no_grad()
+    def generate_joint(self, samples: Sequence[Sample], max_new_tokens: int, num_beams: int,
+                       ctc_weight: float) -> list[Generated | None]:
+        """Continuations by joint CTC/LM beam search (`trainer.joint_decode`), one prompt at a time
+        after encoding them together; None for a prompt whose audio could not be read."""
+        from .ctc_prefix import LetterMap
+        from .joint_decode import joint_beam_search, letter_posteriors
+
+        if self.model.ctc_head is None or self.model.cfg.ctc_units != "chars":
+            raise JstipError("joint CTC/LM decoding (ctc_weight > 0) needs a model trained with the letter CTC head "
+                             "(train.ctc_weight > 0, ctc_units: chars); decode this one with ctc_weight 0")
+        if self._letters is None:
+            self._letters = LetterMap(self.tok)
+        items = self._items(samples)
+        kept = [i for i, item in enumerate(items) if item is not None]
+        out: list[Generated | None] = [None] * len(samples)
+        if not kept:
+            return out
+        collator = Collator(self.tok, self.model.spec, max_tokens=10**9, padding_side="left", add_eos=False)
+        batch = to_device(collator([items[i] for i in kept]), self.device)
+        with self.autocast:
+            embeds, ctc_in, _ = self.model._embed(batch)
+            hidden, n_hidden = ctc_in
+            audio_of_row = batch["span_audio"].tolist()  # one speech span per prompt, in row order
+            if len(audio_of_row) != len(kept):
+                raise JstipError("joint CTC/LM decoding takes prompts with exactly one speech span each")
+            banned = list(self.tok.all_special_ids)
+            for row, i in enumerate(kept):
+                a = audio_of_row[row]
+                logp = letter_posteriors(self.model, hidden[a, : n_hidden[a]], self._letters)
+                prompt = embeds[row][batch["attention_mask"][row].bool()]
+                ids, truncated = joint_beam_search(self.model, prompt, logp, self._letters, ctc_weight, num_beams,
+                                                   max_new_tokens, banned)
+                out[i] = Generated(self.tok.decode(ids, skip_special_tokens=True).strip(), truncated)
         return out
 
     @torch.no_grad()
