@@ -64,6 +64,16 @@ def test_extending_many_prefixes_at_once_equals_one_at_a_time():
         assert state.score == pytest.approx(alone.score) and torch.allclose(state.r, alone.r)
 
 
+def test_next_scores_are_the_extensions_by_every_letter():
+    torch.manual_seed(2)
+    scorer = CTCPrefixScorer(torch.randn(30, 5).log_softmax(-1))
+    for parent in (scorer.initial(), scorer.extend([scorer.initial()], [2])[0]):
+        scores = scorer.next_scores(parent)
+        assert scores[0] == parent.score
+        for c in range(1, 5):
+            assert float(scores[c]) == pytest.approx(scorer.extend([parent], [c])[0].score)
+
+
 def test_letter_map_writes_the_ctc_targets_of_a_tokenized_transcript(tok):
     letters = LetterMap(tok)
     ids = char_ids(tok)

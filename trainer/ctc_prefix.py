@@ -132,6 +132,20 @@ class CTCPrefixScorer:
                                    states[k].length + 1))
         return out
 
+    def next_scores(self, state: PrefixState) -> torch.Tensor:
+        """`[1 + L]` prefix log-probabilities of `state` extended by each letter column (column 0, the
+        blank, gets the state's own score): what `extend` gives for every column, without its forward
+        variables (one `[T, 1 + L]` reduction)."""
+        total = torch.logaddexp(state.r[:, 0], state.r[:, 1])
+        start = torch.tensor([0.0 if state.length == 0 else NEG_INF], dtype=torch.float64)
+        a_other = torch.cat([start, total[:-1]])
+        a_same = torch.cat([start, state.r[:-1, 1]])  # a repeated letter needs a blank between
+        psi = torch.logsumexp(a_other[:, None] + self.x, dim=0)
+        if state.last:
+            psi[state.last] = torch.logsumexp(a_same + self.x[:, state.last], dim=0)
+        psi[0] = state.score
+        return psi
+
     def final(self, state: PrefixState) -> float:
         """The log-probability of exactly this letter sequence (the prefix ends with the audio)."""
         return float(torch.logaddexp(state.r[-1, 0], state.r[-1, 1]))

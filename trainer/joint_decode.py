@@ -49,25 +49,21 @@ def _pre_beam(hyps: list[_Hyp], logp: torch.Tensor, scorer: CTCPrefixScorer, let
 
     A weak LM does not propose the tokens the audio supports (its top tokens are its own sentence), so
     proposing by the LM alone, as most hybrid decoders do, loses them; scoring every token's full letters
-    is ~25x the work. First letters take two batched extensions per hypothesis (~37 letters each).
+    is ~25x the work. First letters take one `[T, letters]` reduction per hypothesis (two after a word).
     Tokens that write no letter are free for CTC, so they are proposed only when among the LM's `lm_k` best,
     and never right after another one."""
-    n_cols = len(letters.classes) + 1
-    cols = list(range(1, n_cols))
+    first = letters.first_col[: logp.shape[1]]
+    idx = first.clamp(min=0)  # column 0 (no letter): the hypothesis's own score
     out = []
     for h, hyp in enumerate(hyps):
-        plain = torch.tensor([s.score for s in scorer.extend([hyp.ctc] * len(cols), cols)])
+        plain = scorer.next_scores(hyp.ctc)
         if hyp.ctc.length and letters.boundary_col > 0:
-            spaced_state = scorer.extend([hyp.ctc], [letters.boundary_col])[0]
-            spaced = torch.tensor([s.score for s in scorer.extend([spaced_state] * len(cols), cols)])
+            spaced = scorer.next_scores(scorer.extend([hyp.ctc], [letters.boundary_col])[0])
+            spaced[0] = hyp.ctc.score
         else:
             spaced = plain
-        first = letters.first_col[: logp.shape[1]]
         needs_space = torch.tensor(hyp.pending) | (letters.boundary_first[: logp.shape[1]] & (hyp.ctc.length > 0))
-        table_plain = torch.cat([torch.tensor([hyp.ctc.score]), plain])  # index 0: no letter
-        table_spaced = torch.cat([torch.tensor([hyp.ctc.score]), spaced])
-        idx = first.clamp(min=0)
-        ctc = torch.where(needs_space & (first > 0), table_spaced[idx], table_plain[idx]).to(logp.dtype)
+        ctc = torch.where(needs_space & (first > 0), spaced[idx], plain[idx]).to(logp.dtype)
         joint = (1 - ctc_weight) * (hyp.lm + logp[h]) + ctc_weight * ctc
         # a token without letters (punctuation, a bare boundary) costs nothing in CTC: only the LM may propose it
         lm_top = logp[h].topk(min(lm_k, logp.shape[1])).indices
