@@ -126,10 +126,9 @@ class CTCPrefixScorer:
         b_in = torch.cat([xc.new_full((1, n), NEG_INF), new_n[:-1]], dim=0)
         new_b = self.blank_cum[:, None] + torch.logcumsumexp(b_in - self.blank_prev[:, None], dim=0)
         psi = torch.logsumexp(a + xc, dim=0)
-        out = []
-        for k in range(n):
-            out.append(PrefixState(torch.stack([new_n[:, k], new_b[:, k]], dim=1), cols[k], float(psi[k]),
-                                   states[k].length + 1))
+        r_new = torch.stack([new_n, new_b], dim=1)  # [T, 2, N]: each state keeps a view of its column
+        scores = psi.tolist()
+        out = [PrefixState(r_new[:, :, k], cols[k], scores[k], states[k].length + 1) for k in range(n)]
         return out
 
     def next_scores(self, state: PrefixState) -> torch.Tensor:

@@ -2,17 +2,18 @@
 
 score(y) = (1 − λ) · log p_LM(y | speech) + λ · log p_CTC(letters(y) as a prefix | speech)
 
-as ESPnet's hybrid decoder does (Watanabe et al. 2017; `trainer/ctc_prefix.py`). At each step the
-LM proposes its `pre_beam` best next tokens per hypothesis (plus the end token); each is scored
-jointly and the best `beam` open hypotheses go on. A hypothesis that ends is scored with the CTC
-probability of its whole letter sequence (it must explain all the audio), so ending early or
-writing a frame the letters do not support both lose. λ = 0 is the LM's own beam search (up to the
-pre-beam pruning), λ = 1 the CTC head choosing among the LM's proposals.
+as ESPnet's hybrid decoder does (Watanabe et al. 2017; `trainer/ctc_prefix.py`). At each step every
+open hypothesis gets its `pre_beam` most promising next tokens (`_pre_beam`: by the LM and the CTC
+score of each token's first letter, over the whole vocabulary) plus the end token; each is scored
+jointly with its full letters and the best `beam` open hypotheses go on. A hypothesis that ends is
+scored with the CTC probability of its whole letter sequence (it must explain all the audio), so
+ending early or writing words the letters do not support both lose. λ = 0 is the LM's own beam
+search (up to the pre-beam pruning), λ = 1 the CTC head choosing among the tokens.
 
 The model needs the letter CTC head (`ctc_units: chars`, `ctc_weight > 0` in training). The LM
-is run without a key/value cache, once per step on all open hypotheses of one utterance: the
-CPU-size models here read ~100 positions, where recomputing is cheaper than bookkeeping a cache
-per beam reorder.
+reads the prompt once and then, per step, only each open hypothesis's new token, with its
+key/value cache reordered to the hypotheses' parents (transformers' `DynamicCache.reorder_cache`),
+and computes logits only at the last position.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class _Hyp:
     pending: bool  # a word boundary seen, not yet written as a letter
     score: float
     after_letterless: bool = False  # the last token wrote no letter
+    parent: int = 0  # its parent's row in the previous step's key/value cache
 
 
 def letter_posteriors(model, hidden: torch.Tensor, letters: LetterMap) -> torch.Tensor:
@@ -91,12 +93,17 @@ def joint_beam_search(model, prompt_embeds: torch.Tensor, ctc_logp: torch.Tensor
     never[[i for i in banned if i != eos and i < vocab]] = True
     open_hyps = [_Hyp([], 0.0, scorer.initial(), False, 0.0)]
     ended: list[_Hyp] = []
+    cache = None
     for step in range(max_new_tokens):
-        ids = torch.tensor([h.ids for h in open_hyps], dtype=torch.long, device=prompt_embeds.device)
-        embeds = prompt_embeds[None].expand(len(open_hyps), -1, -1)
-        if step:
-            embeds = torch.cat([embeds, embed(ids).to(embeds.dtype)], dim=1)
-        logp = model.lm(inputs_embeds=embeds, use_cache=False).logits[:, -1].float().log_softmax(-1).cpu()
+        if step == 0:  # the prompt once; then each step only the new token of every open hypothesis
+            embeds = prompt_embeds[None]
+        else:
+            cache.reorder_cache(torch.tensor([h.parent for h in open_hyps], device=prompt_embeds.device))
+            last = torch.tensor([[h.ids[-1]] for h in open_hyps], dtype=torch.long, device=prompt_embeds.device)
+            embeds = embed(last).to(prompt_embeds.dtype)
+        out = model.lm(inputs_embeds=embeds, cache=cache, use_cache=True, logits_to_keep=1)
+        cache = out.cache
+        logp = out.logits[:, -1].float().log_softmax(-1).cpu()
         logp[:, never[: logp.shape[1]]] = float("-inf")
         top = _pre_beam(open_hyps, logp, scorer, letters, ctc_weight, pre_beam, beam)
         pairs, grown = [], []  # (hyp index, token); per pair the letter columns it appends
@@ -120,7 +127,7 @@ def joint_beam_search(model, prompt_embeds: torch.Tensor, ctc_logp: torch.Tensor
         for (h, t, pending), state in zip(pairs, states):
             lm = open_hyps[h].lm + float(logp[h, t])
             cands.append(_Hyp(open_hyps[h].ids + [t], lm, state, pending,
-                              (1 - ctc_weight) * lm + ctc_weight * state.score, int(letters.first_col[t]) < 0))
+                              (1 - ctc_weight) * lm + ctc_weight * state.score, int(letters.first_col[t]) < 0, h))
         cands.sort(key=lambda c: c.score, reverse=True)
         open_hyps = cands[:beam]
         best_ended = max((e.score for e in ended), default=float("-inf"))
