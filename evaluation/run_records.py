@@ -98,9 +98,11 @@ def _parse_set(item: str) -> tuple[str, Any]:
 
 def from_run_dir(exp: Experiment, params_file: str | Path, sets: list[str], metrics_files: dict[str, str | Path],
                  evaluate_report: str | Path | None, baseline_file: str | Path, preset: str = "cpu",
-                 source: str = "") -> dict[str, Any]:
+                 source: str = "", commit: str = "") -> dict[str, Any]:
     """A record of a run made outside DVC: its params file overlaid with `sets` (`key=value`), its metrics
-    files (stem -> path, named like `dvc exp show`'s), its evaluate report, matched against `baseline_file`."""
+    files (stem -> path, named like `dvc exp show`'s), its evaluate report, matched against `baseline_file`.
+    `commit` (the code that ran) defaults to the HEAD of the git checkout holding the params file, else of
+    this code's checkout."""
     for path in [params_file, baseline_file, *metrics_files.values()] + ([evaluate_report] if evaluate_report else []):
         if not Path(path).is_file():
             raise JstipError(f"{path} not found")
@@ -111,8 +113,8 @@ def from_run_dir(exp: Experiment, params_file: str | Path, sets: list[str], metr
                for k, v in flatten(json.loads(Path(path).read_text()), stem + ".").items()}
     report = json.loads(Path(evaluate_report).read_text()) if evaluate_report else None
     where = source or str(Path(params_file).resolve().parent)
-    return build_record(exp, baseline, params, metrics, report, f"dir:{where}", _git_commit(Path(params_file).parent),
-                        preset)
+    commit = commit or _git_commit(Path(params_file).resolve().parent) or _git_commit(Path(__file__).parent)
+    return build_record(exp, baseline, params, metrics, report, f"dir:{where}", commit, preset)
 
 
 def from_dvc_runs(exp: Experiment, runs: list, reader, preset: str = "cpu") -> list[dict[str, Any]]:

@@ -72,7 +72,7 @@ def test_records_from_run_dirs_make_the_report(tmp_path, capsys):
     assert (rec["row"], rec["seed"], rec["preset"]) == ("asr_il", 2, "cpu")
     assert rec["metrics"]["eval.eer_by_category.rare.eer"] == 0.31 and "probe.mcq_t2t" in rec["metrics"]
     assert rec["params"]["interleave.recipe"] == "asr_il" and rec["params"]["train.seed"] == 2
-    assert rec["source"].startswith("dir:") and rec["date"]
+    assert rec["source"].startswith("dir:") and rec["date"] and len(rec["commit"]) == 40  # this checkout's
     assert len(rec["utterances"]) == 40 and set(rec["utterances"][0]) == {"utt_id", "entities", "entities_missed",
                                                                           "by_category"}
 
@@ -149,3 +149,18 @@ def test_queue_plan_skips_recorded_runs_unless_forced(tmp_path, capsys):
     assert "--name asr_il-s1" not in out and "--name asr_only-s1" in out
     assert run_experiments.main(["--dry-run", "--seeds", "1", "--runs-dir", str(runs), "--force"]) == 0
     assert "--name asr_il-s1" in capsys.readouterr().out
+
+
+def test_records_from_dvc_experiments(tmp_path, capsys):
+    saved = tmp_path / "exp.json"
+    saved.write_text(json.dumps(exp_show()))
+    runs = tmp_path / "runs"
+    assert record_run.main(["--runs-dir", str(runs), "dvc", "--exp-json", str(saved), "--no-utterances"]) == 0
+    err = capsys.readouterr().err
+    assert "odd-s0" in err and "params match no row" in err and "asr_text-s1 (queued" in err  # said, not dropped
+    records = {r["name"]: r for _, r in read_records(runs)}
+    assert sorted(records) == sorted([f"asr_only-s{s}" for s in range(3)] + [f"asr_il-s{s}" for s in range(3)]
+                                     + ["segment_il_sil-s0"])  # named by row, not by the experiment's name
+    assert records["asr_il-s1"]["source"].startswith("dvc:") and records["asr_il-s1"]["metrics"]["eval.wer"] == 0.15
+    assert record_run.main(["--runs-dir", str(runs), "dvc", "--exp-json", str(saved), "--no-utterances"]) == 0
+    assert "0 of 7 records written" in capsys.readouterr().err  # existing records are kept without --force
