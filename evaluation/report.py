@@ -292,7 +292,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--records-only", action="store_true", help="the run records only, no `dvc exp show`")
 
 
-def _exp_show(source: str) -> list[dict]:
+def read_exp_show(source: str) -> list[dict]:
+    """`dvc exp show --json` data: from a saved file, stdin ('-'), or run here ('')."""
     if source == "-":
         return json.load(sys.stdin)
     if source:
@@ -314,7 +315,7 @@ def main(args: argparse.Namespace) -> int:
     dvc_runs: list[Run] = []
     if not args.records_only:
         try:
-            dvc_runs = parse_exp_show(_exp_show(args.exp_json), exp)
+            dvc_runs = parse_exp_show(read_exp_show(args.exp_json), exp)
         except (json.JSONDecodeError, OSError, AttributeError, TypeError) as exc:
             raise JstipError(f"cannot read experiments from {args.exp_json or 'dvc exp show'}: {exc}") from exc
         assign(exp, dvc_runs, args.preset)

@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 from evaluation.experiment import load  # noqa: E402
-from evaluation.report import _exp_show, assign, parse_exp_show  # noqa: E402
+from evaluation.report import read_exp_show, assign, parse_exp_show  # noqa: E402
 from evaluation.report_utterances import dvc_reader  # noqa: E402
 from evaluation.run_records import from_dvc_runs, from_run_dir, write_record  # noqa: E402
 from manifests.errors import JstipError  # noqa: E402
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         exp = load(args.experiment)
         if args.source == "dvc":
-            runs = parse_exp_show(_exp_show(args.exp_json), exp)
+            runs = parse_exp_show(read_exp_show(args.exp_json), exp)
             assign(exp, runs, args.preset)
             reader = None if args.no_utterances else dvc_reader(str(HERE.parents[1]), str(
                 Path(exp.params_file).parent / "reports" / "evaluate.json"))
