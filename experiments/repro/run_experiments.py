@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         _run(command, env, dry)
     if args.run or dry:
         _run(["dvc", "exp", "run", "--run-all", "--jobs", str(args.jobs)], parallel, dry)
-    print(f"{len(commands)} experiments {'planned' if dry else 'queued'}; then, from the repository root: "
+    print(f"{len(commands)} experiments {'planned' if dry else 'queued'}; then `python record_run.py dvc` here and, from the repository root: "
           f"jstip report --preset {args.preset}", file=sys.stderr)
     return 0
 
