@@ -1,15 +1,17 @@
-"""`jstip report`: the reproduction's tables, claims and plots from the DVC experiments' metrics.
+"""`jstip report`: the reproduction's tables, claims and plots from the finished runs' metrics.
 
-Reads `dvc exp show --json` (run here, or a saved file), assigns every finished experiment to a
-row of `experiments/repro/experiment.yaml` by its params (`exp_config.match_row`: what ran, not
-what its name says), and writes to `--out`:
+Runs come from the committed run records (`--runs-dir`, `run_records.py`: each holds its row, seed,
+params, metrics and per-utterance entity results) and, unless `--records-only`, from `dvc exp show
+--json` (run here, or a saved file), where every finished experiment is assigned to a row of
+`experiments/repro/experiment.yaml` by its params (`experiment.match_row`: what ran, not what its
+name says). A run in both (same rev, or same row and seed) counts once: the record wins. Writes to `--out`:
 
 | file | what |
 | --- | --- |
-| `tables.md` | one table per paper table: per row the seeds found and every metric as mean ± half-width of the 95% t interval over seeds, beside the paper's figures; then the claims and the runs left out |
+| `tables.md` | one table per paper table: per row the seeds found and every metric as mean ± half-width of the 95% t interval over seeds, beside the paper's figures, and the (row, seed) pairs with no finished run; then the claims and the runs left out |
 | `summary.csv` | row, metric, n, mean, sd, low, high |
 | `runs.csv` | every run: name, rev, row, seed and its metrics (no run is dropped from this file) |
-| `claims.csv` | each claim (B vs A on a metric): mean per-seed difference, t interval, seeds in B's favour; for entity error rates also the paired bootstrap over test utterances pooled over seeds (`utt_*`, from each run's `reports/evaluate.json`: `report_utterances.py`) |
+| `claims.csv` | each claim (B vs A on a metric): mean per-seed difference, t interval, seeds in B's favour; for entity error rates also the paired bootstrap over test utterances pooled over seeds (`utt_*`, from each record's utterances or each DVC run's `reports/evaluate.json`: `report_utterances.py`) |
 | `eer.png`, `gap.png` | entity error rate per row with intervals; modality gap (speech-in minus text-in) per row |
 
 Every finished run that matches a row is used: no seed is chosen. Runs that failed, are still
@@ -33,6 +35,7 @@ from manifests.io import write_text_atomic
 from .experiment import Experiment, Row, flatten, load, match_row
 from .seeds import Summary, paired_seed_difference, summarize
 from .report_utterances import Reader, bootstrap_claim, dvc_reader, entity_category
+from .run_records import RUNS_DIR, read_records
 
 
 @dataclass
@@ -45,6 +48,7 @@ class Run:
     state: str
     row: Row | None = None
     seed: int | None = None
+    source: str = ""  # a record's origin (`dvc:<rev>` or `dir:<path>`); '' for a DVC run
 
 
 def _file_values(files: dict[str, Any] | None, wanted) -> dict[str, Any]:
@@ -90,6 +94,46 @@ def assign(exp: Experiment, runs: list[Run], preset: str = "") -> None:
         run.row = match_row(exp, run.baseline, run.params, preset)
         seeds = {run.params.get(k) for k in exp.seed_params}
         run.seed = int(seeds.pop()) if len(seeds) == 1 and None not in seeds else None
+
+
+def record_runs(exp: Experiment, records: list[tuple[Path, dict[str, Any]]], preset: str = "") -> list[Run]:
+    """Runs from run records: row and seed as recorded (matched when written); a record of another preset
+    or of a row experiment.yaml no longer has stays out of the tables, listed with the reason."""
+    ids = {r.row_id for r in exp.rows if not r.ref}
+    runs = []
+    for path, rec in records:
+        state = ("success" if rec.get("preset", "cpu") == (preset or "cpu") else f"preset {rec.get('preset')}")
+        if state == "success" and rec["row"] not in ids:
+            state = f"row {rec['row']} not in {exp.path.name}"
+        run = Run(rec["name"], str(path), rec["params"], rec["metrics"], {}, state, source=rec.get("source", ""))
+        if state == "success":
+            run.row, run.seed = exp.row(rec["row"]), int(rec["seed"])
+        runs.append(run)
+    return runs
+
+
+def merge(recorded: list[Run], dvc: list[Run]) -> tuple[list[Run], int]:
+    """Record runs plus the DVC runs not recorded (same rev as a record's source, or same row and seed as a
+    recorded run, is the same run: the record wins); and how many DVC runs were dropped as duplicates."""
+    sources = {r.source for r in recorded}
+    keys = {(r.row.row_id, r.seed) for r in recorded if r.row is not None}
+    kept = [r for r in dvc if f"dvc:{r.rev}" not in sources
+            and (r.row is None or (r.row.row_id, r.seed) not in keys)]
+    return recorded + kept, len(dvc) - len(kept)
+
+
+def missing(exp: Experiment, runs: list[Run], table: str) -> list[tuple[str, list[int]]]:
+    """Per runnable row shown in `table` (its source row, once), the seeds with no finished run."""
+    have = {(r.row.row_id, r.seed) for r in runs if r.row is not None}
+    out, seen = [], set()
+    for row in (r for r in exp.rows if r.table == table and not r.pending):
+        if row.source in seen:
+            continue
+        seen.add(row.source)
+        seeds = [s for s in exp.seeds if (row.source, s) not in have]
+        if seeds:
+            out.append((row.source, seeds))
+    return out
 
 
 def metric_value(exp: Experiment, run: Run, name: str) -> float | None:
@@ -166,6 +210,9 @@ def markdown(exp: Experiment, runs: list[Run], stats: dict, claim_rows: list[dic
             cells += [str(row.paper.get(key, "–")) for key, _ in paper_cols]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        gaps = missing(exp, runs, table)
+        if gaps:
+            lines += ["missing: " + "; ".join(f"{row} " + ", ".join(f"s{s}" for s in seeds) for row, seeds in gaps), ""]
     lines += ["Mean ± half-width of the 95% t interval over seeds; every finished run is included.", ""]
     if claim_rows:
         lines += ["### Claims (B vs A)", "",
@@ -238,11 +285,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="experiments/repro/results", help="output directory")
     parser.add_argument("--no-plots", action="store_true", help="tables and CSV only")
     parser.add_argument("--no-utterance-bootstrap", action="store_true",
-                        help="skip the paired bootstrap over test utterances (it reads each run's "
-                             "reports/evaluate.json from DVC's cache)")
+                        help="skip the paired bootstrap over test utterances (it reads each record's utterances "
+                             "and each DVC run's reports/evaluate.json from DVC's cache)")
+    parser.add_argument("--runs-dir", default=RUNS_DIR, help="committed run records (record_run.py); "
+                                                             "a run recorded there and in DVC counts once")
+    parser.add_argument("--records-only", action="store_true", help="the run records only, no `dvc exp show`")
 
 
-def _exp_show(source: str) -> list[dict]:
+def read_exp_show(source: str) -> list[dict]:
+    """`dvc exp show --json` data: from a saved file, stdin ('-'), or run here ('')."""
     if source == "-":
         return json.load(sys.stdin)
     if source:
@@ -259,13 +310,25 @@ def main(args: argparse.Namespace) -> int:
     unknown = sorted(set(tables) - set(exp.tables))
     if unknown:
         raise JstipError(f"unknown tables {unknown}; known: {', '.join(exp.tables)}")
-    try:
-        runs = parse_exp_show(_exp_show(args.exp_json), exp)
-    except (json.JSONDecodeError, OSError, AttributeError, TypeError) as exc:
-        raise JstipError(f"cannot read experiments from {args.exp_json or 'dvc exp show'}: {exc}") from exc
-    assign(exp, runs, args.preset)
-    reader = None if args.no_utterance_bootstrap else dvc_reader(
-        ".", str(Path(exp.params_file).parent / "reports" / "evaluate.json"))
+    records = read_records(args.runs_dir)
+    recorded = record_runs(exp, records, args.preset)
+    dvc_runs: list[Run] = []
+    if not args.records_only:
+        try:
+            dvc_runs = parse_exp_show(read_exp_show(args.exp_json), exp)
+        except (json.JSONDecodeError, OSError, AttributeError, TypeError) as exc:
+            raise JstipError(f"cannot read experiments from {args.exp_json or 'dvc exp show'}: {exc}") from exc
+        assign(exp, dvc_runs, args.preset)
+    runs, duplicates = merge(recorded, dvc_runs)
+    reader = None
+    if not args.no_utterance_bootstrap:
+        utterances = {str(path): {"utterances": rec["utterances"]} for path, rec in records if rec.get("utterances")}
+        paths = {str(path) for path, _ in records}
+        from_dvc = dvc_reader(".", str(Path(exp.params_file).parent / "reports" / "evaluate.json"))
+
+        def reader(rev: str) -> dict | None:  # a record without utterances has none (not DVC's)
+            return utterances.get(rev) if rev in paths else from_dvc(rev)
     summary = write_report(exp, runs, args.out, tables, plots=not args.no_plots, reader=reader)
+    summary.update(records=len(recorded), dvc_duplicates=duplicates)
     print(json.dumps(summary, indent=2))
     return 0

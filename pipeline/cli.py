@@ -46,7 +46,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "stats": ("pipeline.tools:Stats", "print a summary table of a manifest directory (samples per kind, alignments)"),
     "export": ("pipeline.tools:Export", "export sample shards as a Lhotse CutSet or a NeMo JSONL manifest"),
     "init": ("pipeline.project", "write params.yaml and dvc.yaml for your own corpus in this (or another) directory"),
-    "report": ("evaluation.report", "tables, claims and plots of the Table I/III reproduction from `dvc exp show`"),
+    "report": ("evaluation.report", "tables, claims and plots of the Table I/III reproduction from the run records and `dvc exp show`"),
 }
 DEFAULT_PARAMS = "params.yaml"
 

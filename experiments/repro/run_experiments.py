@@ -13,7 +13,10 @@ Run from this directory (`experiments/repro`). What it does, in order:
 2. queues every run (`dvc exp run --queue --name <row>-s<seed> -S ...`) and runs them all
    (`dvc exp run --run-all --jobs N`); with N > 1 each run gets one torch thread (OMP_NUM_THREADS=1)
    so that N runs share the cores instead of fighting over them.
-Afterwards `jstip report` (see README.md) writes the tables and plots from `dvc exp show`.
+A (row, seed) with a run record (`results/runs/<name>.json`, `record_run.py`) is finished: it is not
+queued again unless --force, and the skipped names are printed.
+Afterwards `record_run.py dvc` records the finished runs and `jstip report` (see README.md) writes the
+tables and plots from the records and `dvc exp show`.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 from evaluation.experiment import load, queue_commands, shell  # noqa: E402
+from evaluation.run_records import plan_queue  # noqa: E402
 
 # the last shared stages of dvc.yaml (`dvc repro` runs everything upstream of them too)
 SHARED = ["prepare_test", "align", "align_tts", "pretrain_lm", "pretrain_encoder_eval", "pretrain_encoder_probe"]
@@ -46,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="cpu", help="cpu (params.yaml) or a preset of experiment.yaml")
     parser.add_argument("--jobs", type=int, default=2, help="experiments run at the same time")
     parser.add_argument("--include-pending", action="store_true", help="also queue rows marked pending")
+    parser.add_argument("--runs-dir", default=str(HERE / "results" / "runs"), help="run records: these are finished")
+    parser.add_argument("--force", action="store_true", help="queue recorded (finished) runs again too")
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--dry-run", action="store_true", help="print the commands only")
     mode.add_argument("--queue-only", action="store_true", help="queue, run nothing")
@@ -59,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     if not commands:
         print("nothing to queue", file=sys.stderr)
         return 1
+    commands, skipped = plan_queue(commands, args.runs_dir, args.force)
+    if skipped:
+        print(f"skipped {len(skipped)} recorded runs (--force queues them): {' '.join(skipped)}", file=sys.stderr)
+    if not commands:
+        print("every planned run is recorded: nothing to queue", file=sys.stderr)
+        return 0
     env = dict(os.environ)  # the shared stages: every core is theirs
     parallel = dict(env)
     if args.jobs > 1:
@@ -75,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         _run(command, env, dry)
     if args.run or dry:
         _run(["dvc", "exp", "run", "--run-all", "--jobs", str(args.jobs)], parallel, dry)
-    print(f"{len(commands)} experiments {'planned' if dry else 'queued'}; then, from the repository root: "
+    print(f"{len(commands)} experiments {'planned' if dry else 'queued'}; then `python record_run.py dvc` here and, from the repository root: "
           f"jstip report --preset {args.preset}", file=sys.stderr)
     return 0
 
