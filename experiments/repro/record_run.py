@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir.add_argument("--evaluate-report", default="", help="the run's reports/evaluate.json")
     run_dir.add_argument("--baseline", default=str(HERE / "params.yaml"),
                          help="the params a row's `set` is applied to (default: this directory's params.yaml)")
+    run_dir.add_argument("--source", default="", help="where the run was made and how, kept in the record (default: "
+                                                      "the directory of --params)")
     run_dir.add_argument("--commit", default="", help="git commit of the code that ran (default: the HEAD of the "
                                                       "checkout holding --params, else of this one)")
     args = parser.parse_args(argv)
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             records = [from_run_dir(exp, args.params, args.set, _metrics_files(args.metrics),
                                     args.evaluate_report or None, args.baseline, args.preset,
-                                    commit=args.commit)]
+                                    source=args.source, commit=args.commit)]
     except (JstipError, json.JSONDecodeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
