@@ -34,7 +34,7 @@ class LetterMap:
     """Each LM token's contribution to the CTC letter sequence, and the incremental rule that joins them.
 
     A token's piece is lower-cased; a word boundary (`▁`, or a space in byte-level pieces `Ġ`) opens a
-    new word; characters outside the CTC classes (punctuation, upper-case-only symbols) are dropped;
+    new word; characters outside the CTC classes (punctuation, other scripts) are dropped;
     empty words and a leading boundary leave nothing, as in `char_targets`. Special tokens give no letters.
     """
 
