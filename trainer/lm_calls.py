@@ -57,6 +57,15 @@ class Prompter:
         self.skipped.update(dataset.skipped)
         return items
 
+    def _batch(self, samples: Sequence[Sample], padding_side: str) -> tuple[list[int], dict | None]:
+        """The indices of the prompts whose audio could be read and their collated batch (None when none could)."""
+        items = self._items(samples)
+        kept = [i for i, item in enumerate(items) if item is not None]
+        if not kept:
+            return kept, None
+        collator = Collator(self.tok, self.model.spec, max_tokens=10**9, padding_side=padding_side, add_eos=False)
+        return kept, collator([items[i] for i in kept])
+
     def max_positions(self) -> int | None:
         """The LM's trained context (max_position_embeddings), None when its config lacks one."""
         return getattr(self.model.base_lm().config, "max_position_embeddings", None)
@@ -64,13 +73,10 @@ class Prompter:
     @torch.no_grad()
     def generate(self, samples: Sequence[Sample], max_new_tokens: int, num_beams: int = 1) -> list[Generated | None]:
         """Continuations of the prompts (None for a prompt whose audio could not be read)."""
-        items = self._items(samples)
-        kept = [i for i, item in enumerate(items) if item is not None]
+        kept, batch = self._batch(samples, "left")
         out: list[Generated | None] = [None] * len(samples)
-        if not kept:
+        if batch is None:
             return out
-        collator = Collator(self.tok, self.model.spec, max_tokens=10**9, padding_side="left", add_eos=False)
-        batch = collator([items[i] for i in kept])
         with self.autocast:
             new_ids = self.model.generate(to_device(batch, self.device), max_new_tokens=max_new_tokens,
                                           num_beams=num_beams)
@@ -94,19 +100,17 @@ class Prompter:
                              "(train.ctc_weight > 0, ctc_units: chars); decode this one with ctc_weight 0")
         if self._letters is None:
             self._letters = LetterMap(self.tok)
-        items = self._items(samples)
-        kept = [i for i, item in enumerate(items) if item is not None]
+        kept, batch = self._batch(samples, "left")
         out: list[Generated | None] = [None] * len(samples)
-        if not kept:
+        if batch is None:
             return out
-        collator = Collator(self.tok, self.model.spec, max_tokens=10**9, padding_side="left", add_eos=False)
-        batch = to_device(collator([items[i] for i in kept]), self.device)
+        batch = to_device(batch, self.device)
         with self.autocast:
-            embeds, ctc_in, _ = self.model._embed(batch)
-            hidden, n_hidden = ctc_in
+            embeds, frames = self.model.embed_with_frames(batch)
             audio_of_row = batch["span_audio"].tolist()  # one speech span per prompt, in row order
-            if len(audio_of_row) != len(kept):
+            if frames is None or len(audio_of_row) != len(kept):
                 raise JstipError("joint CTC/LM decoding takes prompts with exactly one speech span each")
+            hidden, n_hidden = frames
             banned = list(self.tok.all_special_ids)
             for row, i in enumerate(kept):
                 a = audio_of_row[row]
@@ -126,13 +130,10 @@ class Prompter:
         others). Prompts are laid out as usual (no eos added); the scored tokens are the end of
         the last text span. None for a prompt whose audio could not be read.
         """
-        items = self._items(samples)
-        kept = [i for i, item in enumerate(items) if item is not None]
+        kept, batch = self._batch(samples, "right")
         out: list[torch.Tensor | None] = [None] * len(samples)
-        if not kept:
+        if batch is None:
             return out
-        collator = Collator(self.tok, self.model.spec, max_tokens=10**9, padding_side="right", add_eos=False)
-        batch = collator([items[i] for i in kept])
         lengths = batch["attention_mask"].sum(1).tolist()
         for row, i in enumerate(kept):
             if not 0 < n_scored[i] < lengths[row]:

@@ -366,6 +366,11 @@ class SpeechLM(nn.Module):
         """Token embeddings with each `<|audio|>` position replaced by its speech frame."""
         return self._embed(batch)[0]
 
+    def embed_with_frames(self, batch: dict[str, Any]) -> tuple[torch.Tensor, tuple[torch.Tensor, list[int]] | None]:
+        """`embed`'s embeddings and the frames the CTC head reads with their counts (joint decoding scores them)."""
+        embeds, ctc_in, _ = self._embed(batch)
+        return embeds, ctc_in
+
     def _embed(self, batch: dict[str, Any]) -> tuple[torch.Tensor, tuple[torch.Tensor, list[int]] | None, list[int]]:
         input_ids = batch["input_ids"]
         embeds = self.lm.get_input_embeddings()(input_ids)
