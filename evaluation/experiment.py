@@ -141,17 +141,25 @@ def _value(value: Any) -> str:
 
 
 def queue_commands(exp: Experiment, tables: list[str], seeds: list[int], preset: str = "",
-                   target: str = "dvc.yaml", include_pending: bool = False) -> list[list[str]]:
+                   target: str = "dvc.yaml", include_pending: bool = False,
+                   only_rows: list[str] | None = None) -> list[list[str]]:
     """One `dvc exp run --queue` argv per (row of `tables`, seed), run from the experiment directory.
 
     Rows that show another row's runs (`ref`) queue nothing; `pending` rows only when asked; a row
-    in several of `tables` is queued once."""
+    in several of `tables` is queued once. `only_rows` (row ids) runs a part of the tables, the queue
+    split over sittings."""
     unknown = sorted(set(tables) - set(exp.tables))
     if unknown:
         raise JstipError(f"unknown tables {unknown}; known: {', '.join(exp.tables)}")
+    in_tables = [r for r in exp.rows if r.table in tables]
+    unknown_rows = sorted(set(only_rows or []) - {r.row_id for r in in_tables})
+    if unknown_rows:
+        raise JstipError(f"unknown rows {unknown_rows} in tables {', '.join(tables)}; known: "
+                         f"{', '.join(r.row_id for r in in_tables)}")
     overrides = exp.preset(preset)
     commands = []
-    rows = [r for r in exp.rows if r.table in tables and not r.ref and (include_pending or not r.pending)]
+    rows = [r for r in in_tables if not r.ref and (include_pending or not r.pending)
+            and (not only_rows or r.row_id in only_rows)]
     for row in rows:
         for seed in seeds:
             settings = {**overrides, **row.set, **{k: seed for k in exp.seed_params}}

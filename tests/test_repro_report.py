@@ -196,6 +196,11 @@ def test_queue_plan_covers_every_runnable_row_and_seed_once():
     gpu = queue_commands(exp, ["table1"], [0], preset="gpu")
     assert "pretrain/lm.yaml:train.lm_layers=16" in " ".join(gpu[0]) and "train.context=8192" in " ".join(gpu[0])
     assert gpu[0][gpu[0].index("--name") + 1] == "asr_only-gpu-s0"
+    # a part of the queue: some rows, some seeds; a row id not in the tables is refused by name
+    part = queue_commands(exp, ["table1"], [1, 2], only_rows=["asr_text", "asr_text_il"])
+    assert sorted(c[c.index("--name") + 1] for c in part) == ["asr_text-s1", "asr_text-s2", "asr_text_il-s1", "asr_text_il-s2"]
+    with pytest.raises(JstipError, match="word_il"):
+        queue_commands(exp, ["table1"], [0], only_rows=["word_il"])
 
 
 def test_every_knob_a_row_or_preset_sets_exists_in_params():

@@ -3,6 +3,7 @@
     python run_experiments.py --dry-run                      # print the commands (Table I, seeds 0 1 2, CPU preset)
     python run_experiments.py --run --jobs 2                 # shared stages, then the runs, two at a time
     python run_experiments.py --tables table3,ablations --run
+    python run_experiments.py --rows asr_text,asr_text_il --seeds 1,2 --run --jobs 2   # a part of the queue
     python run_experiments.py --preset gpu --run --jobs 1
 
 Run from this directory (`experiments/repro`). What it does, in order:
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--experiment", default=str(HERE / "experiment.yaml"))
     parser.add_argument("--tables", default="table1", help="comma-separated table ids of experiment.yaml")
+    parser.add_argument("--rows", default="", help="comma-separated row ids of those tables (default: every row): "
+                                                  "the queue run in parts")
     parser.add_argument("--seeds", default="", help="comma-separated seeds (default: the file's)")
     parser.add_argument("--preset", default="cpu", help="cpu (params.yaml) or a preset of experiment.yaml")
     parser.add_argument("--jobs", type=int, default=2, help="experiments run at the same time")
@@ -61,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     exp = load(args.experiment)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()] or exp.seeds
     commands = queue_commands(exp, [t for t in args.tables.split(",") if t], seeds, args.preset,
-                              include_pending=args.include_pending)
+                              include_pending=args.include_pending,
+                              only_rows=[r for r in args.rows.split(",") if r.strip()] or None)
     if not commands:
         print("nothing to queue", file=sys.stderr)
         return 1
