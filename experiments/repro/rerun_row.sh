@@ -4,7 +4,7 @@
 # Used after the trainer's data-order fix, which DVC sees as a change of the shared pretrained stages, and
 # for runs made beside a `dvc repro` that holds the workspace's lock. Each step's time and peak memory: $R/time.txt.
 # Record it: python record_run.py dir --params params.yaml --set interleave.recipe=RECIPE --set interleave.seed=SEED
-#   --set train.seed=SEED --metrics $R/m_eval.json --metrics $R/m_probe.json --evaluate-report $R/r_eval.json
+#   --set train.seed=SEED --metrics eval=$R/m_eval.json --metrics probe=$R/m_probe.json --evaluate-report $R/r_eval.json
 set -e
 recipe=$1; seed=$2; name=$recipe-s$seed
 cd "$(dirname "$0")"
