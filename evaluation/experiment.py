@@ -134,7 +134,8 @@ def exp_name(row: Row, seed: int, preset: str = "") -> str:
     return f"{row.row_id}{'' if preset in ('', 'cpu') else '-' + preset}-s{seed}"
 
 
-def _value(value: Any) -> str:
+def param_value(value: Any) -> str:
+    """A params value as `dvc exp run -S` and the stages' flags take it (booleans lower-case)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -162,12 +163,47 @@ def queue_commands(exp: Experiment, tables: list[str], seeds: list[int], preset:
             and (not only_rows or r.row_id in only_rows)]
     for row in rows:
         for seed in seeds:
-            settings = {**overrides, **row.set, **{k: seed for k in exp.seed_params}}
+            settings = _settings(exp, overrides, row, seed)
             argv = ["dvc", "exp", "run", "--queue", "--name", exp_name(row, seed, preset)]
             for key, value in settings.items():
-                argv += ["--set-param", f"{key}={_value(value)}"]
+                argv += ["--set-param", f"{key}={param_value(value)}"]
             commands.append(argv + [target])
     return commands
+
+
+def _settings(exp: Experiment, overrides: dict[str, Any], row: Row, seed: int) -> dict[str, Any]:
+    return {**overrides, **row.set, **{k: seed for k in exp.seed_params}}
+
+
+def run_settings(exp: Experiment, row_id: str, seed: int, preset: str = "") -> dict[str, Any]:
+    """What one run of a row sets over the params file (the preset, the row's `set`, the seeds), as
+    `dvc exp run -S` would; a row that only shows another's runs, or a pending one, is refused."""
+    row = exp.row(row_id)
+    if row.ref:
+        raise JstipError(f"row {row_id} shows the runs of row {row.ref}: run {row.ref}")
+    if row.pending:
+        raise JstipError(f"row {row_id} cannot run yet: {row.pending}")
+    return _settings(exp, exp.preset(preset), row, seed)
+
+
+# The stages a run makes itself (outside DVC's queue, on shared stages already built); `align` only for
+# rows that change the alignments (the boundary-noise ablations import true or jittered word times).
+PER_RUN_STAGES = ("align", "interleave", "train", "evaluate", "probe")
+
+
+def stage_flags(settings: dict[str, Any]) -> dict[str, list[str]]:
+    """Settings as flags of the per-run stages' commands (`train.steps: 1600` -> train: --steps 1600).
+
+    A setting of a shared stage (the world, prepare, the pretrained models) or of another params file
+    is refused: such a run changes what every run shares and has to go through `dvc exp run`."""
+    flags: dict[str, list[str]] = {stage: [] for stage in PER_RUN_STAGES}
+    for key, value in settings.items():
+        stage, _, name = key.partition(".")
+        if ":" in key or stage not in flags or not name or "." in name:
+            raise JstipError(f"setting {key}={param_value(value)} changes a shared stage or another params file; "
+                             f"run it with run_experiments.py (DVC), not outside the queue")
+        flags[stage] += [f"--{name.replace('_', '-')}", param_value(value)]
+    return flags
 
 
 def shell(argv: list[str]) -> str:
@@ -185,6 +221,6 @@ def match_row(exp: Experiment, baseline: dict[str, Any], params: dict[str, Any],
     """The row whose expected params equal `params` (compared as strings, as `-S` sets them)."""
     for row in (r for r in exp.rows if not r.ref):
         expected = expected_params(exp, baseline, row, preset)
-        if all(_value(params.get(k)) == _value(v) for k, v in expected.items()):
+        if all(param_value(params.get(k)) == param_value(v) for k, v in expected.items()):
             return row
     return None

@@ -16,7 +16,7 @@ from scipy import stats
 
 from manifests.errors import JstipError
 from pipeline.cli import main
-from evaluation.experiment import flatten, load, queue_commands
+from evaluation.experiment import flatten, load, queue_commands, run_settings, stage_flags
 from evaluation.report import assign, parse_exp_show, write_report
 from evaluation.bootstrap import paired_bootstrap
 from evaluation.seeds import paired_seed_difference, summarize
@@ -201,6 +201,43 @@ def test_queue_plan_covers_every_runnable_row_and_seed_once():
     assert sorted(c[c.index("--name") + 1] for c in part) == ["asr_text-s1", "asr_text-s2", "asr_text_il-s1", "asr_text_il-s2"]
     with pytest.raises(JstipError, match="word_il"):
         queue_commands(exp, ["table1"], [0], only_rows=["word_il"])
+
+
+def test_a_run_outside_the_queue_gets_each_stage_its_flags():
+    """rerun_row.sh runs a row's stages itself: every runnable row's settings become flags its stages take."""
+    from pipeline.cli import build_parser
+
+    exp = load(EXPERIMENT)
+    for row in (r for r in exp.rows if not r.ref and not r.pending):
+        flags = stage_flags(run_settings(exp, row.row_id, 1))
+        assert flags["interleave"][-2:] == ["--seed", "1"] and flags["train"][-2:] == ["--seed", "1"]
+        for stage, argv in flags.items():
+            if argv:
+                args = vars(build_parser(stage).parse_args([stage, *argv]))
+                for flag, value in zip(argv[::2], argv[1::2]):
+                    assert str(args[flag[2:].replace("-", "_")]).lower() == value.lower(), (row.row_id, flag)
+    jitter = stage_flags(run_settings(exp, "word_j050", 0))
+    assert jitter["align"] == ["--aligner", "import", "--source", "data/world/reference_jitter050.ctm"]
+    assert stage_flags(run_settings(exp, "asr_il", 2))["align"] == []
+    with pytest.raises(JstipError, match="runs of row word_il"):
+        run_settings(exp, "word_hmm", 0)
+    with pytest.raises(JstipError, match="cannot run yet"):
+        run_settings(exp, "mixed_entity", 0)
+    with pytest.raises(JstipError, match="shared stage"):  # the GPU preset changes the pretrained models: DVC only
+        stage_flags(run_settings(exp, "asr_only", 0, preset="gpu"))
+
+
+def test_row_flags_script_prints_bash_arrays(tmp_path):
+    import subprocess
+    import sys
+
+    script = REPO / "experiments" / "repro" / "row_flags.py"
+    shell = f'eval "$({sys.executable} {script} asr_il_equal_asr 2)"; echo "${{FLAGS_train[*]}}|${{#FLAGS_align[@]}}|${{RECORD_SETS[*]}}"'
+    out = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ("--steps 1600 --seed 2|0|--set interleave.recipe=asr_il --set train.steps=1600 "
+                   "--set interleave.seed=2 --set train.seed=2")
+    refused = subprocess.run([sys.executable, str(script), "word_hmm", "0"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "word_il" in refused.stderr
 
 
 def test_every_knob_a_row_or_preset_sets_exists_in_params():
