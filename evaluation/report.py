@@ -156,12 +156,14 @@ def summaries(exp: Experiment, runs: list[Run]) -> dict[tuple[str, str], Summary
     return out
 
 
-def _cell(s: Summary, digits: int = 1) -> str:
+def _cell(s: Summary, digits: int = 1, of: int = 0) -> str:
+    """Mean ± half-width; `(k of n)` when only k of the row's n runs have the metric (e.g. probes added later)."""
     if s.mean is None:
         return "–"
+    fewer = f" ({s.n} of {of})" if s.n < of else ""
     if s.half_width is None:
-        return f"{s.mean:.{digits}f}"
-    return f"{s.mean:.{digits}f} ± {s.half_width:.{digits}f}"
+        return f"{s.mean:.{digits}f}{fewer}"
+    return f"{s.mean:.{digits}f} ± {s.half_width:.{digits}f}{fewer}"
 
 
 def claims(exp: Experiment, runs: list[Run], reader: Reader | None = None) -> list[dict[str, Any]]:
@@ -206,14 +208,15 @@ def markdown(exp: Experiment, runs: list[Run], stats: dict, claim_rows: list[dic
         for row in (r for r in exp.rows if r.table == table):
             n = max((stats[(row.row_id, m.name)].n for m in exp.metrics), default=0)
             label = row.label + (f" (= {row.ref})" if row.ref else "") + (" *pending*" if row.pending else "")
-            cells = [label, f"{n}/{len(exp.seeds)}"] + [_cell(stats[(row.row_id, m.name)]) for m in exp.metrics]
+            cells = [label, f"{n}/{len(exp.seeds)}"] + [_cell(stats[(row.row_id, m.name)], of=n) for m in exp.metrics]
             cells += [str(row.paper.get(key, "–")) for key, _ in paper_cols]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         gaps = missing(exp, runs, table)
         if gaps:
             lines += ["missing: " + "; ".join(f"{row} " + ", ".join(f"s{s}" for s in seeds) for row, seeds in gaps), ""]
-    lines += ["Mean ± half-width of the 95% t interval over seeds; every finished run is included.", ""]
+    lines += ["Mean ± half-width of the 95% t interval over seeds; every finished run is included; `(k of n)`: "
+              "only k of the row's n runs have that metric.", ""]
     if claim_rows:
         lines += ["### Claims (B vs A)", "",
                   "| B | A | metric | B − A (seeds) | 95% t interval | seeds with B better "

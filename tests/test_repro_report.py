@@ -126,6 +126,22 @@ def test_report_tables_claims_and_plots_from_exp_show(tmp_path):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_cell_over_fewer_runs_than_its_row_says_so(tmp_path):
+    """Probes added after a row's first runs: the cell is over the runs that have them, and says how many."""
+    exp = load(EXPERIMENT)
+    groups = exp_show()
+    for group in groups[1]["experiments"]:
+        if group["name"] == "asr_only-s2":
+            group["revs"][0]["data"]["metrics"].pop("experiments/repro/metrics/probe.json")
+    runs = parse_exp_show(groups, exp)
+    assign(exp, runs)
+    write_report(exp, runs, tmp_path, ["table1"])
+    line = next(x for x in (tmp_path / "tables.md").read_text().splitlines() if x.startswith("| ASR-only |"))
+    cells = [c.strip() for c in line.split("|")]
+    assert cells[2] == "3/3" and "(" not in cells[3]  # EER rare over all three runs
+    assert "50.0 ± 0.0 (2 of 3)" in cells  # MC letter T2T: only two runs have probes
+
+
 def test_report_preset_selects_its_own_runs(tmp_path):
     exp = load(EXPERIMENT)
     gpu = exp.preset("gpu")
