@@ -243,7 +243,7 @@ def test_a_run_outside_the_queue_gets_each_stage_its_flags():
         stage_flags(run_settings(exp, "asr_only", 0, preset="gpu"))
 
 
-def test_row_flags_script_prints_bash_arrays(tmp_path):
+def test_row_flags_script_prints_bash_arrays():
     import subprocess
     import sys
 
