@@ -43,7 +43,8 @@ def sampled(units: Units, sources: np.ndarray, keys: Sequence[str], sampler: str
         if hi - lo < 2:
             skipped += 1
             continue
-        mask = speech_mask(sampler, hi - lo, params, rng_for(seed, key))
+        unit_texts = units.text.slice(lo, hi - lo).to_pylist() if sampler == "entity" else None
+        mask = speech_mask(sampler, hi - lo, params, rng_for(seed, key), unit_texts)
         last_text = max(i for i, m in enumerate(mask) if not m)
         runs = _runs(mask[: last_text + 1])
         spans = _layout(runs, layout)

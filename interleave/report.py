@@ -119,7 +119,7 @@ def metrics_and_report(results: list[dict], selection: Selection, cfg: Any, cand
                                                          **{k: v for k, v in m["examples"].items() if k not in SKIP_REASONS}},
         "notes": dict(m["notes"]),
         "settings": {k: getattr(cfg, k) for k in ("text_form", "tokens", "variants", "segmenter", "max_pause", "layout",
-                                                  "word_sampler", "segment_sampler", "word_probability", "split")},
+                                                  "word_sampler", "segment_sampler", "word_probability", "entity_list", "split")},
         "plots": {"csv": cfg.plot, "png": cfg.figure},
     }
     return metrics, report, m["segments"]

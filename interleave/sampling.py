@@ -9,18 +9,24 @@ acoustic and textual context, and keeps at least one text unit when there are tw
   fraction η of units is speech (slamkit/SIMS style);
 - `alternate`: speech, text, speech, … one unit each (the segment-level default);
 - `random`: each unit is speech with probability p;
-- `spirit`: speech and text runs of lengths drawn uniformly from given ranges (SpiRit-LM).
+- `spirit`: speech and text runs of lengths drawn uniformly from given ranges (SpiRit-LM);
+- `entity`: every unit holding (part of) a listed entity phrase is text, the others speech with
+  probability p: the modality chosen by word type (the paper's future work), so the model learns to
+  write the domain's names after hearing their context. The first unit stays speech even when it is
+  an entity (as above). Phrases match case-insensitively as whole words, punctuation aside.
 Randomness is drawn per sample from (global seed, sample id), so a sample is the same
 whatever the sharding, worker count or order of processing.
 """
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
-SAMPLERS = ("alternate", "poisson", "random", "spirit")
+SAMPLERS = ("alternate", "poisson", "random", "spirit", "entity")
 # Sane ranges: outside them a sampler degenerates (all speech, all text) or, before the bounds on
 # run lengths, asked for runs of billions of units (issue 13: eta=1e-9 needed ~24 GB).
 LAMBDA_RANGE = (1.0, 1000.0)
@@ -43,6 +49,7 @@ class SamplerParams:
     p: float = 0.5
     speech_range: tuple[int, int] = (1, 10)
     text_range: tuple[int, int] = (1, 10)
+    entities: tuple[tuple[str, ...], ...] = ()  # entity: the phrases, as normalised words (`entity_phrases`)
 
     def check(self, name: str) -> None:
         """Raise ValueError naming the bad value for sampler `name`."""
@@ -52,8 +59,10 @@ class SamplerParams:
         if name == "poisson" and not (lo <= self.eta <= hi and LAMBDA_RANGE[0] <= self.lam <= LAMBDA_RANGE[1]):
             raise ValueError(f"poisson needs {LAMBDA_RANGE[0]:g} <= λ <= {LAMBDA_RANGE[1]:g} and {lo} <= η <= {hi}, "
                              f"got λ={self.lam}, η={self.eta}")
-        if name == "random" and not lo <= self.p <= hi:
-            raise ValueError(f"random needs {lo} <= p <= {hi}, got p={self.p}")
+        if name in ("random", "entity") and not lo <= self.p <= hi:
+            raise ValueError(f"{name} needs {lo} <= p <= {hi}, got p={self.p}")
+        if name == "entity" and not self.entities:
+            raise ValueError("entity needs a list of entity phrases (one per line), none given")
         if name == "spirit":
             for label, (a, b) in (("speech", self.speech_range), ("text", self.text_range)):
                 if not 1 <= a <= b <= MAX_RUN:
@@ -111,9 +120,60 @@ def spirit_mask(n: int, speech_range: tuple[int, int], text_range: tuple[int, in
                          lambda: rng.integers(text_range[0], text_range[1] + 1)), n)
 
 
-def speech_mask(name: str, n: int, params: SamplerParams, rng: np.random.Generator) -> list[bool]:
-    """The mask sampler `name` draws for `n` units."""
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower().replace("-", " "))
+
+
+def entity_phrases(lines: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    """The phrases of an entity list (one per line, an optional tab and category after it, as
+    `evaluation/entities.py` reads it) as normalised word tuples, longest first."""
+    phrases = {tuple(_words(line.partition("\t")[0])) for line in lines}
+    return tuple(sorted((p for p in phrases if p), key=lambda p: (-len(p), p)))
+
+
+def entity_units(texts: Sequence[str], phrases: Sequence[tuple[str, ...]]) -> np.ndarray:
+    """True for the units whose words take part in an occurrence of a phrase (leftmost, longest
+    first), matched over the unit sequence so a phrase may span units (word-level units)."""
+    words: list[str] = []
+    owner: list[int] = []
+    for i, text in enumerate(texts):
+        for w in _words(text):
+            words.append(w)
+            owner.append(i)
+    by_first: dict[str, list[tuple[str, ...]]] = {}
+    for p in phrases:
+        by_first.setdefault(p[0], []).append(p)
+    hit = np.zeros(len(texts), bool)
+    j = 0
+    while j < len(words):
+        step = 1
+        for p in by_first.get(words[j], ()):
+            if tuple(words[j:j + len(p)]) == p:
+                hit[owner[j:j + len(p)]] = True
+                step = len(p)
+                break
+        j += step
+    return hit
+
+
+def entity_mask(texts: Sequence[str], phrases: Sequence[tuple[str, ...]], p: float,
+                rng: np.random.Generator) -> list[bool]:
+    """Entity units text, the others speech with probability p."""
+    draw = rng.random(len(texts)) < p
+    return _finish([bool(x) for x in draw & ~entity_units(texts, phrases)], len(texts))
+
+
+def speech_mask(name: str, n: int, params: SamplerParams, rng: np.random.Generator,
+                texts: Sequence[str] | None = None) -> list[bool]:
+    """The mask sampler `name` draws for `n` units (`entity` also reads the units' `texts`)."""
     params.check(name)
+    if name == "entity":
+        if texts is None or len(texts) != n:
+            raise ValueError("the entity sampler needs the text of each unit")
+        return entity_mask(texts, params.entities, params.p, rng)
     if name == "poisson":
         return poisson_speech_mask(n, params.lam, params.eta, rng)
     if name == "alternate":

@@ -28,7 +28,7 @@ from interleave.batch import BuildSettings
 from interleave.extension import LAYOUTS
 from interleave.recipes import (BUCKET_BITS, DEFAULT_RECIPES, MIX_BY, SPEECH_KINDS, TEXT_KINDS, UTTERANCE_KINDS,
                                 resolve, thresholds)
-from interleave.sampling import SAMPLERS, SamplerParams, parse_range
+from interleave.sampling import SAMPLERS, SamplerParams, entity_phrases, parse_range
 from interleave.sequences import VARIANTS
 from interleave.tokens import Rates
 from interleave.units import FORMS, SEGMENTERS
@@ -93,6 +93,9 @@ class InterleaveConfig:
     random_p: float = field(default=0.5, metadata={"help": "random: chance each unit is speech (0.01..0.99)"})
     spirit_speech_words: str = field(default="1-10", metadata={"help": "spirit: speech span length range in units"})
     spirit_text_words: str = field(default="1-10", metadata={"help": "spirit: text span length range in units"})
+    entity_list: str = field(default="", metadata={"help": "entity: the entity phrases, one per line (optionally a tab and "
+                                                           "a category, as jstip evaluate --entities reads it); units "
+                                                           "holding one are text, the others speech with --random-p"})
     max_pause: float = field(default=0.25, metadata={"help": "silence segmenters: a pause of at least this many seconds ends a segment"})
     min_words: int = field(default=1, metadata={"help": "fewest words in a segment (shorter ones fold into a neighbour; 1: off)"})
     max_segment_duration: float = field(default=0.0, metadata={"help": "longest segment in seconds (longer ones are cut; 0: off)"})
@@ -156,6 +159,22 @@ def recipe_weights(cfg: InterleaveConfig) -> dict[str, float]:
     return resolve_config(cfg)[1]
 
 
+def _entity_phrases(cfg: InterleaveConfig) -> tuple[tuple[str, ...], ...]:
+    """The phrases of --entity-list for the entity sampler; a JstipError when the list is missing or empty."""
+    if not cfg.entity_list:
+        raise JstipError("the entity sampler needs --entity-list PATH (one entity phrase per line, e.g. the world "
+                         "corpus's entities.txt)")
+    try:
+        with storage.open_binary(cfg.entity_list) as f:
+            lines = f.read().decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JstipError(f"--entity-list {cfg.entity_list!r} cannot be read: {exc}") from None
+    phrases = entity_phrases(lines)
+    if not phrases:
+        raise JstipError(f"--entity-list {cfg.entity_list!r} holds no phrase (one entity per line)")
+    return phrases
+
+
 def check_config(cfg: InterleaveConfig) -> tuple[InterleaveConfig, dict[str, float], BuildSettings]:
     """Every bad setting as a JstipError naming it and the fix, before any output is touched."""
     cfg, weights = resolve_config(cfg)
@@ -167,11 +186,12 @@ def check_config(cfg: InterleaveConfig) -> tuple[InterleaveConfig, dict[str, flo
     try:
         params = SamplerParams(lam=cfg.poisson_lambda, eta=cfg.speech_fraction, p=cfg.random_p,
                                speech_range=parse_range(cfg.spirit_speech_words, "--spirit-speech-words"),
-                               text_range=parse_range(cfg.spirit_text_words, "--spirit-text-words"))
+                               text_range=parse_range(cfg.spirit_text_words, "--spirit-text-words"),
+                               entities=_entity_phrases(cfg) if "entity" in (cfg.word_sampler, cfg.segment_sampler) else ())
         for sampler in {cfg.word_sampler, cfg.segment_sampler}:
             params.check(sampler)
     except ValueError as exc:
-        raise JstipError(f"{exc} (--poisson-lambda, --speech-fraction, --random-p, --spirit-*-words)") from None
+        raise JstipError(f"{exc} (--poisson-lambda, --speech-fraction, --random-p, --spirit-*-words, --entity-list)") from None
     if not 0.0 <= cfg.word_probability <= 1.0:
         raise JstipError(f"--word-probability must lie in [0, 1], got {cfg.word_probability}")
     if not 0.0 < cfg.max_pause <= 60 or cfg.max_segment_duration < 0:

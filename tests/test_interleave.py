@@ -7,7 +7,8 @@ import pytest
 from interleave.extension import sampled
 from interleave.hashing import string_hash
 from interleave.recipes import ALIASES, DEFAULT_RECIPES, chosen, histogram, parse_mixture, resolve, thresholds
-from interleave.sampling import SamplerParams, poisson_speech_mask, rng_for, speech_mask
+from interleave.sampling import (SamplerParams, entity_phrases, entity_units, poisson_speech_mask, rng_for,
+                                 speech_mask)
 from interleave.samples import asr, text
 from interleave.sentences import sentences
 from interleave.sequences import alternation, alternation_measure, plan_variants, spans_column
@@ -201,6 +202,23 @@ def test_randomness_depends_only_on_seed_and_id():
     assert rng_for(1, "a").random() == rng_for(1, "a").random() != rng_for(1, "b").random()
     mask = speech_mask("random", 20000, SamplerParams(p=0.3), rng_for(0, "r"))
     assert abs(np.mean(mask) - 0.3) < 0.02
+
+
+def test_the_entity_sampler_writes_listed_phrases_as_text_wherever_they_fall():
+    phrases = entity_phrases(["Chest pain\tcommon", "  ", "x-ray", "chest"])
+    assert phrases == (("chest", "pain"), ("x", "ray"), ("chest",))  # longest first, '-' as a space
+    units = ["He", "reported", "chest", "pain,", "an", "X-ray", "and", "a", "chest."]
+    assert entity_units(units, phrases).tolist() == [False, False, True, True, False, True, False, False, True]
+    assert entity_units(["chest pain was", "gone"], phrases).tolist() == [True, False]  # a segment holding one
+    params = SamplerParams(p=0.99, entities=phrases)
+    for key in "abcdefgh":
+        mask = speech_mask("entity", len(units), params, rng_for(0, key), units)
+        assert not any(m for m, hit in zip(mask, entity_units(units, phrases)) if hit)
+        assert mask[0]
+    with pytest.raises(ValueError, match="entity needs a list of entity phrases"):
+        SamplerParams().check("entity")
+    with pytest.raises(ValueError, match="needs the text of each unit"):
+        speech_mask("entity", 3, params, rng_for(0, "a"))
 
 
 def _reference_hash(value: str, salt: str) -> int:

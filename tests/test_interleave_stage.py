@@ -266,6 +266,25 @@ def test_bad_settings_are_clear_errors(corpus, tmp_path):
         _run(corpus, tmp_path, recipe="mine", recipes={"mine": {"mixture": "asr:1", "nope": 1}})
 
 
+def test_the_entity_sampler_writes_the_listed_entities_as_text(corpus, tmp_path):
+    entities = tmp_path / "entities.txt"
+    entities.write_text("metformin\tcommon\nblood pressure\nfracture\n")
+    metrics, df = _run(corpus, tmp_path, recipe="il_word", mix_by="samples", word_sampler="entity", random_p=0.99,
+                       entity_list=str(entities))
+    df = df.filter(pl.col("kind") == "interleave_word")
+    assert len(df) >= 3
+    spoken = " ".join(s["text"] for spans in df["spans"] for s in spans if s["modality"] == "speech").lower()
+    written = " ".join(s["text"] for spans in df["spans"] for s in spans if s["modality"] == "text").lower()
+    assert "metformin" in written and "fracture" in written and "metformin" not in spoken
+    assert "pressure" not in spoken  # 'blood' opens its sentence and stays speech; 'pressure' is written
+    assert json.loads((tmp_path / "r.json").read_text())["settings"]["entity_list"] == str(entities)
+    with pytest.raises(JstipError, match="needs --entity-list"):
+        _run(corpus, tmp_path, recipe="il_word", word_sampler="entity")
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(JstipError, match="holds no phrase"):
+        _run(corpus, tmp_path, recipe="il_word", word_sampler="entity", entity_list=str(tmp_path / "empty.txt"))
+
+
 def test_no_texts_drops_the_text_kind_and_says_so(corpus, tmp_path, capsys):
     metrics, _ = _run({**corpus, "texts": ""}, tmp_path, recipe="demo")
     assert set(metrics["samples_by_kind"]) == {"asr", "interleave_word", "interleave_segment"}

@@ -219,7 +219,7 @@ def test_queue_plan_covers_every_runnable_row_and_seed_once():
         queue_commands(exp, ["table1"], [0], only_rows=["word_il"])
 
 
-def test_a_run_outside_the_queue_gets_each_stage_its_flags():
+def test_a_run_outside_the_queue_gets_each_stage_its_flags(tmp_path):
     """rerun_row.sh runs a row's stages itself: every runnable row's settings become flags its stages take."""
     from pipeline.cli import build_parser
 
@@ -237,8 +237,13 @@ def test_a_run_outside_the_queue_gets_each_stage_its_flags():
     assert stage_flags(run_settings(exp, "asr_il", 2))["align"] == []
     with pytest.raises(JstipError, match="runs of row word_il"):
         run_settings(exp, "word_hmm", 0)
-    with pytest.raises(JstipError, match="cannot run yet"):
-        run_settings(exp, "mixed_entity", 0)
+    entity = stage_flags(run_settings(exp, "mixed_entity", 0))["interleave"]
+    assert entity[entity.index("--word-sampler") + 1] == "entity" and "--entity-list" in entity
+    data = yaml.safe_load(EXPERIMENT.read_text())
+    data["tables"]["table1"]["rows"][0]["pending"] = "waits for a thing"
+    (tmp_path / "e.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(JstipError, match="cannot run yet: waits for a thing"):
+        run_settings(load(tmp_path / "e.yaml"), data["tables"]["table1"]["rows"][0]["id"], 0)
     with pytest.raises(JstipError, match="shared stage"):  # the GPU preset changes the pretrained models: DVC only
         stage_flags(run_settings(exp, "asr_only", 0, preset="gpu"))
 
