@@ -11,7 +11,7 @@ name says). A run in both (same rev, or same row and seed) counts once: the reco
 | `tables.md` | one table per paper table: per row the seeds found and every metric as mean ± half-width of the 95% t interval over seeds, beside the paper's figures, and the (row, seed) pairs with no finished run; then the claims and the runs left out |
 | `summary.csv` | row, metric, n, mean, sd, low, high |
 | `runs.csv` | every run: name, rev, row, seed and its metrics (no run is dropped from this file) |
-| `claims.csv` | each claim (B vs A on a metric): mean per-seed difference, t interval, seeds in B's favour; for entity error rates also the paired bootstrap over test utterances pooled over seeds (`utt_*`, from each record's utterances or each DVC run's `reports/evaluate.json`: `report_utterances.py`) |
+| `claims.csv` | each claim (B vs A on a metric): mean per-seed difference, t interval, seeds in B's favour; for entity error rates also the paired bootstrap over test utterances pooled over the seeds both rows have (`utt_*`, from each record's utterances or each DVC run's `reports/evaluate.json`: `report_utterances.py`) |
 | `eer.png`, `gap.png` | entity error rate per row with intervals; modality gap (speech-in minus text-in) per row |
 
 Every finished run that matches a row is used: no seed is chosen. Runs that failed, are still
@@ -186,6 +186,9 @@ def claims(exp: Experiment, runs: list[Run], reader: Reader | None = None) -> li
                "note": claim.get("note", "")}
         category = entity_category(metric.key)
         if reader is not None and category is not None:
+            shared = set(values["a"]) & set(values["b"])  # the seeds both rows have, as the seed pairing uses
+            members = {side: sorted((r for r in members[side] if r.seed in shared), key=lambda r: r.seed)
+                       for side in ("a", "b")}
             reports = {side: [rep for r in members[side]
                               if (rep := cache[r.rev] if r.rev in cache else cache.setdefault(r.rev, reader(r.rev)))]
                        for side in ("a", "b")}

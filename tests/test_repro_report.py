@@ -17,7 +17,7 @@ from scipy import stats
 from manifests.errors import JstipError
 from pipeline.cli import main
 from evaluation.experiment import flatten, load, queue_commands, run_settings, stage_flags
-from evaluation.report import assign, parse_exp_show, write_report
+from evaluation.report import assign, claims, parse_exp_show, write_report
 from evaluation.bootstrap import paired_bootstrap
 from evaluation.seeds import paired_seed_difference, summarize
 
@@ -181,6 +181,22 @@ def test_claims_add_a_paired_bootstrap_over_test_utterances(tmp_path):
     assert claims[("asr_only", "asr_il", "mc_gap")]["utt_diff"] == ""  # not an entity error rate
     assert claims[("asr_text", "asr_text_il", "eer_rare")]["utt_diff"] == ""  # no finished runs
     assert "bootstrap" in (tmp_path / "tables.md").read_text()
+
+
+def test_the_bootstrap_pools_only_the_seeds_both_rows_have():
+    """A row with one seed against a row with three: both sides of the bootstrap are that seed's runs."""
+    exp = load(EXPERIMENT)
+    runs = parse_exp_show(exp_show(), exp)
+    assign(exp, runs)
+    runs = [r for r in runs if not (r.row is not None and r.row.row_id == "asr_il" and r.seed != 0)]
+    reports = {}
+    for r in runs:  # asr_only's seed 0 misses 5 rare entities, its seeds 1-2 miss 30; asr_il's seed 0 misses 10
+        if r.row is not None and r.row.row_id in ("asr_only", "asr_il"):
+            n = 10 if r.row.row_id == "asr_il" else (5 if r.seed == 0 else 30)
+            reports[r.rev] = _evaluate_report({"rare": {i: 1 for i in range(n)}, "common": {}})
+    rare = next(c for c in claims(exp, runs, reader=reports.get) if (c["a"], c["b"], c["metric"]) == ("asr_only", "asr_il", "eer_rare"))
+    assert rare["seeds"] == 1 and rare["utt_runs_a"] == rare["utt_runs_b"] == 1
+    assert rare["utt_diff"] == pytest.approx(100 * (10 - 5) / 40)
 
 
 def test_report_command_reads_a_saved_exp_show(tmp_path, capsys):
