@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -134,6 +135,15 @@ def entity_phrases(lines: Sequence[str]) -> tuple[tuple[str, ...], ...]:
     return tuple(sorted((p for p in phrases if p), key=lambda p: (-len(p), p)))
 
 
+@lru_cache(maxsize=4)
+def _by_first_word(phrases: tuple[tuple[str, ...], ...]) -> dict[str, list[tuple[str, ...]]]:
+    """The phrases by their first word, built once per list (a list may hold many thousand names)."""
+    index: dict[str, list[tuple[str, ...]]] = {}
+    for p in phrases:
+        index.setdefault(p[0], []).append(p)
+    return index
+
+
 def entity_units(texts: Sequence[str], phrases: Sequence[tuple[str, ...]]) -> np.ndarray:
     """True for the units whose words take part in an occurrence of a phrase (leftmost, longest
     first), matched over the unit sequence so a phrase may span units (word-level units)."""
@@ -143,9 +153,7 @@ def entity_units(texts: Sequence[str], phrases: Sequence[tuple[str, ...]]) -> np
         for w in _words(text):
             words.append(w)
             owner.append(i)
-    by_first: dict[str, list[tuple[str, ...]]] = {}
-    for p in phrases:
-        by_first.setdefault(p[0], []).append(p)
+    by_first = _by_first_word(tuple(phrases))
     hit = np.zeros(len(texts), bool)
     j = 0
     while j < len(words):
