@@ -13,14 +13,16 @@ acoustic and textual context, and keeps at least one text unit when there are tw
 - `entity`: every unit holding (part of) a listed entity phrase is text, the others speech with
   probability p: the modality chosen by word type (the paper's future work), so the model learns to
   write the domain's names after hearing their context. The first unit stays speech even when it is
-  an entity (as above). Phrases match as `jstip evaluate` matches an entity list.
+  an entity (as above). Phrases match case-insensitively as whole words, punctuation aside.
 Randomness is drawn per sample from (global seed, sample id), so a sample is the same
 whatever the sharding, worker count or order of processing.
 """
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -48,7 +50,7 @@ class SamplerParams:
     p: float = 0.5
     speech_range: tuple[int, int] = (1, 10)
     text_range: tuple[int, int] = (1, 10)
-    entities: tuple[tuple[str, str], ...] = ()  # entity: (phrase, category), as `evaluation/entities.py` reads a list
+    entities: tuple[tuple[str, ...], ...] = ()  # entity: the phrases, as normalised words (`entity_phrases`)
 
     def check(self, name: str) -> None:
         """Raise ValueError naming the bad value for sampler `name`."""
@@ -119,21 +121,53 @@ def spirit_mask(n: int, speech_range: tuple[int, int], text_range: tuple[int, in
                          lambda: rng.integers(text_range[0], text_range[1] + 1)), n)
 
 
-def entity_units(texts: Sequence[str], phrases: Sequence[tuple[str, str]]) -> np.ndarray:
-    """True for the units holding (part of) an instance of a phrase, found as `jstip evaluate` finds
-    entities in a reference (`evaluation.metrics.locate_phrases`), in the units' texts joined by
-    spaces, so a phrase may span word units."""
-    from evaluation.metrics import locate_phrases  # only the entity sampler needs it (and jiwer with it)
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
 
-    starts = np.cumsum([0] + [len(t) + 1 for t in texts])  # unit i: characters starts[i] .. starts[i] + len - 1
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower().replace("-", " "))
+
+
+def entity_phrases(lines: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    """The phrases of an entity list (one per line, an optional tab and category after it, as
+    `evaluation/entities.py` reads it) as normalised word tuples, longest first."""
+    phrases = {tuple(_words(line.partition("\t")[0])) for line in lines}
+    return tuple(sorted((p for p in phrases if p), key=lambda p: (-len(p), p)))
+
+
+@lru_cache(maxsize=4)
+def _by_first_word(phrases: tuple[tuple[str, ...], ...]) -> dict[str, list[tuple[str, ...]]]:
+    """The phrases by their first word, built once per list (a list may hold many thousand names)."""
+    index: dict[str, list[tuple[str, ...]]] = {}
+    for p in phrases:
+        index.setdefault(p[0], []).append(p)
+    return index
+
+
+def entity_units(texts: Sequence[str], phrases: Sequence[tuple[str, ...]]) -> np.ndarray:
+    """True for the units whose words take part in an occurrence of a phrase (leftmost, longest
+    first), matched over the unit sequence so a phrase may span units (word-level units)."""
+    words: list[str] = []
+    owner: list[int] = []
+    for i, text in enumerate(texts):
+        for w in _words(text):
+            words.append(w)
+            owner.append(i)
+    by_first = _by_first_word(tuple(phrases))
     hit = np.zeros(len(texts), bool)
-    for span in locate_phrases(" ".join(texts), phrases):
-        first, last = np.searchsorted(starts, [span.start, span.end - 1], side="right") - 1
-        hit[first:last + 1] = True
+    j = 0
+    while j < len(words):
+        step = 1
+        for p in by_first.get(words[j], ()):
+            if tuple(words[j:j + len(p)]) == p:
+                hit[owner[j:j + len(p)]] = True
+                step = len(p)
+                break
+        j += step
     return hit
 
 
-def entity_mask(texts: Sequence[str], phrases: Sequence[tuple[str, str]], p: float,
+def entity_mask(texts: Sequence[str], phrases: Sequence[tuple[str, ...]], p: float,
                 rng: np.random.Generator) -> list[bool]:
     """Entity units text, the others speech with probability p."""
     draw = rng.random(len(texts)) < p

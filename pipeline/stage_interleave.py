@@ -28,7 +28,7 @@ from interleave.batch import BuildSettings
 from interleave.extension import LAYOUTS
 from interleave.recipes import (BUCKET_BITS, DEFAULT_RECIPES, MIX_BY, SPEECH_KINDS, TEXT_KINDS, UTTERANCE_KINDS,
                                 resolve, thresholds)
-from interleave.sampling import SAMPLERS, SamplerParams, parse_range
+from interleave.sampling import SAMPLERS, SamplerParams, entity_phrases, parse_range
 from interleave.sequences import VARIANTS
 from interleave.tokens import Rates
 from interleave.units import FORMS, SEGMENTERS
@@ -159,26 +159,20 @@ def recipe_weights(cfg: InterleaveConfig) -> dict[str, float]:
     return resolve_config(cfg)[1]
 
 
-def _entity_phrases(cfg: InterleaveConfig) -> tuple[tuple[str, str], ...]:
-    """The (phrase, category) list of --entity-list for the entity sampler, read as `jstip evaluate
-    --entities` reads a list; a JstipError when it is missing, empty or per-utterance annotations."""
-    from evaluation.entities import read_entity_source
-
+def _entity_phrases(cfg: InterleaveConfig) -> tuple[tuple[str, ...], ...]:
+    """The phrases of --entity-list for the entity sampler; a JstipError when the list is missing or empty."""
     if not cfg.entity_list:
         raise JstipError("the entity sampler needs --entity-list PATH (one entity phrase per line, e.g. the world "
                          "corpus's entities.txt)")
-    if not storage.is_file(cfg.entity_list):
-        raise JstipError(f"--entity-list {cfg.entity_list!r} not found")
     try:
-        source = read_entity_source(cfg.entity_list)
+        with storage.open_binary(cfg.entity_list) as f:
+            lines = f.read().decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise JstipError(f"--entity-list {cfg.entity_list!r} cannot be read: {exc}") from None
-    if source.annotations:
-        raise JstipError(f"--entity-list {cfg.entity_list!r} holds per-utterance annotations (.jsonl); the sampler "
-                         "needs a phrase list, one entity per line")
-    if not source.phrases:
+    phrases = entity_phrases(lines)
+    if not phrases:
         raise JstipError(f"--entity-list {cfg.entity_list!r} holds no phrase (one entity per line)")
-    return tuple(source.phrases)
+    return phrases
 
 
 def check_config(cfg: InterleaveConfig) -> tuple[InterleaveConfig, dict[str, float], BuildSettings]:

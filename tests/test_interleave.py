@@ -7,7 +7,8 @@ import pytest
 from interleave.extension import sampled
 from interleave.hashing import string_hash
 from interleave.recipes import ALIASES, DEFAULT_RECIPES, chosen, histogram, parse_mixture, resolve, thresholds
-from interleave.sampling import SamplerParams, entity_units, poisson_speech_mask, rng_for, speech_mask
+from interleave.sampling import (SamplerParams, entity_phrases, entity_units, poisson_speech_mask, rng_for,
+                                 speech_mask)
 from interleave.samples import asr, text
 from interleave.sentences import sentences
 from interleave.sequences import alternation, alternation_measure, plan_variants, spans_column
@@ -204,7 +205,8 @@ def test_randomness_depends_only_on_seed_and_id():
 
 
 def test_the_entity_sampler_writes_listed_phrases_as_text_wherever_they_fall():
-    phrases = (("Chest pain", "common"), ("x-ray", ""), ("chest", ""))  # as evaluation/entities.py reads a list
+    phrases = entity_phrases(["Chest pain\tcommon", "  ", "x-ray", "chest"])
+    assert phrases == (("chest", "pain"), ("x", "ray"), ("chest",))  # longest first, '-' as a space
     units = ["He", "reported", "chest", "pain,", "an", "X-ray", "and", "a", "chest."]
     assert entity_units(units, phrases).tolist() == [False, False, True, True, False, True, False, False, True]
     assert entity_units(["chest pain was", "gone"], phrases).tolist() == [True, False]  # a segment holding one
