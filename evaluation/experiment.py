@@ -9,6 +9,7 @@ R's `set`, everywhere except the seed params. So the table is built from what ac
 """
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,20 @@ def param_value(value: Any) -> str:
     return str(value)
 
 
+_HYDRA_SPECIAL = re.compile(r"[,\s\[\](){}'\"=\\]")
+
+
+def dvc_set_value(value: Any) -> str:
+    """A params value as `dvc exp run -S key=VALUE` reads it: DVC parses overrides with Hydra, where
+    `a,b` is a sweep over two values, so a string holding Hydra's special characters (an inline
+    mixture `asr:38,tts_pair:13`) is quoted to stay one string; numbers stay bare (quoted they would
+    become strings)."""
+    text = param_value(value)
+    if isinstance(value, str) and _HYDRA_SPECIAL.search(text):
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return text
+
+
 def queue_commands(exp: Experiment, tables: list[str], seeds: list[int], preset: str = "",
                    target: str = "dvc.yaml", include_pending: bool = False,
                    only_rows: list[str] | None = None) -> list[list[str]]:
@@ -166,7 +181,7 @@ def queue_commands(exp: Experiment, tables: list[str], seeds: list[int], preset:
             settings = _settings(exp, overrides, row, seed)
             argv = ["dvc", "exp", "run", "--queue", "--name", exp_name(row, seed, preset)]
             for key, value in settings.items():
-                argv += ["--set-param", f"{key}={param_value(value)}"]
+                argv += ["--set-param", f"{key}={dvc_set_value(value)}"]
             commands.append(argv + [target])
     return commands
 
