@@ -1,5 +1,7 @@
 """The interleave concept as pure functions: units, segments, the paper's alternation and token
 formats, text samples, samplers (bounded), hashing and the hash-threshold selection."""
+import re
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -196,6 +198,26 @@ def test_sampler_parameters_are_bounded_and_the_work_per_sample_too():
 
     mask = poisson_speech_mask(50, 3.0, 0.01, Counting())
     assert len(mask) == 50 and mask[0] and not all(mask) and Counting.draws <= 2
+
+
+def test_the_entity_sampler_and_the_entity_scorer_agree_on_which_words_are_entities(tmp_path):
+    """The entity-aware ablation rests on this: the words the sampler keeps as text are exactly the
+    words evaluation scores as entity instances, though the two match differently (word tuples over
+    units vs whole-word patterns over characters)."""
+    from evaluation.entities import locate, read_entity_source
+
+    listing = tmp_path / "entities.txt"
+    listing.write_text("Chest X-ray\tcommon\nx ray\tcommon\nheart\trare\nSjogren's syndrome\trare\n"
+                       "o'brien\trare\n")
+    source = read_entity_source(str(listing))
+    phrases = entity_phrases(listing.read_text().splitlines())
+    text = ("After a chest x-ray, O'Brien (heart-rate normal) had Sjogren's syndrome; "
+            "the X ray and heartburn were noted by heart.")
+    units = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    spans = locate(source, {"u": text}).spans["u"]
+    scored = [any(a < s.end and s.start < b for s in spans) for a, b in units]
+    sampled_as_text = entity_units([text[a:b] for a, b in units], phrases).tolist()
+    assert sum(scored) == 9 and sampled_as_text == scored
 
 
 def test_randomness_depends_only_on_seed_and_id():
